@@ -1,0 +1,83 @@
+# Two commands on a fresh machine with python3 >= 3.11:
+#   make demo   set up, load the demo bank, run a conversion job, serve the admin
+#   make test   set up and run the whole suite (SQLite, then PostgreSQL when reachable)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+MATHLIVE_VERSION := 0.111.1
+VENDOR := static/vendor/mathlive
+PORT ?= 8000
+PG_URL ?= postgres://postgres@127.0.0.1:5432/mathconv
+JUDGE := ../shared/tools/judge
+
+.PHONY: demo test test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps bench clean messages
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+venv: $(VENV)/.installed
+dev-venv: $(VENV)/.dev-installed
+
+# MathLive, vendored from npm at a pinned version and served as static files.
+$(VENDOR)/mathlive.min.js: frontend/package.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)
+	cp frontend/node_modules/mathlive/mathlive.min.js frontend/node_modules/mathlive/mathlive-static.css $(VENDOR)/
+	cp -r frontend/node_modules/mathlive/fonts frontend/node_modules/mathlive/sounds $(VENDOR)/ 2>/dev/null || cp -r frontend/node_modules/mathlive/fonts $(VENDOR)/
+	cp frontend/node_modules/mathlive/LICENSE.txt $(VENDOR)/ 2>/dev/null || true
+
+vendor: $(VENDOR)/mathlive.min.js
+
+# Debian's chromium for the browser tests (Playwright cannot download browsers here).
+chromium:
+	@command -v /usr/bin/chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+judge-deps:
+	@[ -d $(JUDGE)/node_modules ] || (cd $(JUDGE) && npm ci --no-audit --no-fund --loglevel=error)
+
+demo: venv vendor
+	DEBUG=1 $(PY) manage.py migrate --noinput
+	DEBUG=1 $(PY) manage.py demo --port $(PORT)
+
+test: dev-venv vendor chromium
+	$(VENV)/bin/ruff check .
+	$(MAKE) test-sqlite
+	@if $(PY) -c "import psycopg,os,sys; psycopg.connect(os.environ.get('DATABASE_URL') or '$(PG_URL)'.rsplit('/',1)[0]+'/postgres', connect_timeout=3).close()" 2>/dev/null; then \
+	  $(MAKE) test-postgres; \
+	else echo "PostgreSQL not reachable: skipped the PostgreSQL run"; fi
+
+test-sqlite:
+	env -u DATABASE_URL $(VENV)/bin/pytest -p no:cacheprovider
+
+test-postgres:
+	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} $(VENV)/bin/pytest -p no:cacheprovider
+
+lint: dev-venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+messages: venv
+	DEBUG=1 $(PY) manage.py makemessages -l ko --ignore=.venv --ignore=frontend --ignore=static
+	DEBUG=1 $(PY) manage.py compilemessages --ignore=.venv
+
+bench: dev-venv judge-deps
+	$(PY) bench/converter.py
+	$(PY) bench/engine.py
+	$(PY) bench/import_questions.py
+	$(PY) bench/admin.py
+
+clean:
+	rm -rf $(VENV) var frontend/node_modules $(VENDOR)

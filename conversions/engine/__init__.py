@@ -1,0 +1,1 @@
+"""The async batch engine: plain asyncio + the openai SDK, no Django imports."""

@@ -1,0 +1,56 @@
+"""Data in and out of the engine: frozen dataclasses, errors as data.
+
+This module is the contract between the engine (conversions/engine/) and the one
+bridge to the ORM (conversions/tasks.py). Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ErrorCategory(StrEnum):
+    RATE_LIMIT = "rate_limit"
+    TIMEOUT = "timeout"
+    API_ERROR = "api_error"
+    INVALID_INPUT = "invalid_input"
+    INVALID_OUTPUT = "invalid_output"
+    VALIDATION_FAILED = "validation_failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    item_id: int
+    ref: str  # the question's external id, for log lines
+    mathml: str = ""
+    text: str = ""
+    hint: str = ""  # e.g. the rules converter's LaTeX, offered to the LLM in hybrid mode
+    batch_no: int = 0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str | None
+    api_key: str = field(repr=False)
+    model: str
+    timeout_s: float = 60.0
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    item_id: int
+    ok: bool
+    value: dict | None = None  # {"latex": ...} for conversion, the labels for labeling
+    error_category: ErrorCategory | None = None
+    error_message: str = ""
+    latency_s: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    api_calls: int = 0
+    retries: int = 0
+    request_excerpt: str = ""
+    response_excerpt: str = ""

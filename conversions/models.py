@@ -1,0 +1,400 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Question(models.Model):
+    class ConversionState(models.TextChoices):
+        UNCONVERTED = "unconverted", _("Not converted")
+        CONVERTED = "converted", _("Converted")
+        NEEDS_REVIEW = "needs_review", _("Needs review")
+        APPROVED = "approved", _("Approved")
+        FAILED = "failed", _("Failed")
+
+    question_id = models.CharField(_("question id"), max_length=100, unique=True)
+    mathml = models.TextField(_("MathML"))
+    text = models.TextField(_("question text"), blank=True)
+    subject = models.CharField(_("subject"), max_length=50, blank=True, db_index=True)
+    grade = models.CharField(_("grade"), max_length=30, blank=True, db_index=True)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+
+    # The accepted LaTeX: written by a job when a result passes validation, or by a
+    # reviewer. latex_locked marks an approved or hand-edited result that later jobs
+    # must not overwrite unless the operator asks for it (DESIGN invariant 8).
+    latex = models.TextField(_("LaTeX"), blank=True)
+    conversion_state = models.CharField(
+        _("conversion state"),
+        max_length=20,
+        choices=ConversionState.choices,
+        default=ConversionState.UNCONVERTED,
+    )
+    latex_locked = models.BooleanField(_("LaTeX locked by review"), default=False)
+    latex_accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("accepted by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    latex_accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
+
+    # Model output and reviewer corrections are kept apart: `labels` is what the last
+    # labeling job produced, `labels_corrected` what a reviewer set (wins when present).
+    labels = models.JSONField(_("labels"), default=dict, blank=True)
+    labels_corrected = models.JSONField(_("corrected labels"), null=True, blank=True)
+    labels_meta = models.JSONField(_("label provenance"), default=dict, blank=True)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("question")
+        verbose_name_plural = _("questions")
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["conversion_state", "id"], name="question_state_idx"),
+            models.Index(fields=["subject", "grade"], name="question_subject_grade_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.question_id
+
+    @property
+    def effective_labels(self) -> dict:
+        return self.labels_corrected if self.labels_corrected is not None else self.labels
+
+
+class LabelSchema(models.Model):
+    """A labeling scheme: instructions plus fields with allowed values or ranges.
+
+    fields is a list of {"name", "type": "choice"|"integer"|"keywords"|"text",
+    "choices": [...], "min", "max", "max_items", "description"}; it becomes the strict
+    JSON schema of the structured-output request.
+    """
+
+    name = models.SlugField(_("name"), max_length=64, unique=True)
+    instructions = models.TextField(_("instructions"))
+    fields = models.JSONField(_("fields"), default=list)
+    version = models.PositiveIntegerField(_("version"), default=1)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("label schema")
+        verbose_name_plural = _("label schemas")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        CONVERT = "convert", _("Conversion")
+        LABEL = "label", _("Labeling")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        PAUSED = "paused", _("Paused")
+        COMPLETED = "completed", _("Completed")
+        COMPLETED_WITH_ERRORS = "completed_with_errors", _("Completed with errors")
+        CANCELLED = "cancelled", _("Cancelled")
+        FAILED = "failed", _("Failed")
+
+    class Backend(models.TextChoices):
+        RULES = "rules", _("Rules (deterministic converter)")
+        OPENAI = "openai", _("OpenAI-compatible API")
+        HYBRID = "hybrid", _("Hybrid (rules first, LLM for the rest)")
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    FINAL_STATUSES = (
+        Status.COMPLETED,
+        Status.COMPLETED_WITH_ERRORS,
+        Status.CANCELLED,
+        Status.FAILED,
+    )
+
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.CONVERT)
+    name = models.CharField(_("name"), max_length=200, blank=True)
+    status = models.CharField(
+        _("status"), max_length=24, choices=Status.choices, default=Status.QUEUED
+    )
+    backend = models.CharField(
+        _("backend"), max_length=10, choices=Backend.choices, default=Backend.RULES
+    )
+    model = models.CharField(_("model"), max_length=100, blank=True)
+    prompt_version = models.CharField(_("prompt version"), max_length=20, blank=True)
+    label_schema = models.ForeignKey(
+        LabelSchema,
+        verbose_name=_("label schema"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+    )
+    batch_size = models.PositiveIntegerField(_("batch size"), default=100)
+    max_concurrent = models.PositiveIntegerField(_("max concurrent requests"), default=10)
+    rpm_limit = models.PositiveIntegerField(_("requests per minute"), null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(_("tokens per minute"), null=True, blank=True)
+    test_mode = models.BooleanField(_("test mode (first 50)"), default=False)
+    only_unconverted = models.BooleanField(_("only unconverted"), default=False)
+    use_cache = models.BooleanField(_("use result cache"), default=True)
+    overwrite_reviewed = models.BooleanField(_("overwrite reviewed results"), default=False)
+    # The selection the job was created from ({"ids": [...]} or a stored admin filter),
+    # kept for the record; the Items are the job's actual work list.
+    selection = models.JSONField(_("selection"), default=dict, blank=True)
+
+    total_items = models.PositiveIntegerField(_("items"), default=0)
+    error_message = models.TextField(_("error"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "id"], name="job_status_idx")]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+
+class Item(models.Model):
+    """One question's work and result within one job (DESIGN invariant 1)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        NEEDS_REVIEW = "needs_review", _("Needs review")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+        SKIPPED = "skipped", _("Skipped")
+
+    class ErrorCategory(models.TextChoices):
+        RATE_LIMIT = "rate_limit", _("Rate limit")
+        TIMEOUT = "timeout", _("Timeout")
+        API_ERROR = "api_error", _("API error")
+        INVALID_INPUT = "invalid_input", _("Invalid input")
+        INVALID_OUTPUT = "invalid_output", _("Invalid output")
+        VALIDATION_FAILED = "validation_failed", _("Validation failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Route(models.TextChoices):
+        RULES = "rules", _("Rules")
+        LLM = "llm", _("LLM")
+        CACHE = "cache", _("Cache")
+
+    class ReviewStatus(models.TextChoices):
+        UNREVIEWED = "unreviewed", _("Not reviewed")
+        APPROVED = "approved", _("Approved")
+        EDITED = "edited", _("Edited and approved")
+        REJECTED = "rejected", _("Rejected")
+        SKIPPED = "skipped", _("Skipped")
+
+    FINISHED_STATUSES = (Status.SUCCEEDED, Status.NEEDS_REVIEW, Status.FAILED, Status.SKIPPED)
+
+    job = models.ForeignKey(
+        Job, verbose_name=_("job"), on_delete=models.CASCADE, related_name="items"
+    )
+    question = models.ForeignKey(
+        Question, verbose_name=_("question"), on_delete=models.CASCADE, related_name="items"
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    batch_no = models.PositiveIntegerField(_("batch"), default=0)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    lease_owner = models.CharField(_("lease owner"), max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(_("lease expires"), null=True, blank=True)
+
+    result_latex = models.TextField(_("result LaTeX"), blank=True)
+    result_labels = models.JSONField(_("result labels"), null=True, blank=True)
+    route = models.CharField(_("route"), max_length=8, choices=Route.choices, blank=True)
+    cached = models.BooleanField(_("cache hit"), default=False)
+
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(_("tokens in"), default=0)
+    tokens_out = models.PositiveIntegerField(_("tokens out"), default=0)
+    cost_usd = models.DecimalField(
+        _("cost (USD)"), max_digits=12, decimal_places=6, default=Decimal("0")
+    )
+    api_calls = models.PositiveIntegerField(_("API calls"), default=0)
+    retries = models.PositiveIntegerField(_("retries"), default=0)
+
+    error_category = models.CharField(
+        _("error category"), max_length=20, choices=ErrorCategory.choices, blank=True
+    )
+    error_message = models.TextField(_("error message"), blank=True)
+    request_excerpt = models.TextField(_("request excerpt"), blank=True)
+    response_excerpt = models.TextField(_("response excerpt"), blank=True)
+
+    validation_score = models.FloatField(_("validation score"), null=True, blank=True)
+    validation_reasons = models.JSONField(_("validation reasons"), default=list, blank=True)
+
+    review_status = models.CharField(
+        _("review"), max_length=12, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
+    )
+    reviewed_latex = models.TextField(_("reviewed LaTeX"), blank=True)
+    reviewed_labels = models.JSONField(_("reviewed labels"), null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("reviewed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("item")
+        verbose_name_plural = _("items")
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "question"], name="item_one_per_job_question"),
+        ]
+        indexes = [
+            models.Index(fields=["job", "status", "id"], name="item_job_status_idx"),
+            models.Index(fields=["job", "error_category"], name="item_job_error_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="item_lease_idx"),
+            models.Index(
+                fields=["review_status", "validation_score", "id"], name="item_review_queue_idx"
+            ),
+            models.Index(
+                fields=["error_category", "id"],
+                name="item_failures_idx",
+                condition=~Q(error_category=""),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}/{self.question_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED_STATUSES
+
+    def lease_expired(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.lease_expires_at is not None and self.lease_expires_at <= now
+
+
+class ReviewEvent(models.Model):
+    """Who did what to a result, and when: the review history."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", _("Approved")
+        EDIT = "edit", _("Edited and approved")
+        REJECT = "reject", _("Rejected")
+        SKIP = "skip", _("Skipped")
+        LABELS = "labels", _("Corrected labels")
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="review_events")
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="review_events")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=10, choices=Action.choices)
+    latex_before = models.TextField(blank=True)
+    latex_after = models.TextField(blank=True)
+    labels_after = models.JSONField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("review event")
+        verbose_name_plural = _("review events")
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.item_id}"
+
+
+class ModelPrice(models.Model):
+    """USD per million tokens; seeded by a data migration, edited in the admin."""
+
+    model = models.CharField(_("model"), max_length=100, unique=True)
+    input_per_mtok = models.DecimalField(_("input $/1M tokens"), max_digits=10, decimal_places=4)
+    output_per_mtok = models.DecimalField(_("output $/1M tokens"), max_digits=10, decimal_places=4)
+    batch_discount = models.DecimalField(
+        _("Batch API price factor"), max_digits=4, decimal_places=3, default=Decimal("0.5")
+    )
+
+    class Meta:
+        verbose_name = _("model price")
+        verbose_name_plural = _("model prices")
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+    def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
+        return (self.input_per_mtok * tokens_in + self.output_per_mtok * tokens_out) / Decimal(
+            1_000_000
+        )
+
+
+class CacheEntry(models.Model):
+    """A finished, validated result keyed on normalised input + backend + model + prompt."""
+
+    key = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=10, default=Job.Kind.CONVERT)
+    result_latex = models.TextField(blank=True)
+    result_labels = models.JSONField(null=True, blank=True)
+    validation_score = models.FloatField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("cache entry")
+        verbose_name_plural = _("cache entries")
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class RateLimitWindow(models.Model):
+    """One endpoint's request and token spend in one window, shared by every worker."""
+
+    endpoint = models.CharField(max_length=200)
+    window_start = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "window_start"], name="ratelimit_window_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint}@{self.window_start:%H:%M}"
