@@ -1,11 +1,37 @@
 """Settings for the test suite: production settings plus a test-only secret key.
 
-Subprocesses the tests start (qcluster, runserver, fake_openai) inherit
-DJANGO_SETTINGS_MODULE=tests.settings.
+Each pytest run gets its own test database name (a tag exported to the environment),
+so that runs started side by side do not share one. Subprocesses a test starts
+(qcluster, runserver, fake_openai) inherit DJANGO_SETTINGS_MODULE=tests.settings and the
+tag; with MATHCONV_USE_TEST_DB=1 they open the test database itself instead of the
+normal one. `tests.settings.subprocess_env()` builds that environment.
 """
 
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
+os.environ.setdefault("MATHCONV_TEST_DB_TAG", str(os.getpid()))
 
 from mathconv.settings import *  # noqa: E402,F403
+from mathconv.settings import DATABASES, VAR_DIR  # noqa: E402
+
+_TAG = os.environ["MATHCONV_TEST_DB_TAG"]
+_default = DATABASES["default"]
+if _default["ENGINE"].endswith("sqlite3"):
+    _default["TEST"] = {"NAME": str(VAR_DIR / f"test-{_TAG}.sqlite3")}
+else:
+    _default["TEST"] = {"NAME": f"test_mathconv_{_TAG}"}
+
+if os.environ.get("MATHCONV_USE_TEST_DB") == "1":
+    _default["NAME"] = _default["TEST"]["NAME"]
+
+MATHCONV_LOG_DIR = VAR_DIR / f"test-logs-{_TAG}"
+MATHCONV_EXPORT_DIR = VAR_DIR / f"test-exports-{_TAG}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess that must work on this run's test database."""
+    env = dict(os.environ)
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", MATHCONV_USE_TEST_DB="1")
+    env.update(extra)
+    return env
