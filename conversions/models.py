@@ -152,6 +152,11 @@ class Job(models.Model):
 
     total_items = models.PositiveIntegerField(_("items"), default=0)
     error_message = models.TextField(_("error"), blank=True)
+    # Claims number their batches from this counter (one batch = one claim = one
+    # results file); heartbeat_at is the last sign of life of a task working on the job,
+    # which the reconciler uses to tell a lost task from a busy one.
+    last_batch_no = models.PositiveIntegerField(_("batches claimed"), default=0)
+    heartbeat_at = models.DateTimeField(_("last worker heartbeat"), null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("created by"),
@@ -169,6 +174,8 @@ class Job(models.Model):
         verbose_name = _("job")
         verbose_name_plural = _("jobs")
         ordering = ["-id"]
+        # The admin's launch/pause/resume/cancel/retry buttons need this, not change_job.
+        permissions = [("run_job", _("Can launch, pause, resume, cancel and retry jobs"))]
         indexes = [models.Index(fields=["status", "id"], name="job_status_idx")]
 
     def __str__(self) -> str:
@@ -239,6 +246,10 @@ class Item(models.Model):
     cost_usd = models.DecimalField(
         _("cost (USD)"), max_digits=12, decimal_places=6, default=Decimal("0")
     )
+    # What a cache hit saved: the cost of the call that produced the cached result.
+    cost_saved_usd = models.DecimalField(
+        _("cost saved (USD)"), max_digits=12, decimal_places=6, default=Decimal("0")
+    )
     api_calls = models.PositiveIntegerField(_("API calls"), default=0)
     retries = models.PositiveIntegerField(_("retries"), default=0)
 
@@ -275,6 +286,7 @@ class Item(models.Model):
         verbose_name = _("item")
         verbose_name_plural = _("items")
         ordering = ["id"]
+        permissions = [("review_item", _("Can review results (approve, reject, edit)"))]
         constraints = [
             models.UniqueConstraint(fields=["job", "question"], name="item_one_per_job_question"),
         ]

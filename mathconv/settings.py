@@ -186,6 +186,14 @@ MATHCONV_MAX_MATHML_DEPTH = env_int("MATHCONV_MAX_MATHML_DEPTH", 100)
 MATHCONV_LOG_DIR = Path(os.environ.get("MATHCONV_LOG_DIR", VAR_DIR / "logs"))
 MATHCONV_EXPORT_DIR = Path(os.environ.get("MATHCONV_EXPORT_DIR", VAR_DIR / "exports"))
 
+# --- jobs ---------------------------------------------------------------------------
+# A worker holds its claimed items for MATHCONV_LEASE_SECONDS and renews the lease while
+# it lives; items of a killed worker are claimed again once their lease expires. A task
+# works for at most MATHCONV_TASK_BUDGET_SECONDS (well under Q_CLUSTER timeout), then
+# enqueues a continuation of itself.
+MATHCONV_LEASE_SECONDS = env_int("MATHCONV_LEASE_SECONDS", 120)
+MATHCONV_TASK_BUDGET_SECONDS = env_int("MATHCONV_TASK_BUDGET_SECONDS", 600)
+
 # --- the queue ----------------------------------------------------------------------
 # django-q2's ORM broker re-delivers a task `retry` seconds after a worker prefetched
 # it, so timeout < retry keeps a still-running task from being handed to a second

@@ -1,0 +1,34 @@
+import pytest
+
+from tests.fakeserver import FakeServer
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server():
+    """One `manage.py fake_openai` process for the whole run (see tests/fakeserver.py)."""
+    server = FakeServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server):
+    """The shared fake server with default options and cleared counters for one test."""
+    fake_openai_server.restore()
+    yield fake_openai_server
+    fake_openai_server.restore()
+
+
+@pytest.fixture
+def fake_openai_factory():
+    """start(*flags, **options) -> a dedicated FakeServer, stopped after the test."""
+    servers = []
+
+    def start(*flags, **options):
+        server = FakeServer(*flags, **options)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

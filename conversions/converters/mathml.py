@@ -1,9 +1,1348 @@
-"""PLACEHOLDER: replaced by the real converter (issue 4)."""
+"""Presentation MathML -> LaTeX that MathLive accepts, by rules.
+
+One function per MathML element, chosen through a dict on the tag. Each returns the
+LaTeX of its element; `v` is the mathvariant inherited from <mstyle>/<math>. Anything
+that cannot be written faithfully raises ConversionError with the reason, so that a
+caller can hand the formula to someone else instead of losing part of it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+
+from lxml import etree
+
+from conversions.converters import symbols as sym
+from conversions.converters.errors import ConversionError
+from conversions.converters.parse import MATHML_NS, local_name, parse_mathml
+from conversions.converters.tables import (
+    ACCENT_OPERATORS,
+    LARGEOP_OPERATORS,
+    MATHLIVE_COMMANDS,
+    MATHLIVE_REJECTED_CHARACTERS,
+    MOVABLELIMITS_OPERATORS,
+)
+
+_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DIGITS = frozenset("0123456789")
+_OPERATOR_NAME_CHARS = _ASCII_LETTERS | _DIGITS | frozenset(" *-'.:/")
+_XML_SPACE = " \t\n\r"
+# MathJax ignores the deprecated fontsize/color attributes; so does the converter.
+_STYLE_ATTRIBUTES = frozenset({"mathcolor", "mathsize"})
+_TEXT_ESCAPES = {
+    "{": "\\{",
+    "}": "\\}",
+    "$": "\\$",
+    "&": "\\&",
+    "#": "\\#",
+    "_": "\\_",
+    "%": "\\%",
+}
+# Characters \text{} cannot hold in both MathJax and MathLive: written in math mode.
+_TEXT_BREAKOUTS = {"\\": "\\backslash", "^": "\\unicode{x5E}", "~": "\\unicode{x7E}"}
+_CONTENT_MATHML = frozenset(
+    "apply bind bvar ci cn csymbol cerror cbytes cs share piecewise piece otherwise "
+    "lambda condition declare interval inverse sep plus minus times divide power root eq "
+    "set list vector matrix matrixrow".split()
+)
+# Commands after which a script would not attach to what they draw as a whole.
+_NOT_ATOMS = frozenset(
+    {"\\overbrace", "\\underbrace", "\\overset", "\\underset", "\\left", "\\sqrt"}
+) | frozenset(sym.EXTENSIBLE_ARROWS.values())
+
+Handler = Callable[[etree._Element, "str | None"], str]
 
 
-class ConversionError(ValueError):
-    pass
+def mathml_to_latex(
+    mathml: str | bytes, *, max_bytes: int | None = None, max_depth: int | None = None
+) -> str:
+    """Convert one MathML formula to LaTeX.
+
+    Raises InvalidMathML (a ConversionError) for input that is not acceptable MathML and
+    ConversionError for MathML this converter cannot write faithfully.
+    """
+    return element_to_latex(parse_mathml(mathml, max_bytes=max_bytes, max_depth=max_depth))
 
 
-def mathml_to_latex(mathml: str) -> str:
-    raise ConversionError("converter not implemented yet")
+def element_to_latex(math: etree._Element) -> str:
+    """Convert an already parsed <math> element (see parse_mathml)."""
+    try:
+        latex = _conv(math, None).strip()
+    except RecursionError:
+        raise ConversionError("the formula is nested too deeply to convert") from None
+    # An empty formula draws nothing; "{}" says so without being mistaken for no result.
+    return latex or "{}"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _tag(el: etree._Element) -> str:
+    tag = el.tag
+    if tag[0] == "{":
+        return tag[_NS_LEN:] if tag.startswith(_NS) else local_name(tag)
+    return tag if ":" not in tag else local_name(tag)
+
+
+_NS = "{" + MATHML_NS + "}"
+_NS_LEN = len(_NS)
+
+
+def _kids(el: etree._Element) -> list[etree._Element]:
+    return [child for child in el if isinstance(child.tag, str)]
+
+
+def _conv(el: etree._Element, v: str | None) -> str:
+    handler = _HANDLERS.get(el.tag)
+    if handler is None:
+        if not isinstance(el.tag, str):
+            return ""
+        name = _tag(el)
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise ConversionError(_unsupported(name))
+    latex = handler(el, v)
+    if latex and len(el.attrib) and not _STYLE_ATTRIBUTES.isdisjoint(el.keys()):
+        latex = _color_and_size(el, latex)
+    return latex
+
+
+def _unsupported(name: str) -> str:
+    if name in _CONTENT_MATHML:
+        return f"content MathML <{name}> is not supported, only presentation MathML"
+    return f"unsupported element <{name}>"
+
+
+def _ends_with_control_word(s: str) -> bool:
+    i = len(s) - 1
+    if i < 1 or s[i] not in _ASCII_LETTERS:
+        return False
+    while i >= 0 and s[i] in _ASCII_LETTERS:
+        i -= 1
+    if i < 0 or s[i] != "\\":
+        return False
+    # "\\abc" is a line break followed by letters, not a command
+    backslashes = 0
+    while i >= 0 and s[i] == "\\":
+        backslashes += 1
+        i -= 1
+    return backslashes % 2 == 1
+
+
+def _join(parts: list[str]) -> str:
+    """Concatenate LaTeX pieces, with a space where a command would run into a letter."""
+    out: list[str] = []
+    previous = ""
+    for part in parts:
+        if not part:
+            continue
+        if previous and part[0] in _ASCII_LETTERS and _ends_with_control_word(previous):
+            out.append(" ")
+        out.append(part)
+        previous = part
+    return "".join(out)
+
+
+def _text(el: etree._Element) -> str:
+    """A token's characters with XML whitespace trimmed and collapsed, as MathML says."""
+    text = el.text or ""
+    if len(el):
+        for child in el:
+            if isinstance(child.tag, str):
+                name = _tag(child)
+                if name == "mglyph":
+                    raise ConversionError("<mglyph> (an image) cannot be written in LaTeX")
+                if name not in ("malignmark", "maligngroup"):
+                    raise ConversionError(f"<{name}> inside a token element is not supported")
+            text += child.tail or ""
+    if text and (text[0] in _XML_SPACE or text[-1] in _XML_SPACE or "  " in text or "\n" in text):
+        text = " ".join(text.split(None))
+    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)  # a letter and its combining accent as one
+    return text
+
+
+def _is_groups(s: str, start: int) -> bool:
+    """True when s[start:] is one or more complete {...} groups and nothing else."""
+    n = len(s)
+    if start >= n or s[start] != "{":
+        return False
+    depth = 0
+    i = start
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0 and i + 1 < n and s[i + 1] != "{":
+                return False
+        elif depth == 0:
+            return False
+        i += 1
+    return depth == 0
+
+
+def _is_atom(s: str) -> bool:
+    """Whether a script can follow s directly (x^2, \\alpha^2, \\frac{a}{b}^2)."""
+    n = len(s)
+    if n == 1:
+        return s != "'"
+    if s[0] == "{":
+        return _is_groups(s, 0) and _matching_brace(s, 0) == n - 1
+    if s[0] != "\\":
+        return False
+    i = 1
+    while i < n and s[i] in _ASCII_LETTERS:
+        i += 1
+    if i == 1:
+        return n == 2
+    if s[:i] in _NOT_ATOMS:
+        return False
+    return i == n or _is_groups(s, i)
+
+
+def _matching_brace(s: str, start: int) -> int:
+    depth = 0
+    i = start
+    while i < len(s):
+        c = s[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _group(s: str) -> str:
+    return "{" + s + "}"
+
+
+def _script(s: str) -> str:
+    if len(s) == 1 and (s in _ASCII_LETTERS or s in _DIGITS):
+        return s
+    return "{" + s + "}"
+
+
+def _length_em(value: str | None) -> float | None:
+    """A MathML length in em, or None when it is not an absolute length."""
+    if not value:
+        return None
+    value = value.strip()
+    if value in sym.NAMED_SPACES:
+        return sym.NAMED_SPACES[value]
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz%")
+    unit = value[len(number) :]
+    try:
+        amount = float(number)
+    except ValueError:
+        return None
+    if not unit:
+        return amount if amount == 0 else None
+    factor = sym.UNITS.get(unit)
+    return None if factor is None else amount * factor
+
+
+def _is_zero(value: str) -> bool:
+    value = value.strip()
+    if value == "0" or value.startswith(("0px", "0em", "0pt", "0ex", "0%", "0.0")):
+        return _length_em(value) == 0 or value.rstrip("0.%") == ""
+    return False
+
+
+# ---------------------------------------------------------------- characters and tokens
+
+
+def _symbol(c: str) -> str:
+    """The LaTeX of one character in upright (operator) context."""
+    command = sym.CHAR_COMMANDS.get(c)
+    if command is not None:
+        return command
+    if c < "\x80":
+        if c in sym.ASCII_SPECIALS:
+            return sym.ASCII_SPECIALS[c]
+        if c in _ASCII_LETTERS:
+            return "\\mathrm{" + c + "}"
+        return c
+    if c == "\u2212":
+        return "-"
+    if c in sym.INVISIBLE:
+        return ""
+    if c in sym.SPACES:
+        return "\\ "
+    if unicodedata.combining(c):
+        return _lone_combining_mark(c)
+    styled = sym.STYLED_ALPHANUMERICS.get(c)
+    if styled is not None:
+        return _ident_char(styled[1], styled[0])
+    if c.isalpha():
+        return _text_command(c, None) if _is_word_script(c) else "\\mathrm{" + c + "}"
+    if c in MATHLIVE_REJECTED_CHARACTERS:
+        return _text_command(c, None)
+    return c
+
+
+def _has_marks(text: str) -> bool:
+    return not text.isascii() and any(unicodedata.combining(c) for c in text)
+
+
+def _with_marks(text: str, convert: Callable[[str], str]) -> str:
+    """Each character converted, a combining mark applied to the character before it."""
+    parts: list[str] = []
+    for c in text:
+        if parts and unicodedata.combining(c):
+            parts[-1] = _apply_mark(c, parts[-1])
+        else:
+            parts.append(convert(c))
+    return _join(parts)
+
+
+def _apply_mark(mark: str, base: str) -> str:
+    if mark == "\u0338":  # long solidus overlay: a negated relation
+        return "\\not" + (" " if base[0] in _ASCII_LETTERS else "") + base
+    over = sym.OVER_ACCENTS.get(mark)
+    if over is not None:
+        return over[0] + "{" + base + "}"
+    under = sym.UNDER_ACCENTS.get(mark)
+    if under is not None:
+        return under + "{" + base + "}"
+    raise ConversionError(f"the combining character U+{ord(mark):04X} has no LaTeX equivalent")
+
+
+def _lone_combining_mark(c: str) -> str:
+    """A combining mark with nothing to combine with: its accent over an empty base."""
+    over = sym.OVER_ACCENTS.get(c)
+    if over is not None:
+        return over[0] + "{}"
+    under = sym.UNDER_ACCENTS.get(c)
+    if under is not None:
+        return under + "{}"
+    raise ConversionError(f"the combining character U+{ord(c):04X} has no base to combine with")
+
+
+def _is_word_script(c: str) -> bool:
+    """Hangul, CJK and kana: written as text, never as variables."""
+    cp = ord(c)
+    return (
+        0xAC00 <= cp <= 0xD7A3
+        or 0x1100 <= cp <= 0x11FF
+        or 0x3130 <= cp <= 0x318F
+        or 0x3040 <= cp <= 0x30FF
+        or 0x3400 <= cp <= 0x9FFF
+        or 0xF900 <= cp <= 0xFAFF
+    )
+
+
+def _wrap(latex: str, variant: str) -> str:
+    wrapper = sym.VARIANT_WRAPPERS.get(variant)
+    if wrapper is None:
+        return latex
+    return wrapper[0] + latex + wrapper[1]
+
+
+def _letter(c: str, variant: str) -> str:
+    """A Latin letter or digit in a mathvariant."""
+    if variant == "italic":
+        return c if c in _ASCII_LETTERS else "\\mathit{" + c + "}"
+    unicode_char = sym.unicode_styled(variant, c)
+    if unicode_char is not None:
+        return unicode_char
+    return _wrap(c, variant)
+
+
+def _greek_capital(c: str, variant: str) -> str:
+    command = sym.CHAR_COMMANDS.get(c)
+    if command is None:  # Alpha, Beta ... look Latin but are their own characters
+        return c if variant == "italic" else _wrap(c, variant)
+    if variant in ("italic", "bold-italic"):
+        var = "var" + command[1:]
+        italic = "\\" + var if var in MATHLIVE_COMMANDS else "\\mathit{" + command + "}"
+        return italic if variant == "italic" else "\\boldsymbol{" + italic + "}"
+    if variant == "normal":
+        return command
+    return _wrap(command, variant)
+
+
+def _ident_char(c: str, variant: str) -> str:
+    """One character of an identifier drawn in `variant`."""
+    styled = sym.STYLED_ALPHANUMERICS.get(c)
+    if styled is not None:
+        variant, c = styled
+    if c in _ASCII_LETTERS:
+        return _letter(c, variant)
+    if c in _DIGITS:
+        return c if variant in ("italic", "normal") else _letter(c, variant)
+    if c in sym.GREEK_LOWER:
+        command = sym.CHAR_COMMANDS.get(c, c)
+        if variant == "italic":
+            return command
+        if variant == "normal":
+            return "\\text{" + c + "}"  # MathJax's TeX fonts have no upright small Greek
+        if variant in ("bold", "bold-italic"):
+            return "\\boldsymbol{" + command + "}"
+        return _wrap(command, variant)
+    if c in sym.GREEK_UPPER:
+        return _greek_capital(c, variant)
+    command = sym.CHAR_COMMANDS.get(c)
+    if command is None and c.isalpha():
+        if _is_word_script(c):
+            return _text_command(c, variant)
+        if variant == "italic":
+            return c  # other letters are italic in math mode, like Latin ones
+        return _wrap(c, variant)
+    latex = command if command is not None else _symbol(c)
+    if variant in ("bold", "bold-italic") and latex:
+        return "\\boldsymbol{" + latex + "}"
+    return latex
+
+
+def _styled(text: str, variant: str) -> str:
+    """The characters of a token in one mathvariant; letters and digits share a wrapper."""
+    if len(text) == 1:
+        return _ident_char(text, variant)
+    if _has_marks(text):
+        return _with_marks(text, lambda c: _ident_char(c, variant))
+    if any(_is_word_script(c) for c in text):
+        return _text_command(text, variant)
+    wrapper = None if variant == "italic" else sym.VARIANT_WRAPPERS.get(variant)
+    parts: list[str] = []
+    run: list[str] = []
+    for c in text:
+        if wrapper is not None and (
+            c in _ASCII_LETTERS or (run or variant != "normal") and (c in _DIGITS or c == " ")
+        ):
+            run.append("\\ " if c == " " else c)
+            continue
+        if run:
+            parts.append(wrapper[0] + _join(run) + wrapper[1])
+            run = []
+        parts.append("\\ " if c == " " else _ident_char(c, variant))
+    if run:
+        parts.append(wrapper[0] + _join(run) + wrapper[1])
+    return _join(parts)
+
+
+def _text_command(text: str, variant: str | None) -> str:
+    """Text in \\text{} (or \\textbf{} ...), with what text mode cannot hold written as math."""
+    opener = sym.TEXT_VARIANT_COMMANDS.get(variant, "\\text{") if variant else "\\text{"
+    closer = "}" * opener.count("{")
+    parts: list[str] = []
+    run: list[str] = []
+    for c in text:
+        breakout = _TEXT_BREAKOUTS.get(c)
+        if breakout is not None:
+            if run:
+                parts.append(opener + "".join(run) + closer)
+                run = []
+            parts.append(breakout)
+        elif c in sym.INVISIBLE:
+            continue
+        else:
+            run.append(_TEXT_ESCAPES.get(c, c))
+    if run:
+        parts.append(opener + "".join(run) + closer)
+    return _join(parts)
+
+
+def _variant(el: etree._Element, v: str | None) -> str | None:
+    if not len(el.attrib):
+        return v
+    # MathJax's own variant (\mathcal, \smallsmile ...) is what it draws with.
+    mjx = el.get("data-mjx-variant")
+    if mjx is not None and mjx in sym.VARIANT_WRAPPERS:
+        return mjx
+    variant = el.get("mathvariant")
+    if variant:
+        return variant
+    weight = el.get("fontweight")
+    style = el.get("fontstyle")
+    if weight is None and style is None:
+        return v
+    # the MathML 1 attributes, still drawn by MathJax
+    bold = weight == "bold" if weight is not None else v in ("bold", "bold-italic")
+    italic = style == "italic" if style is not None else v in ("italic", "bold-italic")
+    if bold:
+        return "bold-italic" if italic else "bold"
+    return "italic" if italic else ("normal" if style == "normal" else v)
+
+
+def _mi(el: etree._Element, v: str | None) -> str:
+    text = _text(el)
+    if not text:
+        return ""
+    variant = _variant(el, v)
+    if len(text) == 1:
+        return _ident_char(text, variant or "italic")
+    if variant is None or variant == "normal":
+        if text in sym.FUNCTION_NAMES:
+            return "\\" + text
+        if _OPERATOR_NAME_CHARS.issuperset(text) and not text.isdigit():
+            # a word drawn upright, its characters as text: \operatorname keeps both
+            return "\\operatorname{" + text.replace(" ", "\\ ") + "}"
+    return _styled(text, variant or "normal")
+
+
+def _mn(el: etree._Element, v: str | None) -> str:
+    text = _text(el)
+    if not text:
+        return ""
+    variant = _variant(el, v) or "normal"
+    if variant == "normal":
+        if text.isdigit() and text.isascii():
+            return text
+        if "," in text:
+            # a thousands separator or decimal comma inside one number takes no space
+            return "{,}".join(_styled(part, variant) if part else "" for part in text.split(","))
+    return _styled(text, variant)
+
+
+def _mo(el: etree._Element, v: str | None) -> str:
+    text = _text(el)
+    if not text:
+        return ""
+    variant = _variant(el, v)
+    if len(text) == 1:
+        if text in sym.PRIMES:
+            # a prime outside a script is drawn at full size, as \prime is
+            return "\\prime" if text != "'" else "'"
+        if el.get("minsize") is not None and text in sym.DELIMITERS:
+            big = _big(el)
+            if big is not None:
+                return big + _delimiter(sym.DELIMITERS[text])
+        if (variant == "-tex-variant" or el.get("data-mjx-alternate")) and text in sym.VARIANT_FORMS:
+            return sym.VARIANT_FORMS[text]
+        if variant and variant != "normal":
+            return _ident_char(text, variant)
+        return _symbol(text)
+    if text in sym.FUNCTION_NAMES:
+        return "\\" + text
+    if text == "...":
+        return "\\ldots"
+    if text.isascii() and text.isalpha():
+        return "\\operatorname{" + text + "}"
+    if el.get("data-mjx-alternate"):
+        return _with_marks(text, lambda c: sym.VARIANT_FORMS.get(c) or _symbol(c))
+    return _with_marks(text, _symbol)
+
+
+def _mtext(el: etree._Element, v: str | None) -> str:
+    text = _text(el)
+    if not text:
+        return ""
+    if text.isspace():
+        return "\\ "
+    variant = _variant(el, v)
+    if variant is None or variant == "normal" or variant in sym.TEXT_VARIANT_COMMANDS:
+        return _text_command(text, variant)
+    return _styled(text, variant)  # double-struck, fraktur ... exist in math mode only
+
+
+def _ms(el: etree._Element, v: str | None) -> str:
+    # MathJax draws the default quotes curly
+    text = el.get("lquote", "\u201c") + _text(el) + el.get("rquote", "\u201d")
+    return _text_command(text, _variant(el, v))
+
+
+def _mspace(el: etree._Element, v: str | None) -> str:
+    width = _length_em(el.get("width"))
+    if width is None or abs(width) < 0.02:
+        return ""
+    for size, command in ((1 / 6, "\\,"), (2 / 9, "\\:"), (5 / 18, "\\;"), (1.0, "\\quad")):
+        if abs(width - size) < 0.02:
+            return command
+    if abs(width - 2) < 0.02:
+        return "\\qquad"
+    if abs(width + 1 / 6) < 0.02:
+        return "\\!"
+    return f"\\hspace{{{round(width, 3):g}em}}"
+
+
+# ---------------------------------------------------------------- rows and fences
+
+
+def _fence_op(el: etree._Element) -> etree._Element | None:
+    """The <mo> of a row item, also when wrapped alone in an <mrow> (as MathJax writes)."""
+    tag = _tag(el)
+    if tag == "mo":
+        return el
+    if tag == "mrow" and len(el) == 1 and isinstance(el[0].tag, str) and _tag(el[0]) == "mo":
+        return el[0]
+    return None
+
+
+def _fence_kind(op: etree._Element, index: int, count: int) -> str | None:
+    """Whether an <mo> can open or close a \\left...\\right pair: "open", "close", "either"."""
+    if op.get("stretchy") == "false" or op.get("fence") == "false":
+        return None
+    text = _text(op)
+    if text in sym.OPENING_FENCES:
+        return "open"
+    if text in sym.CLOSING_FENCES:
+        return "close"
+    symmetric = text in sym.SYMMETRIC_FENCES or text in sym.VERTICAL_ARROWS
+    if not symmetric and not (
+        (op.get("fence") == "true" or (text == "" and op.get("stretchy") == "true"))
+        and text in sym.DELIMITERS
+    ):
+        return None
+    form = op.get("form") or {"OPEN": "prefix", "CLOSE": "postfix"}.get(
+        op.get("data-mjx-texclass") or ""
+    )
+    if form == "prefix":
+        return "open"
+    if form == "postfix":
+        return "close"
+    if symmetric:
+        return "either"
+    if index == 0:
+        return "open"
+    return "close" if index == count - 1 else None
+
+
+def _explicit_fence(op: etree._Element) -> bool:
+    return (
+        op.get("stretchy") == "true"
+        or op.get("fence") == "true"
+        or op.get("data-mjx-texclass") in ("OPEN", "CLOSE")
+    )
+
+
+_Pair = tuple[int, "etree._Element | None", "etree._Element | None"]
+
+
+def _pairs(kids: list[etree._Element]) -> dict[int, _Pair]:
+    """Matching fences of one row: opener index -> (closer index, opener <mo>, closer <mo>).
+
+    A stretchy fence without a partner stretches over the rest of the row (or the row so
+    far), like \\left( ... \\right. does: its partner is None, at index -1 or len(kids).
+    """
+    pairs: dict[int, _Pair] = {}
+    stack: list[tuple[int, etree._Element, str]] = []
+    count = len(kids)
+    for i, kid in enumerate(kids):
+        op = _fence_op(kid)
+        if op is None:
+            continue
+        kind = _fence_kind(op, i, count)
+        if kind is None:
+            continue
+        if kind == "either":
+            if stack and stack[-1][2] == "either" and _text(stack[-1][1]) == _text(op):
+                start, opener, _ = stack.pop()
+                pairs[start] = (i, opener, op)
+            else:
+                stack.append((i, op, kind))
+        elif kind == "open":
+            stack.append((i, op, kind))
+        else:
+            # a symmetric fence left open inside this pair was not a fence
+            while stack and stack[-1][2] == "either" and _text(op) != _text(stack[-1][1]):
+                stack.pop()
+            if stack:
+                start, opener, _ = stack.pop()
+                pairs[start] = (i, opener, op)
+            elif _explicit_fence(op) and i > 0:
+                pairs[-1] = (i, None, op)
+    for start, opener, kind in stack:
+        if kind == "open" and _explicit_fence(opener) and start < count - 1:
+            pairs[start] = (count, opener, None)
+            break
+    return pairs
+
+
+def _is_middle(el: etree._Element) -> bool:
+    """A stretchy delimiter between a \\left and a \\right, drawn as tall as they are."""
+    op = _fence_op(el)
+    if op is None or op.get("stretchy") == "false":
+        return False
+    text = _text(op)
+    if text not in sym.DELIMITERS or not text:
+        return False
+    return text in sym.VERTICAL_ARROWS or op.get("fence") == "true" or op.get("stretchy") == "true"
+
+
+def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) -> list[str]:
+    if len(kids) < 2:
+        if middle and kids and _is_middle(kids[0]):
+            return ["\\middle" + _delimiter(sym.DELIMITERS[_text(_fence_op(kids[0]))])]
+        return [_conv(kid, v) for kid in kids]
+    pairs = _pairs(kids)
+    parts: list[str] = []
+    i = 0
+    count = len(kids)
+    lone_closer = pairs.get(-1)
+    if lone_closer is not None:
+        close, _, closer = lone_closer
+        parts.append(_fenced("", _text(closer), kids[:close], v))
+        i = close + 1
+    while i < count:
+        kid = kids[i]
+        pair = pairs.get(i)
+        if pair is not None:
+            close, opener, closer = pair
+            if closer is None:
+                parts.append(_fenced(_text(opener), "", kids[i + 1 :], v))
+                break
+            big = _big(opener)
+            if big == _big(closer):  # sized fences of different sizes are two symbols
+                parts.append(_fenced(_text(opener), _text(closer), kids[i + 1 : close], v, big))
+                i = close + 1
+                continue
+        if i == count - 2 and _tag(kids[i + 1]) == "mtable":
+            op = _fence_op(kid)
+            if op is not None and _text(op) == "{":
+                # an open brace before a table, with no closer: cases
+                parts.append(_fenced("{", "", kids[i + 1 :], v))
+                break
+        if middle and _is_middle(kid):
+            parts.append("\\middle" + _delimiter(sym.DELIMITERS[_text(_fence_op(kid))]))
+        else:
+            parts.append(_conv(kid, v))
+        i += 1
+    return parts
+
+
+def _row(kids: list[etree._Element], v: str | None) -> str:
+    if len(kids) == 1:
+        return _conv(kids[0], v)
+    return _join(_row_parts(kids, v))
+
+
+_BIG_SIZES = ((1.2, "\\big"), (1.623, "\\Big"), (2.047, "\\bigg"), (2.470, "\\Bigg"))
+
+
+def _big(op: etree._Element) -> str | None:
+    """\\big ... \\Bigg for an <mo> drawn at a fixed size (minsize = maxsize)."""
+    size = op.get("minsize")
+    if size is None or size != op.get("maxsize"):
+        return None
+    em = _length_em(size)
+    if em is None or em < 1.1:
+        return None
+    return min(_BIG_SIZES, key=lambda item: abs(item[0] - em))[1]
+
+
+def _fenced(
+    open_text: str,
+    close_text: str,
+    inner: list[etree._Element],
+    v: str | None,
+    big: str | None = None,
+) -> str:
+    left = sym.DELIMITERS.get(open_text)
+    right = sym.DELIMITERS.get(close_text)
+    if left is None or right is None:
+        return _join([_symbol_text(open_text), _row(inner, v), _symbol_text(close_text)])
+    content = [kid for kid in inner if not _is_invisible(kid)]
+    if len(content) == 1:
+        only = content[0]
+        tag = _tag(only)
+        if tag == "mtable":
+            return _mtable_in_fences(only, v, left, right)
+        if tag == "mfrac" and left == "(" and right == ")" and _is_zero(only.get("linethickness") or "1"):
+            kids = _kids(only)
+            if len(kids) == 2:
+                return "\\binom{" + _conv(kids[0], v) + "}{" + _conv(kids[1], v) + "}"
+    body = _join(_row_parts(inner, v, middle=big is None))
+    if big is not None:
+        return _join([big + "l" + _delimiter(left), body, big + "r" + _delimiter(right)])
+    return "\\left" + _delimiter(left) + body + "\\right" + _delimiter(right)
+
+
+def _delimiter(d: str) -> str:
+    return d + " " if d[-1] in _ASCII_LETTERS else d
+
+
+def _symbol_text(text: str) -> str:
+    return _with_marks(text, _symbol)
+
+
+def _is_invisible(el: etree._Element) -> bool:
+    tag = _tag(el)
+    if tag == "mo":
+        text = _text(el)
+        return not text or all(c in sym.INVISIBLE for c in text)
+    return tag in ("mspace", "maligngroup", "malignmark", "none")
+
+
+def _mrow(el: etree._Element, v: str | None) -> str:
+    if el.text and not el.text.isspace():
+        raise ConversionError(f"text {el.text.strip()!r} directly inside <{_tag(el)}>")
+    return _row(_kids(el), v)
+
+
+def _mfenced(el: etree._Element, v: str | None) -> str:
+    kids = _kids(el)
+    separators = "".join((el.get("separators", ",")).split())
+    parts: list[str] = []
+    for i, kid in enumerate(kids):
+        if i and separators:
+            parts.append(_symbol_text(separators[min(i - 1, len(separators) - 1)]))
+        parts.append(_conv(kid, v))
+    opener = (el.get("open", "(")).strip()
+    closer = (el.get("close", ")")).strip()
+    left = sym.DELIMITERS.get(opener)
+    right = sym.DELIMITERS.get(closer)
+    if left is not None and right is not None and len(kids) == 1:
+        return _fenced(opener, closer, kids, v)
+    body = _join(parts)
+    if left is None or right is None:
+        return _join([_symbol_text(opener), body, _symbol_text(closer)])
+    return "\\left" + _delimiter(left) + body + "\\right" + _delimiter(right)
+
+
+# ---------------------------------------------------------------- layout schemata
+
+
+def _exactly(el: etree._Element, count: int) -> list[etree._Element]:
+    kids = _kids(el)
+    if len(kids) != count:
+        raise ConversionError(f"<{_tag(el)}> needs {count} children, it has {len(kids)}")
+    return kids
+
+
+def _mfrac(el: etree._Element, v: str | None) -> str:
+    numerator, denominator = _exactly(el, 2)
+    num = _conv(numerator, v)
+    den = _conv(denominator, v)
+    thickness = el.get("linethickness")
+    if thickness is not None and _is_zero(thickness):
+        return "{" + num + " \\atop " + den + "}"
+    if el.get("bevelled") == "true":
+        return "{}^{" + num + "}\\!/\\!{}_{" + den + "}"
+    return "\\frac{" + num + "}{" + den + "}"
+
+
+def _msqrt(el: etree._Element, v: str | None) -> str:
+    return "\\sqrt{" + _row(_kids(el), v) + "}"
+
+
+def _mroot(el: etree._Element, v: str | None) -> str:
+    base, index = _exactly(el, 2)
+    degree = _conv(index, v)
+    if not degree:
+        return "\\sqrt{" + _conv(base, v) + "}"
+    if "]" in degree:
+        degree = "{" + degree + "}"
+    return "\\sqrt[" + degree + "]{" + _conv(base, v) + "}"
+
+
+def _base(el: etree._Element, v: str | None) -> str:
+    latex = _conv(el, v)
+    if not latex:
+        return "{}"
+    if latex in sym.LIMIT_COMMANDS:
+        return latex + "\\nolimits"
+    return latex if _is_atom(latex) else "{" + latex + "}"
+
+
+def _primes(el: etree._Element) -> str | None:
+    """"'" * n when a superscript is only prime characters (f', f'')."""
+    tag = _tag(el)
+    if tag == "mo" or tag == "mi":
+        text = _text(el)
+        primes = "".join(sym.PRIMES.get(c, "?") for c in text)
+        return primes if text and "?" not in primes else None
+    if tag == "mrow":
+        kids = _kids(el)
+        found = [_primes(kid) for kid in kids]
+        if kids and all(found):
+            return "".join(found)
+    return None
+
+
+def _msub(el: etree._Element, v: str | None) -> str:
+    base, sub = _exactly(el, 2)
+    return _base(base, v) + "_" + _script(_conv(sub, v))
+
+
+def _msup(el: etree._Element, v: str | None) -> str:
+    base, sup = _exactly(el, 2)
+    primes = _primes(sup)
+    if primes is not None:
+        return _base(base, v) + primes
+    return _base(base, v) + "^" + _script(_conv(sup, v))
+
+
+def _msubsup(el: etree._Element, v: str | None) -> str:
+    base, sub, sup = _exactly(el, 3)
+    latex = _base(base, v) + "_" + _script(_conv(sub, v))
+    primes = _primes(sup)
+    if primes is not None:
+        return latex + primes
+    return latex + "^" + _script(_conv(sup, v))
+
+
+def _embellished_op(el: etree._Element) -> etree._Element | None:
+    """The <mo> of an operator, looking through a row that holds only it."""
+    tag = _tag(el)
+    if tag == "mo":
+        return el
+    if tag in ("mrow", "mstyle", "mpadded"):
+        kids = [kid for kid in _kids(el) if not _is_invisible(kid)]
+        if len(kids) == 1:
+            return _embellished_op(kids[0])
+    return None
+
+
+def _limits_operator(el: etree._Element, v: str | None) -> str | None:
+    """For a base that TeX draws as a large operator: its LaTeX with \\limits if needed."""
+    op = _embellished_op(el)
+    if op is not None:
+        text = _text(op)
+        if text in LARGEOP_OPERATORS:
+            latex = _conv(el, v)
+            movable = op.get("movablelimits")
+            movable = text in MOVABLELIMITS_OPERATORS if movable is None else movable == "true"
+            if latex in sym.LIMIT_COMMANDS:
+                return latex if movable else latex + "\\limits"
+            return latex + "\\limits" if not movable else None
+        if text in sym.FUNCTION_NAMES:
+            movable = op.get("movablelimits") == "true"
+            return "\\" + text if movable and text in sym.LIMIT_FUNCTIONS else "\\" + text + "\\limits"
+    elif _tag(el) == "mi" and _text(el) in sym.FUNCTION_NAMES:
+        return "\\" + _text(el) + "\\limits"
+    return None
+
+
+def _accent_char(el: etree._Element) -> str | None:
+    op = _embellished_op(el)
+    if op is None:
+        if _tag(el) == "mi" or _tag(el) == "mtext":
+            text = _text(el)
+            return text if len(text) == 1 else None
+        return None
+    text = _text(op)
+    return text if len(text) == 1 else None
+
+
+def _is_single_letter(el: etree._Element) -> bool:
+    tag = _tag(el)
+    if tag in ("mi", "mn"):
+        return len(_text(el)) == 1
+    if tag in ("mrow", "mstyle") and len(el) == 1:
+        return _is_single_letter(el[0])
+    return False
+
+
+def _accent_command(
+    el: etree._Element, base: etree._Element, script: etree._Element, over: bool
+) -> str | None:
+    """The accent command a script stands for (\\hat, \\overline ...), or None."""
+    char = _accent_char(script)
+    if char is None:
+        return None
+    commands = sym.OVER_ACCENTS.get(char) if over else sym.UNDER_ACCENTS.get(char)
+    if commands is None:
+        return None
+    attribute = el.get("accent" if over else "accentunder")
+    op = _embellished_op(script)
+    if attribute is None and op is not None:
+        attribute = op.get("accent")
+    if attribute == "false" or (
+        attribute is None and char not in ACCENT_OPERATORS and _tag(script) != "mo"
+    ):
+        return None
+    if not over:
+        return commands
+    return commands[0] if _is_single_letter(base) else commands[1]
+
+
+def _under_over(el: etree._Element, v: str | None, under: bool, over: bool) -> str:
+    kids = _exactly(el, 1 + under + over)
+    base = kids[0]
+    below = kids[1] if under else None
+    above = kids[-1] if over else None
+    op = _embellished_op(base)
+    if op is not None:
+        arrow = sym.EXTENSIBLE_ARROWS.get(_text(op))
+        if arrow is not None and (below is None or _accent_char(below) is None):
+            below_latex = "[" + _conv(below, v) + "]" if below is not None else ""
+            return arrow + below_latex + "{" + (_conv(above, v) if above is not None else "") + "}"
+    under_accent = _accent_command(el, base, below, False) if below is not None else None
+    over_accent = _accent_command(el, base, above, True) if above is not None else None
+    if under_accent is None and over_accent is None:
+        operator = _limits_operator(base, v)
+        if operator is not None:
+            if below is not None:
+                operator += "_" + _script(_conv(below, v))
+            if above is not None:
+                operator += "^" + _script(_conv(above, v))
+            return operator
+    latex = _conv(base, v)
+    if below is not None:
+        if under_accent is not None:
+            latex = under_accent + "{" + latex + "}"
+        else:
+            latex = "\\underset{" + _conv(below, v) + "}{" + latex + "}"
+    if above is not None:
+        if over_accent is not None:
+            if below is not None:
+                over_accent = sym.OVER_ACCENTS[_accent_char(above)][1]
+            latex = over_accent + "{" + latex + "}"
+        else:
+            latex = "\\overset{" + _conv(above, v) + "}{" + latex + "}"
+    return latex
+
+
+def _munder(el: etree._Element, v: str | None) -> str:
+    return _under_over(el, v, True, False)
+
+
+def _mover(el: etree._Element, v: str | None) -> str:
+    return _under_over(el, v, False, True)
+
+
+def _munderover(el: etree._Element, v: str | None) -> str:
+    return _under_over(el, v, True, True)
+
+
+def _mmultiscripts(el: etree._Element, v: str | None) -> str:
+    kids = _kids(el)
+    if not kids:
+        raise ConversionError("<mmultiscripts> without a base")
+    post: list[etree._Element] = []
+    pre: list[etree._Element] = []
+    target = post
+    for kid in kids[1:]:
+        if _tag(kid) == "mprescripts":
+            target = pre
+            continue
+        target.append(kid)
+    latex = _scripts_pairs(pre, v, "{}") + _base(kids[0], v)
+    return latex + _scripts_pairs(post, v, "")
+
+
+def _scripts_pairs(scripts: list[etree._Element], v: str | None, first_base: str) -> str:
+    out: list[str] = []
+    for i in range(0, len(scripts), 2):
+        sub = _conv(scripts[i], v)
+        sup = _conv(scripts[i + 1], v) if i + 1 < len(scripts) else ""
+        if not sub and not sup:
+            continue
+        out.append(first_base if not out else "{}")
+        if sub:
+            out.append("_" + _script(sub))
+        if sup:
+            out.append("^" + _script(sup))
+    return "".join(out)
+
+
+def _none(el: etree._Element, v: str | None) -> str:
+    return ""
+
+
+# ---------------------------------------------------------------- tables
+
+_ALIGN_LETTERS = {"left": "l", "center": "c", "right": "r"}
+
+
+def _spread(value: str | None, count: int, default: str) -> list[str]:
+    words = value.split() if value else []
+    if not words:
+        words = [default]
+    return [words[min(i, len(words) - 1)] for i in range(count)]
+
+
+class _Table:
+    """The cells of an <mtable> as LaTeX, with the alignment of each column."""
+
+    def __init__(self, el: etree._Element, v: str | None) -> None:
+        self.rows: list[list[str]] = []
+        cell_aligns: list[list[str | None]] = []
+        for tr in _kids(el):
+            name = _tag(tr)
+            if name == "mtd":
+                cells = [tr]
+            elif name == "mtr":
+                cells = _kids(tr)
+            elif name == "mlabeledtr":
+                raise ConversionError("equation labels (<mlabeledtr>, \\tag) are not supported by MathLive")
+            else:
+                raise ConversionError(f"<{name}> inside <mtable>")
+            row = [_table_cell(td, v) for td in cells]
+            row_aligns = tr.get("columnalign", "").split()
+            aligns = [
+                td.get("columnalign") or (row_aligns[min(i, len(row_aligns) - 1)] if row_aligns else None)
+                for i, td in enumerate(cells)
+            ]
+            self.rows.append(row)
+            cell_aligns.append(aligns)
+        self.width = max((len(row) for row in self.rows), default=0)
+        self.aligns = [_ALIGN_LETTERS.get(a, "c") for a in _spread(el.get("columnalign"), self.width, "center")]
+        for column in range(self.width):
+            # cells of one column that all say how they align override the table
+            found = {aligns[column] for aligns in cell_aligns if column < len(aligns)}
+            if len(found) == 1 and None not in found:
+                self.aligns[column] = _ALIGN_LETTERS.get(found.pop(), "c")
+        self.lines = _table_lines(el, self.width)
+        self.plain = not any(self.lines)
+
+
+def _table_cell(td: etree._Element, v: str | None) -> str:
+    if _tag(td) != "mtd":
+        return _conv(td, v)
+    if (td.get("columnspan") or "1") != "1" or (td.get("rowspan") or "1") != "1":
+        raise ConversionError("table cells spanning rows or columns are not supported by MathLive")
+    cell = _mrow(td, v)
+    if _ends_with_control_word(cell):
+        cell += "{}"  # MathLive would read the following \\ as this command's argument
+    return cell
+
+
+def _table_lines(el: etree._Element, width: int) -> list[str]:
+    for attribute in ("rowlines", "frame"):
+        value = el.get(attribute)
+        if value and any(word != "none" for word in value.split()):
+            raise ConversionError(f"table {attribute} (\\hline, frames) are not supported by MathLive")
+    return [
+        "|" if line in ("solid", "dashed") else ""
+        for line in _spread(el.get("columnlines"), max(width - 1, 0), "none")
+    ]
+
+
+# The row spacing (em) MathJax gives each environment; MathML's default is 1ex.
+_ENVIRONMENT_ROWSPACING = {"aligned": 0.3, "cases": 0.2, "rcases": 0.2}
+
+
+def _environment(el: etree._Element, name: str, rows: list[list[str]], spec: str = "") -> str:
+    default = _ENVIRONMENT_ROWSPACING.get(name, 0.4)
+    gaps = _spread(el.get("rowspacing"), max(len(rows) - 1, 0), "1ex")
+    parts = [" & ".join(rows[0])] if rows else []
+    for gap, row in zip(gaps, rows[1:], strict=True):
+        em = _length_em(gap)
+        extra = em - default if em is not None else 0.0
+        # the source's own row spacing, where the environment's would move rows visibly
+        parts.append(f" \\\\[{round(extra, 3):g}em] " if abs(extra) >= 0.1 else " \\\\ ")
+        parts.append(" & ".join(row))
+    argument = "{" + spec + "}" if spec else ""
+    return "\\begin{" + name + "}" + argument + "".join(parts) + "\\end{" + name + "}"
+
+
+def _display_cells(el: etree._Element, rows: list[list[str]], env_display: bool) -> None:
+    display = el.get("displaystyle") == "true"
+    if display == env_display:
+        return
+    switch = "\\displaystyle " if display else "\\textstyle "
+    for row in rows:
+        row[:] = [switch + cell if cell else cell for cell in row]
+
+
+def _mtable(el: etree._Element, v: str | None) -> str:
+    table = _Table(el, v)
+    rows, aligns = table.rows, table.aligns
+    if table.plain and all(a == "c" for a in aligns):
+        _display_cells(el, rows, False)
+        return _environment(el, "matrix", rows)
+    if table.plain and table.width > 1 and all(
+        a == ("r" if i % 2 == 0 else "l") for i, a in enumerate(aligns)
+    ):
+        _display_cells(el, rows, True)
+        return _environment(el, "aligned", rows)
+    _display_cells(el, rows, False)
+    return _environment(el, "array", rows, _spec(aligns, table.lines))
+
+
+def _spec(aligns: list[str], lines: list[str]) -> str:
+    spec = aligns[0] if aligns else "c"
+    for align, line in zip(aligns[1:], lines, strict=False):
+        spec += line + align
+    return spec
+
+
+def _mtable_in_fences(el: etree._Element, v: str | None, left: str, right: str) -> str:
+    table = _Table(el, v)
+    rows, aligns = table.rows, table.aligns
+    _display_cells(el, rows, False)
+    if table.plain and left == "\\{" and right == "." and table.width <= 2:
+        return _environment(el, "cases", rows)
+    if table.plain and left == "." and right == "\\}" and table.width <= 2:
+        return _environment(el, "rcases", rows)
+    environment = sym.MATRIX_ENVIRONMENTS.get((left, right))
+    if table.plain and environment is not None and all(a == "c" for a in aligns):
+        return _environment(el, environment, rows)
+    array = _environment(el, "array", rows, _spec(aligns, table.lines))
+    return "\\left" + _delimiter(left) + array + "\\right" + _delimiter(right)
+
+
+# ---------------------------------------------------------------- style and wrappers
+
+
+def _size_command(value: str) -> str | None:
+    named = {"small": 0.707, "normal": 1.0, "big": 2.0}
+    if value in named:
+        scale = named[value]
+    elif value.endswith("%"):
+        try:
+            scale = float(value[:-1]) / 100
+        except ValueError:
+            return None
+    elif value.replace(".", "", 1).isdigit():
+        scale = float(value)  # a bare number scales the font (MathML 1)
+    else:
+        scale = _length_em(value)
+        if scale is None:
+            return None
+    best = min(sym.SIZE_COMMANDS, key=lambda item: abs(item[0] - scale))
+    return best[1]
+
+
+def _color(value: str) -> str | None:
+    value = value.strip()
+    if value.lower() in sym.COLOR_NAMES:
+        return value.lower()
+    if value.startswith("#") and len(value) in (4, 7):
+        digits = value[1:]
+        if all(c in "0123456789abcdefABCDEF" for c in digits):
+            if len(digits) == 3:
+                digits = "".join(c * 2 for c in digits)
+            return "#" + digits.upper()
+    return None
+
+
+def _color_and_size(el: etree._Element, latex: str) -> str:
+    size = el.get("mathsize")
+    if size:
+        command = _size_command(size.strip())
+        if command:
+            latex = "{" + command + " " + latex + "}"
+    color = el.get("mathcolor")
+    if color:
+        name = _color(color)
+        if name is not None and name != "black":
+            latex = "\\textcolor{" + name + "}{" + latex + "}"
+    return latex
+
+
+def _mstyle(el: etree._Element, v: str | None) -> str:
+    # the deprecated fontweight/fontstyle count on tokens only (as MathJax draws them)
+    body = _row(_kids(el), el.get("mathvariant") or v)
+    if not body:
+        return ""
+    level = el.get("scriptlevel")
+    display = el.get("displaystyle")
+    if level is not None and level.strip() not in ("0", "+0", "-0"):
+        level = level.strip()
+        if level.startswith("-"):
+            body = "{\\textstyle " + body + "}"
+        else:
+            steps = int(level.lstrip("+")) if level.lstrip("+").isdigit() else 1
+            body = "{" + ("\\scriptstyle " if steps == 1 else "\\scriptscriptstyle ") + body + "}"
+    elif display == "true":
+        body = "{\\displaystyle " + body + "}"
+    elif display == "false" or level is not None:
+        body = "{\\textstyle " + body + "}"
+    return body
+
+
+def _mpadded(el: etree._Element, v: str | None) -> str:
+    body = _row(_kids(el), v)
+    if not body:
+        return ""
+    offset = _length_em(el.get("voffset"))
+    if offset:
+        command = "\\raise" if offset > 0 else "\\lower"
+        body = f"{command}{{{round(abs(offset), 3):g}em}}{{{body}}}"
+    if _length_em(el.get("width")) == 0:
+        # zero width: the content overlaps its right (rlap) or, moved back, its left (llap)
+        lspace = (el.get("lspace") or "0").replace(" ", "")
+        if lspace in ("0", "0em", "0pt"):
+            return "\\mathrlap{" + body + "}"
+        if lspace in ("-1width", "-100%width", "-width"):
+            return "\\mathllap{" + body + "}"
+    return body
+
+
+def _mphantom(el: etree._Element, v: str | None) -> str:
+    body = _row(_kids(el), v)
+    return "\\phantom{" + body + "}" if body else ""
+
+
+def _menclose(el: etree._Element, v: str | None) -> str:
+    body = _row(_kids(el), v)
+    notations = sorted(set((el.get("notation") or "longdiv").replace(",", " ").split()))
+    key = " ".join(notations)
+    command = sym.MENCLOSE_COMMANDS.get(key)
+    if command is not None:
+        return command + "{" + body + "}"
+    unknown = [n for n in notations if n not in sym.ENCLOSE_NOTATIONS]
+    if unknown:
+        raise ConversionError(f"menclose notation {' '.join(unknown)!r} has no LaTeX equivalent")
+    return "\\enclose{" + key + "}{" + body + "}"
+
+
+def _semantics(el: etree._Element, v: str | None) -> str:
+    kids = _kids(el)
+    if kids and _tag(kids[0]) not in ("annotation", "annotation-xml"):
+        return _conv(kids[0], v)
+    for kid in kids:
+        if _tag(kid) == "annotation-xml" and "presentation" in (kid.get("encoding") or "").lower():
+            return _row(_kids(kid), v)
+    raise ConversionError("<semantics> without presentation MathML")
+
+
+def _maction(el: etree._Element, v: str | None) -> str:
+    kids = _kids(el)
+    if not kids:
+        return ""
+    selection = el.get("selection") or "1"
+    index = int(selection) - 1 if selection.isdigit() else 0
+    if el.get("actiontype") != "toggle" or not 0 <= index < len(kids):
+        index = 0
+    return _conv(kids[index], v)
+
+
+def _merror(el: etree._Element, v: str | None) -> str:
+    raise ConversionError("the MathML contains an error message (<merror>)")
+
+
+def _math(el: etree._Element, v: str | None) -> str:
+    return _row(_kids(el), el.get("mathvariant") or v)
+
+
+_BY_NAME: dict[str, Handler] = {
+    "math": _math,
+    "mi": _mi,
+    "mn": _mn,
+    "mo": _mo,
+    "mtext": _mtext,
+    "ms": _ms,
+    "mspace": _mspace,
+    "mrow": _mrow,
+    "mfrac": _mfrac,
+    "msqrt": _msqrt,
+    "mroot": _mroot,
+    "mstyle": _mstyle,
+    "mpadded": _mpadded,
+    "mphantom": _mphantom,
+    "merror": _merror,
+    "mfenced": _mfenced,
+    "menclose": _menclose,
+    "msub": _msub,
+    "msup": _msup,
+    "msubsup": _msubsup,
+    "munder": _munder,
+    "mover": _mover,
+    "munderover": _munderover,
+    "mmultiscripts": _mmultiscripts,
+    "mtable": _mtable,
+    "semantics": _semantics,
+    "maction": _maction,
+    "none": _none,
+    "mprescripts": _none,
+    "maligngroup": _none,
+    "malignmark": _none,
+    "annotation": _none,
+    "annotation-xml": _none,
+}
+_HANDLERS: dict[str, Handler] = {**_BY_NAME, **{_NS + name: h for name, h in _BY_NAME.items()}}

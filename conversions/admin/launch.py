@@ -1,0 +1,372 @@
+"""Launching conversion and labeling jobs from the question list.
+
+Two ways in, one confirmation page: the list actions (for ticked rows, or with "select
+all" for every row matching the filter), and the "Convert/Label all matching" buttons,
+which need no ticking at all. A selection of the whole filter is kept as the
+changelist's query parameters (Job.selection = {"filter": {...}}) and turned back into
+a queryset on the server, through the same ChangeList the list page uses, so the job
+gets exactly the rows the operator saw, whether that is 5 or 50,000.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db.models import QuerySet
+from django.http import Http404, QueryDict
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.http import urlencode
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from conversions import labeling, services
+from conversions.admin.access import RUN_JOBS, require_perm, with_csp
+from conversions.engine.prompts import ConversionTask, estimate_text_tokens
+from conversions.engine.types import WorkItem
+from conversions.models import Job, LabelSchema, ModelPrice, Question
+
+ESTIMATE_SAMPLE = 200
+NOT_FILTERS = {"p", "o", "all", "e", "_facets", "_popup", "_to_field", "_changelist_filters"}
+MAX_TICKED = 10_000
+KINDS = (Job.Kind.CONVERT, Job.Kind.LABEL)
+
+
+class JobSettingsForm(forms.Form):
+    name = forms.CharField(label=gettext_lazy("name"), max_length=200, required=False)
+    model = forms.CharField(
+        label=gettext_lazy("model"),
+        max_length=100,
+        required=False,
+        help_text=gettext_lazy("Empty: the default model of the backend."),
+        widget=forms.TextInput(attrs={"list": "mc-models"}),
+    )
+    batch_size = forms.IntegerField(
+        label=gettext_lazy("batch size"), min_value=1, max_value=10_000, initial=100
+    )
+    max_concurrent = forms.IntegerField(
+        label=gettext_lazy("max concurrent requests"), min_value=1, max_value=500, initial=10
+    )
+    rpm_limit = forms.IntegerField(
+        label=gettext_lazy("requests per minute"), min_value=1, required=False
+    )
+    tpm_limit = forms.IntegerField(
+        label=gettext_lazy("tokens per minute"), min_value=1, required=False
+    )
+    test_mode = forms.BooleanField(
+        label=gettext_lazy("test mode (first 50)"), required=False, initial=False
+    )
+    use_cache = forms.BooleanField(
+        label=gettext_lazy("use result cache"), required=False, initial=True
+    )
+
+
+class ConvertForm(JobSettingsForm):
+    backend = forms.ChoiceField(
+        label=gettext_lazy("backend"), choices=Job.Backend.choices, initial=Job.Backend.RULES
+    )
+    only_unconverted = forms.BooleanField(
+        label=gettext_lazy("only unconverted"),
+        required=False,
+        initial=True,
+        help_text=gettext_lazy("Skip questions that already have an accepted result."),
+    )
+    overwrite_reviewed = forms.BooleanField(
+        label=gettext_lazy("overwrite reviewed results"),
+        required=False,
+        initial=False,
+        help_text=gettext_lazy("Replace LaTeX that a reviewer approved or edited."),
+    )
+    field_order = ["name", "backend", "model"]
+
+
+class LabelForm(JobSettingsForm):
+    label_schema = forms.ModelChoiceField(
+        label=gettext_lazy("label schema"), queryset=LabelSchema.objects.all(), empty_label=None
+    )
+    only_unlabeled = forms.BooleanField(
+        label=gettext_lazy("only unlabeled"),
+        required=False,
+        initial=True,
+        help_text=gettext_lazy("Skip questions that already have labels from this schema."),
+    )
+    overwrite_reviewed = forms.BooleanField(
+        label=gettext_lazy("overwrite reviewed labels"), required=False, initial=False
+    )
+    field_order = ["name", "label_schema", "model"]
+
+    @property
+    def backend(self) -> str:
+        return Job.Backend.OPENAI  # labeling always asks a model
+
+
+FORMS = {Job.Kind.CONVERT: ConvertForm, Job.Kind.LABEL: LabelForm}
+
+
+# --- selection ---------------------------------------------------------------------------
+
+
+def filter_params(query: QueryDict) -> dict[str, list[str]]:
+    """The changelist's filter and search parameters, without paging and ordering."""
+    return {key: values for key, values in query.lists() if key not in NOT_FILTERS}
+
+
+def filtered_questions(request, model_admin, params: dict[str, list[str]]) -> QuerySet[Question]:
+    """The questions the list page shows for these parameters (filters and search)."""
+    query = QueryDict(mutable=True)
+    for key, values in params.items():
+        query.setlist(key, [str(v) for v in values])
+    list_request = copy.copy(request)
+    list_request.GET = query
+    changelist = model_admin.get_changelist_instance(list_request)
+    return changelist.get_queryset(list_request)
+
+
+def selected_questions(request, model_admin, selection: dict) -> QuerySet[Question]:
+    if "ids" in selection:
+        return model_admin.get_queryset(request).filter(pk__in=selection["ids"])
+    return filtered_questions(request, model_admin, selection.get("filter", {}))
+
+
+def describe_selection(selection: dict) -> str:
+    if "ids" in selection:
+        return _("%(n)d ticked question(s)") % {"n": len(selection["ids"])}
+    params = selection.get("filter") or {}
+    if not params:
+        return _("all questions")
+    shown = ", ".join(f"{key}={'|'.join(values)}" for key, values in sorted(params.items()))
+    return _("all questions matching %(filter)s") % {"filter": shown}
+
+
+def runnable_questions(
+    questions: QuerySet[Question], *, kind: str, data: dict
+) -> QuerySet[Question]:
+    """The part of the selection a job with these settings will work on."""
+    if kind == Job.Kind.CONVERT and data.get("only_unconverted"):
+        # The same rule job_create applies; used here to count and estimate.
+        questions = questions.filter(
+            conversion_state__in=[
+                Question.ConversionState.UNCONVERTED,
+                Question.ConversionState.FAILED,
+            ]
+        )
+    if kind == Job.Kind.LABEL and data.get("only_unlabeled") and data.get("label_schema"):
+        questions = labeling.questions_unlabeled(questions, schema=data["label_schema"])
+    return questions
+
+
+# --- estimate ----------------------------------------------------------------------------
+
+
+def _task(kind: str, schema: LabelSchema | None):
+    if kind == Job.Kind.LABEL:
+        return labeling.label_task(schema) if schema else None
+    return ConversionTask()
+
+
+def _typical_output_tokens(kind: str, mathml: str) -> int:
+    # LaTeX is roughly a twentieth of its MathML's length; labels are a short JSON object.
+    if kind == Job.Kind.LABEL:
+        return 80
+    return 12 + len(mathml) // 25
+
+
+def estimate_job(
+    questions: QuerySet[Question], *, kind: str, backend: str, model: str, schema=None, count: int
+) -> dict:
+    """Tokens and cost of running `count` questions, from a sample of them."""
+    llm = backend in services.LLM_BACKENDS
+    estimate = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
+    estimate.update(model=model, price=None, tokens_in=0, tokens_out=0, tokens_out_max=0)
+    estimate.update(cost_usd=None, cost_max_usd=None)
+    task = _task(kind, schema)
+    if not llm or not count or task is None:
+        return estimate
+    sample = list(
+        questions.order_by()[:ESTIMATE_SAMPLE].values_list("question_id", "mathml", "text")
+    )
+    tokens_in = tokens_out = tokens_out_max = 0
+    for ref, mathml, text in sample:
+        item = WorkItem(item_id=0, ref=ref, mathml=mathml, text=text)
+        try:
+            messages_ = task.build_messages(item)
+        except Exception:  # noqa: S112 - an invalid question fails without a call
+            continue
+        tokens_in += estimate_text_tokens(*(m["content"] for m in messages_))
+        tokens_out += _typical_output_tokens(kind, mathml)
+        cap = task.request_options(item).get("max_completion_tokens", 0)
+        tokens_out_max += cap
+    scale = count / len(sample) if sample else 0
+    estimate.update(
+        tokens_in=round(tokens_in * scale),
+        tokens_out=round(tokens_out * scale),
+        tokens_out_max=round(tokens_out_max * scale),
+    )
+    price = services.price_for(model=model)
+    if price is not None:
+        estimate["price"] = price
+        estimate["cost_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out"])
+        estimate["cost_max_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out_max"])
+    return estimate
+
+
+# --- the confirmation page ----------------------------------------------------------------
+
+
+def launch_response(request, model_admin, *, kind: str, selection: dict, form=None):
+    form = form or FORMS[kind]()
+    try:
+        questions = selected_questions(request, model_admin, selection)
+    except IncorrectLookupParameters:
+        messages.error(request, _("The filter of the question list is not valid."))
+        return redirect("admin:conversions_question_changelist")
+    selected = questions.count()
+    data = form.cleaned_data if form.is_bound and form.is_valid() else _initial(form)
+    runnable = runnable_questions(questions, kind=kind, data=data)
+    count = runnable.count()
+    if data.get("test_mode"):
+        count = min(count, services.TEST_MODE_ITEMS)
+    backend = form.backend if kind == Job.Kind.LABEL else data.get("backend", Job.Backend.RULES)
+    model = data.get("model") or services.default_model(kind=kind, backend=backend)
+    estimate = estimate_job(
+        runnable,
+        kind=kind,
+        backend=backend,
+        model=model,
+        schema=data.get("label_schema"),
+        count=count,
+    )
+    filter_query = urlencode(selection.get("filter", {}), doseq=True)
+    action = reverse("admin:conversions_question_launch", args=[kind])
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": _("Start a conversion job")
+        if kind == Job.Kind.CONVERT
+        else _("Start a labeling job"),
+        "kind": kind,
+        "form": form,
+        "selection": selection,
+        "selection_text": describe_selection(selection),
+        "ids": selection.get("ids", []),
+        "selected": selected,
+        "estimate": estimate,
+        "form_action": action + (f"?{filter_query}" if filter_query else ""),
+        "back_url": reverse("admin:conversions_question_changelist")
+        + (f"?{filter_query}" if filter_query else ""),
+        "models": ModelPrice.objects.values_list("model", flat=True),
+        "media": model_admin.media + form.media,
+    }
+    return TemplateResponse(request, "admin/conversions/launch.html", context)
+
+
+def _initial(form) -> dict:
+    return {name: form.get_initial_for_field(field, name) for name, field in form.fields.items()}
+
+
+def launch_view(request, *, model_admin, kind: str):
+    require_perm(request, RUN_JOBS, "conversions.view_question")
+    if kind not in KINDS:
+        raise Http404
+    if request.method != "POST":
+        return launch_response(
+            request, model_admin, kind=kind, selection={"filter": filter_params(request.GET)}
+        )
+    ids = [int(v) for v in request.POST.getlist("ids") if v.isdigit()][:MAX_TICKED]
+    selection = {"ids": ids} if ids else {"filter": filter_params(request.GET)}
+    form = FORMS[kind](request.POST)
+    if "_launch" not in request.POST or not form.is_valid():
+        return launch_response(request, model_admin, kind=kind, selection=selection, form=form)
+    return _launch(request, model_admin, kind=kind, selection=selection, form=form)
+
+
+def _launch(request, model_admin, *, kind, selection, form):
+    data = form.cleaned_data
+    questions = runnable_questions(
+        selected_questions(request, model_admin, selection), kind=kind, data=data
+    )
+    backend = form.backend if kind == Job.Kind.LABEL else data["backend"]
+    try:
+        job = services.job_create(
+            kind=kind,
+            questions=questions,
+            selection=selection,
+            backend=backend,
+            model=data["model"],
+            batch_size=data["batch_size"],
+            max_concurrent=data["max_concurrent"],
+            rpm_limit=data["rpm_limit"],
+            tpm_limit=data["tpm_limit"],
+            test_mode=data["test_mode"],
+            only_unconverted=bool(data.get("only_unconverted")),
+            use_cache=data["use_cache"],
+            overwrite_reviewed=data["overwrite_reviewed"],
+            label_schema=data.get("label_schema"),
+            created_by=request.user,
+            name=data["name"],
+        )
+    except services.ConfigurationError as exc:
+        form.add_error(None, str(exc))
+        return launch_response(request, model_admin, kind=kind, selection=selection, form=form)
+    messages.success(
+        request, _("Job %(job)s started with %(n)d item(s).") % {"job": job, "n": job.total_items}
+    )
+    return redirect("admin:conversions_job_change", job.pk)
+
+
+# --- the admin side: actions, buttons, URLs -----------------------------------------------
+
+
+def _action_selection(request) -> dict:
+    if request.POST.get("select_across") == "1":
+        return {"filter": filter_params(request.GET)}
+    ids = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+    return {"ids": [int(v) for v in ids if v.isdigit()][:MAX_TICKED]}
+
+
+class LaunchActionsMixin:
+    """Adds the convert and label actions, buttons and pages to the question admin."""
+
+    change_list_template = "admin/conversions/question/change_list.html"
+    launch_actions = ("convert_questions", "label_questions")
+
+    def has_run_permission(self, request) -> bool:
+        return request.user.has_perm(RUN_JOBS)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if self.has_run_permission(request):
+            for name in self.launch_actions:
+                actions[name] = self.get_action(name)
+        return actions
+
+    @admin.action(description=gettext_lazy("Convert selected questions…"))
+    def convert_questions(self, request, queryset):
+        require_perm(request, RUN_JOBS)
+        return launch_response(
+            request, self, kind=Job.Kind.CONVERT, selection=_action_selection(request)
+        )
+
+    @admin.action(description=gettext_lazy("Label selected questions…"))
+    def label_questions(self, request, queryset):
+        require_perm(request, RUN_JOBS)
+        return launch_response(
+            request, self, kind=Job.Kind.LABEL, selection=_action_selection(request)
+        )
+
+    def get_urls(self):
+        def launch(request, kind):
+            return with_csp(launch_view)(request, model_admin=self, kind=kind)
+
+        return [
+            path(
+                "launch/<str:kind>/",
+                self.admin_site.admin_view(launch),
+                name="conversions_question_launch",
+            ),
+            *super().get_urls(),
+        ]

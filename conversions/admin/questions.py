@@ -1,0 +1,195 @@
+"""Questions in the admin: list, search, filters, and import/export (CSV, XLSX, JSON).
+
+Imports are all or nothing with a dry-run preview (see conversions.resources); exports
+carry each question's results, with spreadsheet formula injection neutralised.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+from import_export.admin import ImportExportModelAdmin
+from import_export.forms import ConfirmImportForm, ExportForm, ImportForm
+
+from conversions import exporting, labeling
+from conversions.admin.labels import QUESTION_LABEL_FILTERS
+from conversions.admin.launch import LaunchActionsMixin
+from conversions.converters import InvalidMathML, parse_mathml
+from conversions.importing import SourceError
+from conversions.models import Question
+from conversions.resources import (
+    EXPORT_FORMATS,
+    IMPORT_FORMATS,
+    QuestionResource,
+    rejection_message,
+)
+
+ALLOW_EMPTY_MATHML_LABEL = _("Allow rows without MathML (text only, e.g. documents to label)")
+
+
+class QuestionImportForm(ImportForm):
+    allow_empty_mathml = forms.BooleanField(label=ALLOW_EMPTY_MATHML_LABEL, required=False)
+
+
+class QuestionConfirmImportForm(ConfirmImportForm):
+    allow_empty_mathml = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+
+class QuestionForm(forms.ModelForm):
+    class Meta:
+        model = Question
+        fields = (
+            "question_id",
+            "subject",
+            "grade",
+            "text",
+            "mathml",
+            "metadata",
+            "latex",
+            "conversion_state",
+            "latex_locked",
+            "labels_corrected",
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Text-only documents (imported for labeling) have no MathML.
+        if "mathml" in self.fields:
+            self.fields["mathml"].required = False
+
+    def clean_labels_corrected(self):
+        # A reviewer's labels must fit the schema like the model's (labeling.py).
+        labels = self.cleaned_data["labels_corrected"]
+        if labels is None:
+            return None
+        return labeling.labels_checked(question=self.instance, labels=labels)
+
+    def clean_mathml(self):
+        mathml = self.cleaned_data["mathml"].strip()
+        if mathml:
+            try:
+                parse_mathml(mathml)
+            except InvalidMathML as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return mathml
+
+
+@admin.register(Question)
+class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
+    form = QuestionForm
+    resource_classes = [QuestionResource]
+    import_formats = IMPORT_FORMATS
+    export_formats = list(EXPORT_FORMATS)
+    import_form_class = QuestionImportForm
+    confirm_form_class = QuestionConfirmImportForm
+    export_form_class = ExportForm
+    # The launch buttons' list template already extends import-export's list template, so
+    # it is the list template itself, and the stock admin list is the base under both
+    # (import-export would otherwise make it its own base: a circular extends).
+    change_list_template = None
+    import_export_change_list_template = LaunchActionsMixin.change_list_template
+
+    list_display = (
+        "question_id",
+        "subject",
+        "grade",
+        "conversion_state",
+        "latex_locked",
+        "text_excerpt",
+        "updated_at",
+    )
+    list_filter = ("subject", "grade", "conversion_state", "latex_locked", *QUESTION_LABEL_FILTERS)
+    search_fields = ("question_id", "text")
+    search_help_text = _("Search by question id or question text.")
+    show_full_result_count = False
+    list_per_page = 50
+    readonly_fields = (
+        "latex_accepted_by",
+        "latex_accepted_at",
+        "labels",
+        "labels_meta",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("question_id", "subject", "grade", "text", "mathml", "metadata")}),
+        (
+            _("Result"),
+            {
+                "fields": (
+                    "latex",
+                    "conversion_state",
+                    "latex_locked",
+                    "latex_accepted_by",
+                    "latex_accepted_at",
+                )
+            },
+        ),
+        (_("Labels"), {"fields": ("labels", "labels_corrected", "labels_meta")}),
+        (_("History"), {"fields": ("created_at", "updated_at")}),
+    )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "labels_corrected" in form.changed_data and obj.labels_corrected:
+            # Recorded on the labeling item too, with a review event (who and when).
+            labeling.labels_correct(question=obj, labels=obj.labels_corrected, user=request.user)
+
+    @admin.display(description=_("question text"))
+    def text_excerpt(self, obj: Question) -> str:
+        return Truncator(obj.text).chars(60)
+
+    # --- permissions: importing changes questions, exporting only reads them ------------
+
+    def has_import_permission(self, request) -> bool:
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def has_export_permission(self, request) -> bool:
+        return self.has_view_permission(request)
+
+    # --- import ------------------------------------------------------------------------
+
+    def get_import_resource_kwargs(self, request, **kwargs):
+        form = kwargs.get("form")
+        cleaned = getattr(form, "cleaned_data", None) or {}
+        return {"allow_empty_mathml": bool(cleaned.get("allow_empty_mathml"))}
+
+    def get_confirm_form_initial(self, request, import_form):
+        initial = super().get_confirm_form_initial(request, import_form)
+        if import_form is not None:
+            initial["allow_empty_mathml"] = import_form.cleaned_data.get("allow_empty_mathml")
+        return initial
+
+    def add_data_read_fail_error_to_form(self, form, e):
+        if isinstance(e, SourceError):
+            where = _("row %(row)s: ") % {"row": e.row} if e.row else ""
+            form.add_error("import_file", f"{where}{e}")
+        else:
+            super().add_data_read_fail_error_to_form(form, e)
+
+    def process_result(self, result, request):
+        # Reached by the confirm step; a file that fails validation there (posted without
+        # the preview, or changed since) is refused as a whole, never partly imported.
+        if result.has_validation_errors() or result.has_errors():
+            if result.has_validation_errors():
+                messages.error(request, rejection_message(result))
+            else:
+                messages.error(request, _("Nothing was imported: the import failed."))
+            opts = self.model._meta
+            return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_import"))
+        return super().process_result(result, request)
+
+    # --- export: the same writer as export_questions -----------------------------------
+
+    def get_export_data(self, file_format, request, queryset, **kwargs):
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        return exporting.export_bytes(queryset, EXPORT_FORMATS[type(file_format)])
+
+    def init_request_context_data(self, request, form):
+        context = super().init_request_context_data(request, form)
+        context["fields_list"] = [(_("Questions"), list(exporting.TABULAR_COLUMNS))]
+        return context

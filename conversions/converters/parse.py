@@ -1,0 +1,207 @@
+"""Safe parsing of untrusted MathML, and its canonical form for cache keys.
+
+The parser never expands entities it has not been told about, never reads a DTD and
+never touches the network; size and depth are bounded. Named entities (&alpha;,
+&InvisibleTimes;, ...) are replaced by their characters from the HTML5/MathML table
+before parsing, so a formula does not need a DTD for them. A DOCTYPE with an internal
+subset or any ENTITY declaration is refused: that is how XML bombs are built.
+
+Limits default to the MATHCONV_MAX_MATHML_BYTES / MATHCONV_MAX_MATHML_DEPTH settings when
+Django is configured, else to the same numbers as constants, so this module also works
+outside the application (bench/, the judge scripts).
+"""
+
+from __future__ import annotations
+
+import html.entities
+import re
+import threading
+
+from lxml import etree
+
+from conversions.converters.errors import InvalidMathML
+
+MATHML_NS = "http://www.w3.org/1998/Math/MathML"
+DEFAULT_MAX_BYTES = 200_000
+DEFAULT_MAX_DEPTH = 100
+
+# Attributes that never change what a formula means or how it is drawn by the converter.
+_IGNORED_ATTRIBUTES = frozenset({"id", "xref", "class", "style", "href", "alttext", "altimg"})
+_XML_PREDEFINED = frozenset({"lt", "gt", "amp", "quot", "apos"})
+_ENTITY_RE = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
+_DOCTYPE_RE = re.compile(r"<!DOCTYPE\b", re.IGNORECASE)
+_XML_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+_local = threading.local()
+_depth_probes: dict[int, etree.XPath] = {}
+
+
+def _parser() -> etree.XMLParser:
+    # lxml parsers must not be shared between threads that parse at the same time.
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+            collect_ids=False,
+        )
+        _local.parser = parser
+    return parser
+
+
+def default_limits() -> tuple[int, int]:
+    """The configured (max_bytes, max_depth), or the built-in defaults without Django."""
+    try:
+        from django.conf import settings
+
+        return (
+            int(getattr(settings, "MATHCONV_MAX_MATHML_BYTES", DEFAULT_MAX_BYTES)),
+            int(getattr(settings, "MATHCONV_MAX_MATHML_DEPTH", DEFAULT_MAX_DEPTH)),
+        )
+    except Exception:  # Django missing or settings not configured
+        return DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
+
+
+def _replace_entity(match: re.Match) -> str:
+    name = match.group(1)
+    if name in _XML_PREDEFINED:
+        return match.group(0)
+    chars = html.entities.html5.get(name + ";")
+    if chars is None:
+        raise InvalidMathML(f"unknown entity &{name}; (only HTML/MathML named entities are known)")
+    return "".join(f"&#{ord(c)};" for c in chars)
+
+
+def _strip_prolog(text: str) -> str:
+    text = _XML_DECL_RE.sub("", text, count=1)
+    match = _DOCTYPE_RE.search(text)
+    if match is None:
+        if "<!ENTITY" in text:
+            raise InvalidMathML("entity declarations are not allowed (possible XML bomb)")
+        return text
+    start = match.start()
+    end = text.find(">", start)
+    if end < 0:
+        raise InvalidMathML("not well-formed: unterminated DOCTYPE")
+    declaration = text[start : end + 1]
+    if "[" in declaration or "<!ENTITY" in text:
+        raise InvalidMathML("DOCTYPE with entity declarations is not allowed (possible XML bomb)")
+    # An external DOCTYPE only names a DTD; it is never loaded, so it is simply dropped.
+    return text[:start] + text[end + 1 :]
+
+
+def _too_deep(root: etree._Element, max_depth: int) -> bool:
+    probe = _depth_probes.get(max_depth)
+    if probe is None:
+        # An element max_depth levels below the root sits at depth max_depth + 1.
+        probe = etree.XPath("boolean(" + "/".join(["*"] * max_depth) + ")")
+        _depth_probes[max_depth] = probe
+    return bool(probe(root))
+
+
+def local_name(tag: str) -> str:
+    return tag.rpartition("}")[2] if tag[:1] == "{" else tag.rpartition(":")[2]
+
+
+def parse_mathml(
+    text: str | bytes, *, max_bytes: int | None = None, max_depth: int | None = None
+) -> etree._Element:
+    """Parse untrusted MathML and return its <math> element; raise InvalidMathML if it is bad.
+
+    Accepts the MathML namespace, a prefix (<m:math>) or none, an XML declaration, an
+    external DOCTYPE (not loaded) and one wrapper element around <math> (e.g. <root>).
+    """
+    if max_bytes is None or max_depth is None:
+        default_bytes, default_depth = default_limits()
+        max_bytes = default_bytes if max_bytes is None else max_bytes
+        max_depth = default_depth if max_depth is None else max_depth
+    if isinstance(text, bytes):
+        if len(text) > max_bytes:
+            raise InvalidMathML(f"too big: {len(text):,} bytes (the limit is {max_bytes:,})")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidMathML(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    if not isinstance(text, str):
+        raise InvalidMathML("MathML must be text")
+    if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode()) > max_bytes):
+        raise InvalidMathML(f"too big: {len(text.encode()):,} bytes (the limit is {max_bytes:,})")
+    if not text.strip():
+        raise InvalidMathML("empty input: no MathML")
+    if "<!" in text:
+        text = _strip_prolog(text)
+    elif text.lstrip().startswith("<?xml"):
+        text = _XML_DECL_RE.sub("", text, count=1)
+    if "&" in text:
+        text = _ENTITY_RE.sub(_replace_entity, text)
+    try:
+        root = etree.fromstring(text, _parser())
+    except etree.XMLSyntaxError as exc:
+        message = str(exc.msg if hasattr(exc, "msg") and exc.msg else exc)
+        if "depth" in message.lower():
+            raise InvalidMathML(f"too deep: nesting exceeds {max_depth} levels") from None
+        raise InvalidMathML(f"not well-formed XML: {message}") from None
+    except ValueError as exc:
+        raise InvalidMathML(f"not well-formed XML: {exc}") from None
+    root = _find_math(root)
+    if _too_deep(root, max_depth):
+        raise InvalidMathML(f"too deep: nesting exceeds {max_depth} levels")
+    return root
+
+
+def _find_math(root: etree._Element) -> etree._Element:
+    if not isinstance(root.tag, str):
+        raise InvalidMathML("no <math> element found")
+    if local_name(root.tag) == "math":
+        return root
+    found = [el for el in root.iter() if isinstance(el.tag, str) and local_name(el.tag) == "math"]
+    if not found:
+        raise InvalidMathML(f"the root element is <{local_name(root.tag)}>, not <math>")
+    if len(found) > 1:
+        raise InvalidMathML(f"<{local_name(root.tag)}> holds {len(found)} <math> elements, not one")
+    return found[0]
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _canonical(el: etree._Element, out: list[str]) -> None:
+    name = local_name(el.tag)
+    out.append("<" + name)
+    attributes = []
+    for key, value in el.attrib.items():
+        key = local_name(key)
+        if key in _IGNORED_ATTRIBUTES or key.startswith("data-") or key == "xmlns":
+            continue
+        attributes.append((key, " ".join(value.split())))
+    for key, value in sorted(attributes):
+        out.append(f' {key}="{_escape(value)}"')
+    out.append(">")
+    if el.text and el.text.strip():
+        out.append(_escape(" ".join(el.text.split())))
+    for child in el:
+        if isinstance(child.tag, str):
+            _canonical(child, out)
+        if child.tail and child.tail.strip():
+            out.append(_escape(" ".join(child.tail.split())))
+    out.append(f"</{name}>")
+
+
+def normalize_mathml(
+    text: str | bytes, *, max_bytes: int | None = None, max_depth: int | None = None
+) -> str:
+    """A canonical form of a formula for cache keys: the same formula gives the same string.
+
+    Namespaces and prefixes, the prolog, comments, whitespace between elements and around
+    token text, attribute order and attributes that do not change the formula (id, class,
+    style, data-*, ...) are dropped. Raises InvalidMathML like parse_mathml.
+    """
+    out: list[str] = []
+    _canonical(parse_mathml(text, max_bytes=max_bytes, max_depth=max_depth), out)
+    return "".join(out)

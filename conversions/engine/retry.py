@@ -1,0 +1,159 @@
+"""Error classification and the backoff policy: the engine's single retry layer.
+
+The SDK's own retries are off (max_retries=0); everything about when to try again lives
+here, so there is one place that decides and one budget per item (DESIGN invariant 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import openai
+
+from conversions.engine.types import ErrorCategory
+
+
+class InvalidOutput(Exception):
+    """The model answered, but not with what the task's schema asks for."""
+
+
+class InvalidInput(Exception):
+    """The item cannot be sent at all (empty or unusable input); never retried."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    category: ErrorCategory
+    message: str
+    retryable: bool
+    status: int | None = None
+    retry_after_s: float | None = None
+    response_excerpt: str = ""
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.status == 429
+
+
+# Keys look like sk-..., sk-proj-..., and the API echoes a masked key in 401 messages
+# ("Incorrect API key provided: sk-abc***xyz"). Neither may reach a log line or a row.
+_KEY_PATTERN = re.compile(r"\b(?:sk|rk|sess)-[A-Za-z0-9_\-*]{6,}")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_PATTERN.sub("[redacted]", text)
+
+
+def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds the server asked us to wait: retry-after-ms, then retry-after (seconds or date)."""
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    base_s: float,
+    max_s: float,
+    retry_after_s: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Exponential backoff with full jitter; a server-given Retry-After is a floor.
+
+    attempt is the number of calls already made for the item (1 after the first).
+    """
+    rng = rng or random
+    if retry_after_s is not None:
+        # The server said when; a little jitter keeps the waiting workers from all
+        # coming back in the same millisecond.
+        return retry_after_s + rng.uniform(0, min(base_s, max_s))
+    ceiling = min(max_s, base_s * (2 ** max(0, attempt - 1)))
+    return rng.uniform(0, ceiling)
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and inner.get("message"):
+            code = inner.get("code") or inner.get("type")
+            return f"{inner['message']} ({code})" if code else str(inner["message"])
+    return exc.message
+
+
+def _body_excerpt(body: object, limit: int = 500) -> str:
+    if body is None:
+        return ""
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
+    return text[:limit]
+
+
+def _error_code(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping):
+            return str(inner.get("code") or "")
+    return ""
+
+
+def classify(exc: BaseException) -> Failure:
+    """Turn an exception from one API call into data: category, message, retry or not."""
+    if isinstance(exc, openai.APITimeoutError | asyncio.TimeoutError | TimeoutError):
+        return Failure(ErrorCategory.TIMEOUT, "request timed out", retryable=True)
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        detail = f": {type(cause).__name__}" if cause else ""
+        return Failure(ErrorCategory.API_ERROR, f"connection error{detail}", retryable=True)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        headers = exc.response.headers if exc.response is not None else None
+        retry_after = retry_after_from_headers(headers)
+        message = f"HTTP {status}: {_error_text(exc)}"
+        excerpt = _body_excerpt(exc.body)
+        if status == 429:
+            # An exhausted quota is not going to come back by waiting a few seconds.
+            retryable = _error_code(exc) != "insufficient_quota"
+            return Failure(
+                ErrorCategory.RATE_LIMIT, message, retryable, status, retry_after, excerpt
+            )
+        if status == 408:
+            return Failure(ErrorCategory.TIMEOUT, message, True, status, retry_after, excerpt)
+        if status == 409 or status >= 500:
+            return Failure(ErrorCategory.API_ERROR, message, True, status, retry_after, excerpt)
+        return Failure(ErrorCategory.API_ERROR, message, False, status, None, excerpt)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return Failure(ErrorCategory.INVALID_OUTPUT, f"unreadable response: {exc}", True)
+    if isinstance(exc, openai.APIError):
+        return Failure(ErrorCategory.API_ERROR, f"{type(exc).__name__}: {exc}", False)
+    return Failure(ErrorCategory.API_ERROR, f"{type(exc).__name__}: {exc}", False)

@@ -1,0 +1,263 @@
+"""Turning raw rows into question records: column names, required fields, validation.
+
+Shared by import_questions and the admin import (conversions.resources), so a row is
+accepted or refused, with the same message, whichever way it comes in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from django.utils.translation import gettext as _
+
+from conversions.converters import InvalidMathML, parse_mathml
+from conversions.importing.sources import cell_text
+from conversions.models import Question
+
+QUESTION_FIELDS = ("mathml", "text", "subject", "grade", "metadata")
+COLUMN_ALIASES = {
+    "question_id": ("question_id", "id"),
+    "mathml": ("mathml",),
+    "text": ("text", "question_text", "content"),
+    "subject": ("subject",),
+    "grade": ("grade",),
+    "metadata": ("metadata",),
+}
+# Columns an export writes that are results, not input: importing an export ignores them.
+RESULT_COLUMNS = frozenset(
+    {
+        "latex",
+        "conversion_state",
+        "latex_locked",
+        "latex_accepted_by",
+        "latex_accepted_at",
+        "labels",
+        "labels_model",
+        "labels_corrected",
+        "labels_meta",
+        "created_at",
+        "updated_at",
+        "latest_result",
+        "latest_job_id",
+        "latest_status",
+        "latest_result_latex",
+        "latest_validation_score",
+        "latest_error_category",
+        "latest_error_message",
+        "latest_finished_at",
+    }
+)
+ALLOW_EMPTY_MATHML_HINT = "--allow-empty-mathml"
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int | None  # None: the source as a whole (its columns, its encoding, ...)
+    message: str
+    question_id: str = ""
+
+    def __str__(self) -> str:
+        where = _("row %(row)s") % {"row": self.row} if self.row is not None else _("source")
+        if self.question_id:
+            where = f"{where} ({self.question_id})"
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class QuestionRecord:
+    """One valid input row. None means "not given": the field of an existing question stays."""
+
+    row: int
+    question_id: str
+    mathml: str | None = None
+    text: str | None = None
+    subject: str | None = None
+    grade: str | None = None
+    metadata: dict | None = None
+
+    def fingerprint(self) -> bytes:
+        # repr is deterministic for the same input read twice (dicts keep their order).
+        values = (self.row, self.question_id, *(getattr(self, f) for f in QUESTION_FIELDS))
+        return repr(values).encode()
+
+
+def normalise_column(name: object) -> str:
+    return re.sub(r"[\s\-]+", "_", cell_text(name).strip().lower())
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each question field comes from in one header (or one JSON record's keys)."""
+
+    fields: dict[str, str]
+    extra: tuple[str, ...]
+    ignored: tuple[str, ...]
+
+
+def layout_for(keys: Iterable[object]) -> Layout:
+    fields: dict[str, str] = {}
+    extra, ignored = [], []
+    by_name = {}
+    for key in keys:
+        by_name.setdefault(normalise_column(key), key)
+    used = set()
+    for canonical, aliases in COLUMN_ALIASES.items():
+        for alias in aliases:
+            if alias in by_name:
+                fields[canonical] = by_name[alias]
+                used.add(alias)
+                break
+    for name, key in by_name.items():
+        if name in used:
+            continue
+        if not name or name in RESULT_COLUMNS:
+            ignored.append(cell_text(key) or "(unnamed)")
+        else:
+            extra.append(key)
+    return Layout(fields=fields, extra=tuple(extra), ignored=tuple(ignored))
+
+
+def missing_columns(layout: Layout, *, allow_empty_mathml: bool) -> list[str]:
+    missing = [] if "question_id" in layout.fields else ["question_id"]
+    if "mathml" not in layout.fields:
+        if not allow_empty_mathml:
+            missing.append("mathml")
+        elif "text" not in layout.fields:
+            missing.append("mathml / text")
+    return missing
+
+
+class RowValidator:
+    """Turns raw rows into QuestionRecords, or into the reasons they are rejected."""
+
+    def __init__(self, *, allow_empty_mathml: bool = False, check: bool = True):
+        self.allow_empty_mathml = allow_empty_mathml
+        self.check = check  # False in the write pass: the rows were validated already
+        self.first_row: dict[str, int] = {}
+        self._layouts: dict[tuple, Layout] = {}
+        self.ignored: set[str] = set()
+        self._limits = {
+            name: Question._meta.get_field(name).max_length
+            for name in ("question_id", "subject", "grade")
+        }
+
+    def layout(self, keys: tuple) -> Layout:
+        layout = self._layouts.get(keys)
+        if layout is None:
+            layout = self._layouts[keys] = layout_for(keys)
+            self.ignored.update(layout.ignored)
+        return layout
+
+    def header_problems(self, headers: list[str]) -> list[str]:
+        layout = self.layout(tuple(headers))
+        missing = missing_columns(layout, allow_empty_mathml=self.allow_empty_mathml)
+        problems = [_("missing required column: %(col)s") % {"col": col} for col in missing]
+        if "mathml" in missing and not self.allow_empty_mathml and "text" in layout.fields:
+            problems.append(
+                _(
+                    "rows without MathML are accepted only with %(flag)s "
+                    '(in the admin: the box "Allow rows without MathML")'
+                )
+                % {"flag": ALLOW_EMPTY_MATHML_HINT}
+            )
+        names = [normalise_column(h) for h in headers if normalise_column(h)]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(_("column %(col)r appears more than once") % {"col": name})
+        return problems
+
+    def record(
+        self, number: int, raw: Mapping[str, object]
+    ) -> tuple[QuestionRecord | None, list[str]]:
+        """(record, []) for a good row, (None, reasons) for a bad one, (None, []) for a blank."""
+        if all(cell_text(v).strip() == "" for v in raw.values()):
+            return None, []
+        layout = self.layout(tuple(raw))
+        if self.check:
+            # Tables were checked once by their header; JSON records bring their own keys.
+            missing = missing_columns(layout, allow_empty_mathml=self.allow_empty_mathml)
+            if missing:
+                return None, [_("missing field: %(col)s") % {"col": col} for col in missing]
+        get = {name: raw.get(key) for name, key in layout.fields.items()}
+        question_id = cell_text(get.get("question_id")).strip()
+        values: dict[str, object] = {}
+        # Identifiers and categories are trimmed; text and MathML are kept exactly as given.
+        for name in ("subject", "grade"):
+            if get.get(name) is not None:
+                values[name] = cell_text(get[name]).strip()
+        if get.get("text") is not None:
+            values["text"] = cell_text(get["text"])
+        mathml = cell_text(get.get("mathml"))
+        if mathml.strip():
+            values["mathml"] = mathml
+        metadata, metadata_problem = self._metadata(raw, layout, get.get("metadata"))
+        if metadata is not None:
+            values["metadata"] = metadata
+        if not self.check:
+            return QuestionRecord(row=number, question_id=question_id, **values), []
+        problems = self._problems(number, question_id, mathml, values)
+        if metadata_problem:
+            problems.append(metadata_problem)
+        if problems:
+            return None, problems
+        return QuestionRecord(row=number, question_id=question_id, **values), []
+
+    def _problems(self, number, question_id, mathml, values) -> list[str]:
+        problems = []
+        if not question_id:
+            problems.append(_("question_id is empty"))
+        elif len(question_id) > self._limits["question_id"]:
+            problems.append(
+                _("question_id is longer than %(n)d characters")
+                % {"n": self._limits["question_id"]}
+            )
+        elif question_id in self.first_row:
+            problems.append(
+                _("duplicate question_id %(id)r (first seen in row %(row)d)")
+                % {"id": question_id, "row": self.first_row[question_id]}
+            )
+        else:
+            self.first_row[question_id] = number
+        if mathml.strip():
+            try:
+                parse_mathml(mathml)
+            except InvalidMathML as exc:
+                problems.append(_("invalid MathML: %(reason)s") % {"reason": exc})
+        elif not self.allow_empty_mathml:
+            problems.append(_("MathML is empty"))
+        elif not values.get("text", "").strip():
+            problems.append(_("neither MathML nor text: nothing to import"))
+        for name in ("subject", "grade"):
+            if len(values.get(name) or "") > self._limits[name]:
+                problems.append(
+                    _("%(field)s is longer than %(n)d characters")
+                    % {"field": name, "n": self._limits[name]}
+                )
+        return problems
+
+    def _metadata(self, raw, layout, given) -> tuple[dict | None, str | None]:
+        if "metadata" not in layout.fields and not layout.extra:
+            return None, None
+        metadata: dict = {}
+        for key in layout.extra:
+            value = raw.get(key)
+            if isinstance(value, str):
+                value = value.strip()
+            if value not in (None, ""):
+                metadata[cell_text(key).strip()] = value
+        if isinstance(given, dict):
+            return {**metadata, **given}, None
+        if given is None and not layout.extra:
+            return None, None  # a JSON null: not given
+        given_text = cell_text(given).strip()
+        if not given_text:
+            return metadata, None
+        try:
+            parsed = json.loads(given_text)
+        except json.JSONDecodeError as exc:
+            return None, _("metadata is not valid JSON: %(exc)s") % {"exc": exc.msg}
+        if not isinstance(parsed, dict):
+            return None, _("metadata must be a JSON object")
+        return {**metadata, **parsed}, None

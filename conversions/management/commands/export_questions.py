@@ -1,0 +1,70 @@
+"""Export questions with their results to CSV, XLSX or JSON."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from conversions.exporting import FORMATS, export_questions
+from conversions.models import Question
+
+
+class Command(BaseCommand):
+    help = (
+        "Export questions with their results (LaTeX, conversion state, effective labels, "
+        "latest conversion result). CSV and XLSX neutralise spreadsheet formulas; JSON is "
+        "lossless and can be imported again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("out", help="Output file, or - for standard output (csv, json).")
+        parser.add_argument(
+            "--format", choices=FORMATS, help="Output format (default: from the extension)."
+        )
+        parser.add_argument("--subject", help="Only questions of this subject.")
+        parser.add_argument("--grade", help="Only questions of this grade.")
+        parser.add_argument(
+            "--conversion-state",
+            choices=Question.ConversionState.values,
+            help="Only questions in this conversion state.",
+        )
+
+    def handle(self, *args, **options):
+        out = options["out"]
+        fmt = options["format"] or Path(out).suffix.lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise CommandError(f"Unknown format {fmt!r}; use --format {'|'.join(FORMATS)}.")
+        queryset = questions_filtered(
+            subject=options["subject"],
+            grade=options["grade"],
+            conversion_state=options["conversion_state"],
+        )
+        if out == "-":
+            if fmt == "xlsx":
+                raise CommandError("XLSX cannot go to standard output; give a file name.")
+            export_questions(queryset, fmt, sys.stdout.buffer)
+            return
+        count = export_to_file(queryset, fmt, Path(out))
+        self.stdout.write(f"Exported {count} questions to {out} ({fmt}).")
+
+
+def questions_filtered(*, subject=None, grade=None, conversion_state=None):
+    filters = {"subject": subject, "grade": grade, "conversion_state": conversion_state}
+    return Question.objects.filter(**{k: v for k, v in filters.items() if v is not None})
+
+
+def export_to_file(queryset, fmt: str, path: Path) -> int:
+    # Written next to the target and renamed at the end, so a half-written export never
+    # stands where a complete one is expected.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            count = export_questions(queryset, fmt, fp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,60 @@
+"""`manage.py job pause|resume|cancel|retry|stats|export JOB`: steer a job from the CLI."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from conversions import selectors, services
+from conversions.management.commands._report import format_stats
+from conversions.models import Item, Job
+
+ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export")
+
+
+class Command(BaseCommand):
+    help = "Pause, resume, cancel or retry a job, print its stats, or export its results."
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=ACTIONS, help="What to do with the job.")
+        parser.add_argument("job", type=int, help="Job id.")
+        parser.add_argument(
+            "--category",
+            choices=Item.ErrorCategory.values,
+            help="retry: only items with this error category (validation_failed includes "
+            "items waiting for review).",
+        )
+        parser.add_argument("--json", action="store_true", help="stats: print JSON.")
+
+    def handle(self, *args, **opts):
+        try:
+            job = Job.objects.get(pk=opts["job"])
+        except Job.DoesNotExist:
+            raise CommandError(f"Job {opts['job']} does not exist.") from None
+        action = opts["action"]
+        if action in ("pause", "resume", "cancel"):
+            change = {
+                "pause": services.job_pause,
+                "resume": services.job_resume,
+                "cancel": services.job_cancel,
+            }[action]
+            was = job.status
+            if not change(job=job):
+                raise CommandError(f"Job {job.pk} is {was}: cannot {action} it.")
+            self.stdout.write(f"Job {job.pk}: {was} -> {job.status}.")
+        elif action == "retry":
+            count = services.items_retry(job=job, category=opts["category"])
+            job.refresh_from_db()
+            self.stdout.write(f"Job {job.pk}: {count} item(s) queued again; job is {job.status}.")
+        elif action == "stats":
+            stats = selectors.job_stats(job=job)
+            if opts["json"]:
+                self.stdout.write(json.dumps(stats, indent=2, ensure_ascii=False))
+            else:
+                self.stdout.write(format_stats(stats))
+        else:
+            paths = services.job_export(job=job)
+            self.stdout.write(f"Job {job.pk}: wrote {paths[0]}")
+            if len(paths) > 1:
+                self.stdout.write(f"and {len(paths) - 1} batch file(s) in {paths[1].parent}")

@@ -1,0 +1,296 @@
+"""Read-side queries for job and overall stats, and the queue's health.
+
+Everything is computed from the Item rows with a handful of aggregate queries, so the
+numbers are right whichever worker wrote them and after any crash.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from conversions.models import Item, Job
+
+SAMPLE_MESSAGES = 5
+RECENT_WINDOW_S = 60
+UNFINISHED = (Item.Status.PENDING, Item.Status.RUNNING)
+
+
+def _money(value) -> float:
+    return float(round(value or Decimal("0"), 6))
+
+
+def _counts(items: QuerySet[Item], field: str) -> dict[str, int]:
+    rows = items.order_by().values_list(field).annotate(n=Count("id"))
+    return {key: n for key, n in rows if key}
+
+
+def _failures(items: QuerySet[Item]) -> dict[str, dict]:
+    failures = {}
+    for category, n in _counts(items.exclude(error_category=""), "error_category").items():
+        samples = (
+            items.filter(error_category=category)
+            .order_by()
+            .values_list("error_message", flat=True)
+            .distinct()[:SAMPLE_MESSAGES]
+        )
+        failures[category] = {"count": n, "samples": list(samples)}
+    return failures
+
+
+def _percentile(items: QuerySet[Item], n: int, share: float) -> int | None:
+    if not n:
+        return None
+    index = min(n - 1, int(share * n))
+    return items.order_by("latency_ms").values_list("latency_ms", flat=True)[index]
+
+
+def _latency(items: QuerySet[Item]) -> dict:
+    timed = items.filter(latency_ms__isnull=False)
+    agg = timed.aggregate(n=Count("id"), mean=Avg("latency_ms"))
+    return {
+        "mean": round(agg["mean"], 1) if agg["mean"] is not None else None,
+        "p50": _percentile(timed, agg["n"], 0.50),
+        "p95": _percentile(timed, agg["n"], 0.95),
+    }
+
+
+def _llm_cost_per_item(job: Job, items: QuerySet[Item]) -> Decimal | None:
+    """What one LLM call for this job costs on average (this job's, else the model's)."""
+    llm = Q(route=Item.Route.LLM, api_calls__gt=0)
+    agg = items.filter(llm).aggregate(n=Count("id"), cost=Sum("cost_usd"))
+    if not agg["n"] and job.model:
+        agg = Item.objects.filter(llm, job__model=job.model).aggregate(
+            n=Count("id"), cost=Sum("cost_usd")
+        )
+    return agg["cost"] / agg["n"] if agg["n"] else None
+
+
+def job_stats(*, job: Job) -> dict:
+    """Everything the job page, `convert --wait`, `monitor` and stats.json show."""
+    job.refresh_from_db()
+    items = Item.objects.filter(job_id=job.pk)
+    counts = _counts(items, "status")
+    total = sum(counts.values())
+    unfinished = sum(counts.get(s, 0) for s in UNFINISHED)
+    done = total - unfinished
+    agg = items.aggregate(
+        tokens_in=Sum("tokens_in"),
+        tokens_out=Sum("tokens_out"),
+        cost=Sum("cost_usd"),
+        saved=Sum("cost_saved_usd"),
+        api_calls=Sum("api_calls"),
+        retries=Sum("retries"),
+        hits=Count("id", filter=Q(cached=True)),
+        last_finished=Max("finished_at"),
+    )
+    now = timezone.now()
+    started = job.started_at
+    end = job.finished_at or (agg["last_finished"] if not unfinished else None) or now
+    elapsed_s = max((end - started).total_seconds(), 0.001) if started else 0.0
+    finished = done - counts.get(Item.Status.CANCELLED, 0)
+    rate_per_s = finished / elapsed_s if elapsed_s else 0.0
+    recent = items.filter(finished_at__gte=now - timedelta(seconds=RECENT_WINDOW_S)).count()
+    if not job.is_final and recent:
+        rate_per_s = recent / min(RECENT_WINDOW_S, elapsed_s or RECENT_WINDOW_S)
+    routes = _counts(items, "route")
+    per_llm_item = _llm_cost_per_item(job, items)
+    rules_saved = per_llm_item * routes.get(Item.Route.RULES, 0) if per_llm_item else None
+    succeeded = counts.get(Item.Status.SUCCEEDED, 0)
+    return {
+        "job": job.pk,
+        "name": str(job),
+        "kind": job.kind,
+        "status": job.status,
+        "backend": job.backend,
+        "model": job.model,
+        "prompt_version": job.prompt_version,
+        "error": job.error_message,
+        "created_at": job.created_at.isoformat(),
+        "started_at": started.isoformat() if started else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "total": total,
+        "done": done,
+        "progress": done / total if total else 1.0,
+        "counts": counts,
+        "success_rate": succeeded / finished if finished else None,
+        "failures": _failures(items),
+        "latency_ms": _latency(items),
+        "elapsed_s": round(elapsed_s, 1),
+        "throughput_per_min": round(rate_per_s * 60, 1),
+        "eta_s": round(unfinished / rate_per_s, 1) if unfinished and rate_per_s else None,
+        "tokens_in": agg["tokens_in"] or 0,
+        "tokens_out": agg["tokens_out"] or 0,
+        "cost_usd": _money(agg["cost"]),
+        "api_calls": agg["api_calls"] or 0,
+        "api_calls_per_item": round((agg["api_calls"] or 0) / done, 3) if done else None,
+        "retries": agg["retries"] or 0,
+        "cache": {
+            "hits": agg["hits"],
+            "hit_rate": agg["hits"] / done if done else None,
+            "saved_usd": _money(agg["saved"]),
+        },
+        "routes": routes,
+        # Hybrid: what the rules-converted items would have cost through the LLM (at
+        # this job's mean LLM cost per item), plus what the cache saved.
+        "saved_vs_all_llm_usd": (
+            _money((rules_saved or 0) + (agg["saved"] or 0))
+            if job.backend == Job.Backend.HYBRID
+            else None
+        ),
+    }
+
+
+def job_progress(*, job: Job) -> dict:
+    """The cheap part of job_stats, for progress bars polled every fraction of a second."""
+    job.refresh_from_db()
+    unfinished = Item.objects.filter(job_id=job.pk, status__in=UNFINISHED).count()
+    done = job.total_items - unfinished
+    now = timezone.now()
+    recent = Item.objects.filter(
+        job_id=job.pk, finished_at__gte=now - timedelta(seconds=RECENT_WINDOW_S)
+    ).count()
+    elapsed_s = (now - job.started_at).total_seconds() if job.started_at else 0.0
+    window = min(RECENT_WINDOW_S, elapsed_s) if elapsed_s else RECENT_WINDOW_S
+    rate_per_s = recent / window if window else 0.0
+    return {
+        "job": job.pk,
+        "status": job.status,
+        "done": done,
+        "total": job.total_items,
+        "throughput_per_min": round(rate_per_s * 60, 1),
+        "eta_s": round(unfinished / rate_per_s, 1) if unfinished and rate_per_s else None,
+    }
+
+
+def job_throughput_series(*, job: Job, buckets: int = 30) -> list[dict]:
+    """Finished items per time bucket from the job's start to its end (or now)."""
+    if not job.started_at:
+        return []
+    end = job.finished_at or timezone.now()
+    span = max((end - job.started_at).total_seconds(), 1.0)
+    width = timedelta(seconds=span / buckets)
+    edges = [job.started_at + width * i for i in range(buckets + 1)]
+    edges[-1] = end + timedelta(seconds=1)
+    agg = Item.objects.filter(job_id=job.pk).aggregate(
+        **{
+            f"b{i}": Count("id", filter=Q(finished_at__gte=edges[i], finished_at__lt=edges[i + 1]))
+            for i in range(buckets)
+        }
+    )
+    minutes = width.total_seconds() / 60
+    return [
+        {
+            "start": edges[i].isoformat(),
+            "items": agg[f"b{i}"],
+            "per_min": round(agg[f"b{i}"] / minutes, 1),
+        }
+        for i in range(buckets)
+    ]
+
+
+def overall_stats(*, days: int = 30) -> dict:
+    """Items finished in the last `days` days, over all jobs."""
+    since = timezone.now() - timedelta(days=days)
+    items = Item.objects.filter(finished_at__gte=since)
+    agg = items.aggregate(
+        n=Count("id"),
+        tokens_in=Sum("tokens_in"),
+        tokens_out=Sum("tokens_out"),
+        cost=Sum("cost_usd"),
+        saved=Sum("cost_saved_usd"),
+        api_calls=Sum("api_calls"),
+        hits=Count("id", filter=Q(cached=True)),
+    )
+    counts = _counts(items, "status")
+    succeeded = counts.get(Item.Status.SUCCEEDED, 0)
+    finished = agg["n"] - counts.get(Item.Status.CANCELLED, 0)
+    per_day = (
+        items.annotate(day=TruncDate("finished_at"))
+        .order_by("day")
+        .values_list("day")
+        .annotate(n=Count("id"), cost=Sum("cost_usd"))
+    )
+    return {
+        "days": days,
+        "jobs": _counts(Job.objects.filter(created_at__gte=since), "status"),
+        "items": agg["n"],
+        "counts": counts,
+        "success_rate": succeeded / finished if finished else None,
+        "failures": _failures(items),
+        "latency_ms": _latency(items),
+        "tokens_in": agg["tokens_in"] or 0,
+        "tokens_out": agg["tokens_out"] or 0,
+        "cost_usd": _money(agg["cost"]),
+        "api_calls": agg["api_calls"] or 0,
+        "api_calls_per_item": round((agg["api_calls"] or 0) / agg["n"], 3) if agg["n"] else None,
+        "cache": {
+            "hits": agg["hits"],
+            "hit_rate": agg["hits"] / agg["n"] if agg["n"] else None,
+            "saved_usd": _money(agg["saved"]),
+        },
+        "routes": _counts(items, "route"),
+        "per_day": [
+            {"day": day.isoformat(), "items": n, "cost_usd": _money(cost)}
+            for day, n, cost in per_day
+        ],
+    }
+
+
+def cluster_alive() -> bool:
+    """Whether some django-q2 cluster serves this database now.
+
+    With Redis, clusters publish their status (Stat); with the ORM broker and a per
+    process cache they cannot, so the signs of life are in the database: a running
+    cluster's scheduler keeps the reconciler's next run in the future (or seconds behind
+    it), and its monitor saves finished tasks.
+    """
+    from django_q.models import Schedule, Task
+    from django_q.status import Stat
+
+    try:
+        if Stat.get_all():
+            return True
+    except Exception:  # noqa: S110 - the cache backend is optional
+        pass
+    recent = timezone.now() - timedelta(seconds=60)
+    return (
+        Schedule.objects.filter(
+            func="conversions.tasks.jobs_reconcile", next_run__gte=recent
+        ).exists()
+        or Task.objects.filter(stopped__gte=recent).exists()
+    )
+
+
+def queue_health() -> dict:
+    now = timezone.now()
+    alive = cluster_alive()
+    oldest = (
+        Job.objects.filter(status=Job.Status.QUEUED)
+        .order_by("updated_at")
+        .values_list("updated_at", flat=True)
+        .first()
+    )
+    oldest_age = (now - oldest).total_seconds() if oldest else None
+    active = Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
+    warning = ""
+    if not alive and active:
+        warning = _(
+            "No django-q2 cluster seems to be running, and %(n)s job(s) wait for one: "
+            "start it with `python manage.py qcluster`."
+        ) % {"n": active}
+    elif oldest_age and oldest_age > 300:
+        warning = _("A job has been queued for %(s)d s: the cluster may be busy.") % {
+            "s": oldest_age
+        }
+    return {
+        "cluster_alive": alive,
+        "active_jobs": active,
+        "oldest_queued_age_s": round(oldest_age, 1) if oldest_age is not None else None,
+        "warning": warning,
+    }

@@ -1,0 +1,184 @@
+/* The live job page: polls the job's stats.json every two seconds and redraws the
+   numbers, the progress bar and the throughput chart without reloading the page.
+   Every value from the server is set with textContent. */
+"use strict";
+
+(function () {
+  const root = document.getElementById("mc-job");
+  if (!root) {
+    return;
+  }
+  const url = root.dataset.statsUrl;
+  const pollMs = Number(root.dataset.pollMs) || 2000;
+  const dash = "–";
+
+  function byId(id) {
+    return document.getElementById(id);
+  }
+
+  function setText(id, value) {
+    const node = byId(id);
+    if (node) {
+      node.textContent = value === null || value === undefined || value === "" ? dash : String(value);
+    }
+  }
+
+  function number(value) {
+    return value === null || value === undefined ? dash : Number(value).toLocaleString();
+  }
+
+  function percent(share) {
+    return share === null || share === undefined ? dash : `${(100 * share).toFixed(1)}%`;
+  }
+
+  function money(value) {
+    return value === null || value === undefined ? dash : `$${Number(value).toFixed(4)}`;
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) {
+      return dash;
+    }
+    const s = Math.round(seconds);
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const rest = String(s % 60).padStart(2, "0");
+    return h ? `${h}:${String(m).padStart(2, "0")}:${rest}` : `${m}:${rest}`;
+  }
+
+  function cell(row, text, href) {
+    const td = document.createElement("td");
+    if (href) {
+      const a = document.createElement("a");
+      a.href = href;
+      a.textContent = text;
+      td.appendChild(a);
+    } else {
+      td.textContent = text;
+    }
+    row.appendChild(td);
+    return td;
+  }
+
+  function renderCounts(stats) {
+    const body = byId("mc-counts-body");
+    if (!body) {
+      return;
+    }
+    const rows = Object.entries(stats.counts).map(([status, count]) => {
+      const tr = document.createElement("tr");
+      cell(tr, stats.count_labels[status] || status);
+      cell(tr, number(count));
+      return tr;
+    });
+    body.replaceChildren(...rows);
+  }
+
+  function renderFailures(stats) {
+    const body = byId("mc-failures-body");
+    const empty = byId("mc-failures-empty");
+    if (!body) {
+      return;
+    }
+    const rows = Object.values(stats.failures).map((failure) => {
+      const tr = document.createElement("tr");
+      cell(tr, failure.label, failure.url);
+      cell(tr, number(failure.count));
+      const td = cell(tr, "");
+      const list = document.createElement("ul");
+      list.className = "mc-samples";
+      for (const sample of failure.samples) {
+        const li = document.createElement("li");
+        li.textContent = sample;
+        list.appendChild(li);
+      }
+      td.appendChild(list);
+      return tr;
+    });
+    body.replaceChildren(...rows);
+    if (empty) {
+      empty.hidden = rows.length > 0;
+    }
+  }
+
+  function renderChart(series) {
+    const svg = byId("mc-throughput");
+    if (!svg || !window.mcCharts) {
+      return;
+    }
+    const time = (iso) => new Date(iso).toLocaleTimeString();
+    window.mcCharts.bars(
+      svg,
+      series.map((point) => point.per_min),
+      {
+        titles: series.map((point) => `${time(point.start)}: ${point.per_min}/min`),
+        firstLabel: series.length ? time(series[0].start) : "",
+        lastLabel: series.length ? time(series[series.length - 1].start) : "",
+      },
+    );
+  }
+
+  function renderButtons(stats) {
+    const retryable = (stats.counts.failed || 0) + (stats.counts.cancelled || 0);
+    for (const node of root.querySelectorAll("[data-when]")) {
+      const when = node.dataset.when.split(" ");
+      node.hidden = !(when.includes(stats.status) || (when.includes("retryable") && retryable > 0));
+    }
+  }
+
+  function render(data) {
+    const stats = data.stats;
+    const bar = byId("mc-progress");
+    if (bar) {
+      bar.max = stats.total || 1;
+      bar.value = stats.done;
+    }
+    root.dataset.status = stats.status;
+    setText("mc-percent", `${Math.floor(100 * stats.progress)}%`);
+    setText("mc-done", number(stats.done));
+    setText("mc-total", number(stats.total));
+    setText("mc-status", stats.status_label);
+    setText("mc-success", percent(stats.success_rate));
+    setText("mc-throughput-now", stats.throughput_per_min === null ? dash : `${stats.throughput_per_min}/min`);
+    setText("mc-p50", stats.latency_ms.p50 === null ? dash : `${stats.latency_ms.p50} ms`);
+    setText("mc-p95", stats.latency_ms.p95 === null ? dash : `${stats.latency_ms.p95} ms`);
+    setText("mc-eta", duration(stats.eta_s));
+    setText("mc-elapsed", duration(stats.elapsed_s));
+    setText("mc-tokens-in", number(stats.tokens_in));
+    setText("mc-tokens-out", number(stats.tokens_out));
+    setText("mc-cost", money(stats.cost_usd));
+    setText("mc-cache-hits", number(stats.cache.hits));
+    setText("mc-cache-saved", money(stats.cache.saved_usd));
+    setText("mc-api-calls", number(stats.api_calls));
+    setText("mc-error", stats.error);
+    renderCounts(stats);
+    renderFailures(stats);
+    renderChart(data.series);
+    renderButtons(stats);
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(url, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.ok) {
+        const data = await response.json();
+        render(data);
+        if (data.final) {
+          return; // a finished job does not change until someone retries it
+        }
+      }
+    } catch (error) {
+      // A network blip or an expired session: keep the last numbers and try again.
+    }
+    window.setTimeout(poll, pollMs);
+  }
+
+  const initial = JSON.parse(byId("mc-job-data").textContent);
+  render(initial);
+  if (!initial.final) {
+    window.setTimeout(poll, pollMs);
+  }
+})();

@@ -1,0 +1,59 @@
+"""Helpers for the admin tests: users in the three groups, jobs with items in given states."""
+
+from __future__ import annotations
+
+import importlib
+
+from django.apps import apps
+from django.contrib.auth.models import Group, User
+
+from conversions import services
+from conversions.models import Item, Job, LabelSchema, Question
+
+GROUPS = importlib.import_module("conversions.migrations.0007_groups")
+PASSWORD = "correct-horse-battery-staple"
+
+
+def ensure_groups() -> None:
+    """The groups the data migration made (a transactional test flushes them)."""
+    if Group.objects.filter(name__in=GROUPS.GROUPS).count() != len(GROUPS.GROUPS):
+        GROUPS.create_groups(apps, None)
+
+
+def staff_user(username: str, group: str | None = None, **extra) -> User:
+    ensure_groups()
+    user = User.objects.create_user(username, password=PASSWORD, is_staff=True, **extra)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+def login(client, user: User):
+    client.force_login(user)
+    return client
+
+
+def make_job(questions, *, name: str = "", kind: str = Job.Kind.CONVERT) -> Job:
+    """A job over these questions; no task is queued and no endpoint is checked."""
+    ids = [q.pk for q in questions]
+    return services.job_create(
+        kind=kind,
+        questions=Question.objects.filter(pk__in=ids),
+        selection={"ids": ids},
+        backend=Job.Backend.OPENAI if kind == Job.Kind.LABEL else Job.Backend.RULES,
+        name=name,
+        label_schema=LabelSchema.objects.first() if kind == Job.Kind.LABEL else None,
+        enqueue=False,
+        check_config=False,
+    )
+
+
+def set_items(job: Job, n: int, **fields) -> list[int]:
+    """Give the first n still-pending items of the job these field values."""
+    ids = list(
+        Item.objects.filter(job=job, status=Item.Status.PENDING)
+        .order_by("id")
+        .values_list("id", flat=True)[:n]
+    )
+    Item.objects.filter(pk__in=ids).update(**fields)
+    return ids

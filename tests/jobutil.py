@@ -1,0 +1,113 @@
+"""Helpers for the job tests: questions, prices, the fake server, a qcluster subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from conversions.models import ModelPrice, Question
+from tests.fakeserver import FakeServer
+from tests.settings import subprocess_env
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "test-key-not-secret"
+
+
+def fraction(n: int) -> str:
+    """A distinct, simple formula per n that the rules converter handles."""
+    return (
+        '<math xmlns="http://www.w3.org/1998/Math/MathML"><mfrac><mn>'
+        f"{n}</mn><mi>x</mi></mfrac><mo>+</mo><msup><mi>y</mi><mn>2</mn></msup></math>"
+    )
+
+
+def tagged(n: int, directive: str) -> str:
+    """A formula carrying a fake-server directive (fake:status=503*2, fake:wrong, ...)."""
+    return (
+        '<math xmlns="http://www.w3.org/1998/Math/MathML"><msqrt><mn>'
+        f"{n}</mn></msqrt><mtext>{directive}</mtext></math>"
+    )
+
+
+def make_questions(count: int, *, prefix: str = "Q", mathml=fraction, start: int = 1) -> list:
+    return Question.objects.bulk_create(
+        Question(question_id=f"{prefix}-{n:05d}", mathml=mathml(n))
+        for n in range(start, start + count)
+    )
+
+
+def seed_prices() -> None:
+    # Transactional tests flush the seeded rows, so tests that price calls seed them.
+    ModelPrice.objects.get_or_create(
+        model="gpt-4.1-mini",
+        defaults={"input_per_mtok": Decimal("0.40"), "output_per_mtok": Decimal("1.60")},
+    )
+    ModelPrice.objects.get_or_create(
+        model="gpt-4o-mini",
+        defaults={"input_per_mtok": Decimal("0.15"), "output_per_mtok": Decimal("0.60")},
+    )
+
+
+def calls(server: FakeServer, mathml: str) -> int:
+    """How many requests the fake server received for this input."""
+    return server.count(mathml)
+
+
+@pytest.fixture
+def llm(settings, fake_openai):
+    """Point the LLM backends at the shared fake server (tests/conftest.py), reset."""
+    settings.OPENAI_BASE_URL = fake_openai.base_url
+    settings.OPENAI_API_KEY = API_KEY
+    seed_prices()
+    return fake_openai
+
+
+class Cluster:
+    """A real `manage.py qcluster` on this run's test database, in its own process group."""
+
+    def __init__(self, **env: str) -> None:
+        self.env = subprocess_env(**env)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Cluster:
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole cluster (sentinel, pusher, workers) like a crashed machine."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def wait_until(condition, timeout: float = 60.0, interval: float = 0.1):
+    """Poll until condition() is truthy; return its value, or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

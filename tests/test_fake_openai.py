@@ -1,0 +1,266 @@
+"""The local OpenAI-compatible server, spoken to over real HTTP with the official SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from conversions.engine.prompts import ConversionTask
+from conversions.engine.types import WorkItem
+from conversions.fakeopenai import (
+    expected_latex,
+    input_key,
+    schema_instance,
+    wrong_latex,
+)
+
+MATHML = (
+    "<math><mfrac><mn>1</mn><msup><mi>x</mi><mn>2</mn></msup></mfrac>"
+    "<mo>+</mo><msqrt><mn>3</mn></msqrt></math>"
+)
+LABEL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "unit": {"type": "string", "enum": ["fractions", "decimals", "functions"]},
+        "difficulty": {"type": "integer", "minimum": 1, "maximum": 5},
+        "keywords": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+    },
+    "required": ["unit", "difficulty", "keywords"],
+    "additionalProperties": False,
+}
+
+
+def client(server, timeout: float = 10) -> openai.OpenAI:
+    return _client(server.base_url, timeout)
+
+
+@functools.cache
+def _client(base_url: str, timeout: float) -> openai.OpenAI:
+    return openai.OpenAI(api_key="test-key", base_url=base_url, max_retries=0, timeout=timeout)
+
+
+def convert(server, mathml: str = MATHML, **create_kwargs):
+    task = ConversionTask()
+    item = WorkItem(item_id=1, ref="q1", mathml=mathml)
+    return client(server).chat.completions.with_raw_response.create(
+        model="gpt-4.1-mini",
+        messages=task.build_messages(item),
+        response_format=task.response_format(),
+        **create_kwargs,
+    )
+
+
+def labels_request(server, text: str, schema: dict = LABEL_SCHEMA):
+    return client(server).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": text}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "labels", "strict": True, "schema": schema},
+        },
+    )
+
+
+def conforms(value: dict, schema: dict = LABEL_SCHEMA) -> bool:
+    props = schema["properties"]
+    return (
+        set(value) == set(props)
+        and value["unit"] in props["unit"]["enum"]
+        and isinstance(value["difficulty"], int)
+        and 1 <= value["difficulty"] <= 5
+        and isinstance(value["keywords"], list)
+        and len(value["keywords"]) <= 3
+    )
+
+
+def test_models_and_auth(fake_openai):
+    ids = [model.id for model in client(fake_openai).models.list()]
+    assert {"gpt-4.1-mini", "gpt-4o-mini"} <= set(ids)
+
+    request = urllib.request.Request(fake_openai.base_url + "/models")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 401
+    assert json.loads(caught.value.read())["error"]["code"] == "missing_api_key"
+
+
+def test_unknown_model_is_404_model_not_found(fake_openai):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client(fake_openai).chat.completions.create(
+            model="gpt-3-retired", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.code == "model_not_found"
+
+
+def test_conversion_answer_usage_headers_and_counts(fake_openai):
+    raw = convert(fake_openai)
+    completion = raw.parse()
+    assert json.loads(completion.choices[0].message.content) == {"latex": expected_latex(MATHML)}
+    assert expected_latex(MATHML) == "\\frac{1}{x^2}+\\sqrt{3}"
+    assert completion.usage.prompt_tokens > 100
+    assert completion.usage.completion_tokens > 0
+    assert int(raw.headers["x-ratelimit-remaining-requests"]) > 0
+    assert "x-ratelimit-reset-tokens" in raw.headers
+    stats = fake_openai.stats()
+    assert stats["per_input"] == {input_key(MATHML): 1}
+    assert fake_openai.count(MATHML, stats) == 1 and fake_openai.count_ok(MATHML, stats) == 1
+
+
+def test_strict_schema_is_checked_like_the_real_api(fake_openai):
+    loose = {"type": "object", "properties": {"latex": {"type": "string"}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(fake_openai).chat.completions.create(
+            model="gpt-4.1-mini",
+            messages=[{"role": "user", "content": "x"}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "latex_conversion", "strict": True, "schema": loose},
+            },
+        )
+    assert "additionalProperties" in caught.value.message
+
+
+def test_429_above_rpm_with_retry_after(fake_openai):
+    fake_openai.configure(rpm=120, window=1.0)  # two requests per sliding second
+    convert(fake_openai)
+    convert(fake_openai, mathml="<math><mn>2</mn></math>")
+    with pytest.raises(openai.RateLimitError) as caught:
+        convert(fake_openai, mathml="<math><mn>3</mn></math>")
+    headers = caught.value.response.headers
+    assert 0 < int(headers["retry-after-ms"]) <= 1000
+    assert headers["retry-after"] == "1"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert fake_openai.stats()["rate_limited"] == 1
+
+
+def test_fault_decisions_are_reproducible_per_seed(fake_openai):
+    fake_openai.configure(error_rate=0.5, seed=11)
+    formulas = [f"<math><mn>{n}</mn></math>" for n in range(16)]
+
+    def statuses() -> list[int]:
+        fake_openai.reset()
+        result = []
+        for mathml in formulas:
+            try:
+                convert(fake_openai, mathml=mathml)
+                result.append(200)
+            except openai.InternalServerError as error:
+                result.append(error.status_code)
+        return result
+
+    first = statuses()
+    assert statuses() == first
+    assert 200 in first and {500, 503} & set(first)
+    fake_openai.configure(seed=12)
+    assert statuses() != first
+
+
+def test_directives_force_faults_for_the_first_attempts(fake_openai):
+    mathml = "<math><mn>7</mn><mtext>fake:status=503*2</mtext></math>"
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            convert(fake_openai, mathml=mathml)
+    convert(fake_openai, mathml=mathml)
+    assert fake_openai.count(mathml) == 3 and fake_openai.count_ok(mathml) == 1
+
+
+def test_hang_outlasts_the_client_timeout(fake_openai):
+    fake_openai.configure(timeout_rate=1.0, hang=30)
+    with pytest.raises(openai.APITimeoutError):
+        client(fake_openai, timeout=0.3).chat.completions.create(
+            model="gpt-4.1-mini", messages=[{"role": "user", "content": "x"}]
+        )
+    assert fake_openai.stats()["hangs"] == 1
+
+
+def test_garbage_and_wrong_answers(fake_openai):
+    fake_openai.configure(garbage_rate=1.0)
+    content = convert(fake_openai).parse().choices[0].message.content
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(content)
+
+    fake_openai.configure(garbage_rate=0.0, wrong_rate=1.0)
+    content = convert(fake_openai).parse().choices[0].message.content
+    latex = json.loads(content)["latex"]
+    assert latex and latex != expected_latex(MATHML)
+    assert fake_openai.stats()["wrong"] == 1
+
+
+@pytest.mark.parametrize(
+    ("latex", "mutants"),
+    [
+        ("\\frac{a+1}{b}", {"\\frac{b}{a+1}", "\\frac{a-1}{b}"}),
+        ("x^{2}y", {"xy"}),
+        ("\\sqrt[3]{x}", {"x"}),
+        ("a=b", {"a<b"}),
+    ],
+)
+def test_wrong_latex_mutations(latex, mutants):
+    seen = {wrong_latex(latex, random.Random(seed)) for seed in range(40)}
+    assert latex not in seen
+    assert mutants <= seen
+
+
+def test_digits_change_and_nothing_is_left_equal():
+    for seed in range(30):
+        assert wrong_latex("12", random.Random(seed)) != "12"
+        assert wrong_latex("x", random.Random(seed)) != "x"
+
+
+def test_label_answers_satisfy_the_schema_and_wrong_ones_break_it(fake_openai):
+    texts = [f"Question {n}: simplify 1/{n}" for n in range(12)]
+    answers = [json.loads(labels_request(fake_openai, t).choices[0].message.content) for t in texts]
+    assert all(conforms(answer) for answer in answers)
+    # Deterministic per input, varied across inputs.
+    assert (
+        json.loads(labels_request(fake_openai, texts[0]).choices[0].message.content) == (answers[0])
+    )
+    assert len({answer["unit"] for answer in answers}) > 1
+
+    fake_openai.configure(wrong_rate=1.0)
+    wrong = [json.loads(labels_request(fake_openai, t).choices[0].message.content) for t in texts]
+    assert not any(conforms(answer) for answer in wrong)
+
+
+def test_schema_instance_handles_nullable_and_ranges():
+    schema = {
+        "type": "object",
+        "properties": {
+            "note": {"type": ["string", "null"]},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+            "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}},
+        },
+    }
+    value = schema_instance(schema, random.Random(1))
+    assert isinstance(value["note"], str)
+    assert 0 <= value["score"] <= 1
+    assert set(value["tags"]) <= {"a", "b"}
+
+
+def test_many_concurrent_keep_alive_clients(fake_openai):
+    """50 clients on kept-alive connections, several requests each, all answered."""
+    fake_openai.configure(latency=0.05)
+
+    async def main() -> list[int]:
+        async with openai.AsyncOpenAI(
+            api_key="k", base_url=fake_openai.base_url, max_retries=0
+        ) as aclient:
+
+            async def one(n: int) -> int:
+                for _ in range(3):
+                    await aclient.models.list()
+                return n
+
+            return await asyncio.gather(*(one(n) for n in range(50)))
+
+    assert len(asyncio.run(main())) == 50
+    stats = fake_openai.stats()
+    assert stats["unauthorized"] == 0
+    assert stats["connections"] <= 60  # connections were reused, not one per request

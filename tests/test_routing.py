@@ -1,0 +1,93 @@
+"""Backends and routing: rules needs no key, openai sends all, hybrid sends only what fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from conversions import selectors, services, tasks
+from conversions.models import Job, Question
+from tests import jobutil
+from tests.jobutil import calls, fraction, make_questions
+
+llm = jobutil.llm  # the fixture
+
+pytestmark = pytest.mark.django_db
+
+NS = 'xmlns="http://www.w3.org/1998/Math/MathML"'
+
+
+def glyph(n: int) -> str:
+    """A formula the rules converter refuses (<mglyph> is an image, not mathematics)."""
+    return f'<math {NS}><mi>x</mi><mo>+</mo><mn>{n}</mn><mglyph src="s{n}.png" alt="star"/></math>'
+
+
+def broken(n: int) -> str:
+    return f"<math {NS}><mfrac><mn>{n}</mn></mfrac></math>"
+
+
+def create(backend: str) -> Job:
+    return services.job_create(
+        questions=Question.objects.all(),
+        selection={"test": True},
+        backend=backend,
+        enqueue=False,
+        max_concurrent=4,
+    )
+
+
+def test_hybrid_sends_only_the_items_the_rules_cannot_do(llm):
+    make_questions(8)
+    make_questions(3, prefix="G", mathml=glyph)
+    make_questions(2, prefix="B", mathml=broken)
+    job = create(Job.Backend.HYBRID)
+    tasks.job_run_inline(job)
+
+    served = llm.stats()
+    assert served["requests"] == 5
+    for n in range(1, 9):
+        assert calls(llm, fraction(n)) == 0
+    for n in range(1, 4):
+        assert calls(llm, glyph(n)) == 1
+    for n in range(1, 3):
+        assert calls(llm, broken(n)) == 1
+    routes = dict(job.items.values_list("question__question_id", "route"))
+    assert {ref for ref, route in routes.items() if route == "llm"} == {
+        "G-00001",
+        "G-00002",
+        "G-00003",
+        "B-00001",
+        "B-00002",
+    }
+    stats = selectors.job_stats(job=job)
+    assert stats["routes"] == {"rules": 8, "llm": 5}
+    assert stats["api_calls"] == 5
+    # The 8 rules items would each have cost what an LLM item cost here.
+    llm_cost = stats["cost_usd"] / 5
+    assert stats["saved_vs_all_llm_usd"] == pytest.approx(8 * llm_cost, abs=1e-6)
+    assert stats["saved_vs_all_llm_usd"] > 0
+
+
+def test_openai_sends_every_item_and_rules_sends_none(llm, settings):
+    make_questions(6)
+    make_questions(2, prefix="G", mathml=glyph)
+    tasks.job_run_inline(create(Job.Backend.OPENAI))
+    assert llm.stats()["requests"] == 8
+
+    settings.OPENAI_API_KEY = ""
+    job = create(Job.Backend.RULES)
+    tasks.job_run_inline(job)
+    assert llm.stats()["requests"] == 8  # not one more
+    counts = selectors.job_stats(job=job)["counts"]
+    assert counts == {"succeeded": 6, "failed": 2}
+    failure = job.items.get(question__question_id="G-00001")
+    assert failure.error_category == "invalid_output"
+    assert "unsupported element <mglyph>" in failure.error_message
+
+
+def test_every_backends_results_are_validated(llm):
+    make_questions(3)
+    job = create(Job.Backend.OPENAI)
+    tasks.job_run_inline(job)
+    for item in job.items.all():
+        assert item.validation_score is not None and item.validation_score >= 0.9
+        assert item.status == "succeeded"

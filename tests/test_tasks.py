@@ -1,0 +1,195 @@
+"""Jobs run by the task code in this process, over real HTTP to the fake OpenAI server."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from django_q.models import OrmQ
+
+from conversions import selectors, services, tasks
+from conversions.converters import mathml_to_latex
+from conversions.joblog import log_path
+from conversions.models import Item, Job, Question
+from tests import jobutil
+from tests.jobutil import calls, fraction, make_questions, tagged
+
+llm = jobutil.llm  # the fixture
+
+pytestmark = pytest.mark.django_db
+
+
+def create(backend: str = Job.Backend.OPENAI, **options) -> Job:
+    options.setdefault("max_concurrent", 4)
+    return services.job_create(
+        questions=Question.objects.all(),
+        selection={"test": True},
+        backend=backend,
+        enqueue=False,
+        **options,
+    )
+
+
+def items_by_ref(job: Job) -> dict[str, Item]:
+    return {i.question.question_id: i for i in job.items.select_related("question")}
+
+
+def test_a_rules_job_converts_records_exports_and_logs(settings):
+    settings.OPENAI_API_KEY = ""  # the rules backend needs none
+    make_questions(25)
+    job = create(Job.Backend.RULES, batch_size=10)
+    assert tasks.job_run_inline(job) == Job.Status.COMPLETED
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED and job.last_batch_no == 3
+    assert set(job.items.values_list("status", "route")) == {("succeeded", "rules")}
+    assert not Question.objects.exclude(conversion_state="converted").exists()
+    assert Question.objects.get(question_id="Q-00007").latex == mathml_to_latex(fraction(7))
+
+    exports = services.export_dir(job_id=job.pk)
+    stats = json.loads((exports / "stats.json").read_text())
+    assert (stats["done"], stats["counts"], stats["routes"]) == (
+        25,
+        {"succeeded": 25},
+        {"rules": 25},
+    )
+    batches = sorted((exports / "batches").glob("batch-*.json"))
+    assert [p.name for p in batches] == [f"batch-00000{n}.json" for n in (1, 2, 3)]
+    rows = [r for p in batches for r in json.loads(p.read_text())["results"]]
+    assert sorted(r["question_id"] for r in rows) == [f"Q-{n:05d}" for n in range(1, 26)]
+
+    lines = log_path(job.pk).read_text().splitlines()
+    item_lines = [line for line in lines if "item=Q-" in line]
+    assert len(item_lines) == 25
+    assert all(f"job={job.pk} batch=" in line for line in lines)
+    assert f"job={job.pk} batch=3 item=Q-00025 succeeded route=rules" in item_lines[-1]
+
+
+def test_5xx_is_retried_and_400_is_not(llm):
+    make_questions(6)
+    flaky = Question.objects.create(question_id="flaky", mathml=tagged(1, "fake:status=503*2"))
+    bad = Question.objects.create(question_id="bad", mathml=tagged(2, "fake:status=400"))
+    job = create()
+    assert tasks.job_run_inline(job) == Job.Status.COMPLETED_WITH_ERRORS
+    items = items_by_ref(job)
+
+    assert (items["flaky"].status, items["flaky"].api_calls, items["flaky"].retries) == (
+        "succeeded",
+        3,
+        2,
+    )
+    assert calls(llm, flaky.mathml) == 3
+    assert (items["bad"].status, items["bad"].error_category, items["bad"].api_calls) == (
+        "failed",
+        "api_error",
+        1,
+    )
+    assert "HTTP 400" in items["bad"].error_message
+    assert calls(llm, bad.mathml) == 1
+    for n in range(1, 7):
+        assert items[f"Q-{n:05d}"].status == "succeeded"
+        assert calls(llm, fraction(n)) == 1
+    stats = selectors.job_stats(job=job)
+    assert stats["api_calls"] == 6 + 3 + 1 and stats["retries"] == 2
+    assert stats["failures"]["api_error"]["count"] == 1
+    assert stats["cost_usd"] > 0 and stats["tokens_in"] > 0
+
+
+def test_429_answers_are_retried_until_every_item_succeeds(llm):
+    # Two requests per half-second window: a pool of 4 is told to slow down (429 with
+    # Retry-After) again and again, and still every item gets its answer.
+    llm.configure(rpm=240, window=0.5)
+    make_questions(12)
+    job = create(max_concurrent=4)
+    assert tasks.job_run_inline(job) == Job.Status.COMPLETED
+    served = llm.stats()
+    assert served["rate_limited"] > 0
+    assert served["ok"] == 12
+    items = list(job.items.all())
+    assert {i.status for i in items} == {"succeeded"}
+    # Every 429 became a retry of its item, in the engine's one retry layer.
+    assert sum(i.retries for i in items) == served["rate_limited"]
+    assert sum(i.api_calls for i in items) == served["requests"]
+
+
+def test_wrong_answers_go_to_review_not_onto_the_question(llm):
+    make_questions(3)
+    wrong = Question.objects.create(question_id="wrong", mathml=tagged(3, "fake:wrong"))
+    job = create()
+    tasks.job_run_inline(job)
+    item = items_by_ref(job)["wrong"]
+    assert (item.status, item.error_category) == ("needs_review", "validation_failed")
+    assert item.validation_score < 1 and item.result_latex
+    wrong.refresh_from_db()
+    assert (wrong.latex, wrong.conversion_state) == ("", "needs_review")
+    assert job.items.filter(status="succeeded").count() == 3
+
+
+def test_a_paused_job_hands_its_items_back_and_resumes_without_calling_twice(llm):
+    llm.configure(latency=0.02)
+    make_questions(40)
+    job = create(batch_size=10, max_concurrent=2)
+    stop = threading.Event()
+    assert tasks.job_run_inline(job, stop=stop, on_progress=lambda _job: stop.set()) == "paused"
+    job.refresh_from_db()
+    counts = selectors.job_stats(job=job)["counts"]
+    assert job.status == Job.Status.PAUSED
+    assert "running" not in counts and 0 < counts["succeeded"] < 40
+
+    assert services.job_resume(job=job)
+    assert tasks.job_run_inline(job) == Job.Status.COMPLETED
+    assert job.items.filter(status="succeeded").count() == 40
+    assert llm.stats()["requests"] == 40  # nothing was called twice
+    assert all(calls(llm, fraction(n)) == 1 for n in range(1, 41))
+
+
+def test_a_cancelled_job_stops_calling(llm):
+    llm.configure(latency=0.05)
+    make_questions(100)
+    job = create(batch_size=10, max_concurrent=2)
+    assert tasks.job_run_inline(job, on_progress=lambda j: services.job_cancel(job=j)) == (
+        "cancelled"
+    )
+    job.refresh_from_db()
+    counts = selectors.job_stats(job=job)["counts"]
+    assert job.status == Job.Status.CANCELLED
+    assert set(counts) == {"succeeded", "cancelled"} and counts["cancelled"] > 40
+    assert llm.stats()["requests"] < 60
+    cancelled = job.items.filter(status="cancelled")
+    assert set(cancelled.values_list("error_category", flat=True)) == {"cancelled"}
+    # The cancelled items can be retried: the job runs again for them only.
+    assert services.items_retry(job=job) == counts["cancelled"]
+    assert tasks.job_run_inline(job) == Job.Status.COMPLETED
+    assert job.items.filter(status="succeeded").count() == 100
+
+
+def test_a_task_past_its_time_budget_queues_a_continuation(
+    llm, settings, django_capture_on_commit_callbacks
+):
+    llm.configure(latency=0.05)
+    settings.MATHCONV_TASK_BUDGET_SECONDS = 0.3
+    make_questions(30)
+    job = create(batch_size=5, max_concurrent=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.job_run(job.pk) == "more work"
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING and OrmQ.objects.count() == 1
+    assert not job.items.filter(status="running").exists()  # handed back for the next task
+    runs = 1
+    while tasks.job_run(job.pk) == "more work":
+        runs += 1
+    assert runs > 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED
+    assert llm.stats()["requests"] == 30
+
+
+def test_a_job_on_a_missing_key_fails_with_a_clear_message(settings):
+    make_questions(2)
+    job = create(check_config=False)
+    settings.OPENAI_API_KEY = ""
+    assert tasks.job_run_inline(job) == "failed"
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert "OPENAI_API_KEY is not set" in job.error_message
+    assert not job.items.exclude(status="pending").exists()
