@@ -12,7 +12,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/mathconv
 JUDGE := ../shared/tools/judge
 
-.PHONY: demo test test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps bench clean messages
+.PHONY: demo test test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps bench bench-converter clean messages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,8 +70,13 @@ lint: dev-venv
 	$(VENV)/bin/ruff format --check .
 
 messages: venv
-	DEBUG=1 $(PY) manage.py makemessages -l ko --ignore=.venv --ignore=frontend --ignore=static
+	DEBUG=1 $(PY) manage.py makemessages -l ko --ignore=.venv --ignore=frontend --ignore=static --ignore=var --ignore=artifacts --ignore='*/node_modules/*'
 	DEBUG=1 $(PY) manage.py compilemessages --ignore=.venv
+
+# Converter speed, judged quality and MathLive acceptance on the dev corpus (installs the
+# judge's node packages itself, in a copy under var/bench/ when its folder is read-only).
+bench-converter: venv
+	$(PY) bench/converter.py
 
 bench: dev-venv judge-deps
 	$(PY) bench/converter.py

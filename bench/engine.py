@@ -35,7 +35,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench-engine"
-CORPUS = ROOT.parent / "shared" / "corpus" / "mathml_dev.jsonl"
 API_KEY = "bench-local-key"  # noqa: S105 - sent only to the local fake server
 MODEL = "gpt-4.1-mini"
 
@@ -93,7 +92,7 @@ def setup_environment(args: argparse.Namespace, fake_url: str) -> dict[str, str]
         DEBUG="0",
         OPENAI_BASE_URL=fake_url,
         OPENAI_API_KEY=API_KEY,
-        Q_WORKERS="1",
+        Q_WORKERS="2",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )
@@ -171,18 +170,20 @@ def fake_post(fake_url: str, path: str, data: dict) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
-def create_questions(count: int) -> list[str]:
+def create_questions(count: int) -> None:
+    """count questions with the demo bank's school formulas (the same generator)."""
+    from conversions.demo_data import demo_questions
     from conversions.models import Question
 
-    sources = [json.loads(line)["mathml"] for line in CORPUS.read_text().splitlines() if line]
     batch = []
-    for n in range(count):
-        batch.append(Question(question_id=f"bench-{n:06d}", mathml=sources[n % len(sources)]))
+    for n, record in enumerate(demo_questions(count)):
+        batch.append(
+            Question(question_id=f"bench-{n:06d}", mathml=record["mathml"], text=record["text"])
+        )
         if len(batch) == 5000:
             Question.objects.bulk_create(batch)
             batch = []
     Question.objects.bulk_create(batch)
-    return sources
 
 
 def run_job(*, n: int, env: dict, args, rpm: int | None = None) -> dict:
@@ -304,7 +305,8 @@ def main() -> None:
         print(
             f"\nC={args.concurrency}, latency {args.latency} s: ideal {ideal:.0f} items/s "
             f"(no rate limit), batch size {args.batch_size}, database "
-            f"{'PostgreSQL' if args.database_url else 'SQLite'}\n",
+            f"{'PostgreSQL' if args.database_url else 'SQLite'}, {os.cpu_count()} CPUs "
+            f"(load is the 1-minute load average of the machine after each run)\n",
             flush=True,
         )
         header = (
@@ -331,6 +333,7 @@ def main() -> None:
                     else f"{'-':>8} {'-':>7} {'-':>7} "
                 )
                 + f"{row['peak_mb']:>8.1f}"
+                + f"  load {os.getloadavg()[0]:.1f}"
                 + ("" if row["status"] == "completed" else f"  ({row['status']})"),
                 flush=True,
             )

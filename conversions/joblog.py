@@ -21,6 +21,19 @@ def log_path(job_id: int) -> Path:
     return Path(settings.MATHCONV_LOG_DIR) / f"job-{job_id:06d}.log"
 
 
+class _FileHandler(logging.FileHandler):
+    """Flushes on job and batch lines and failures, not on every item line: a worker
+    writes hundreds of item lines a second, and a flush is a system call."""
+
+    def flush(self) -> None:
+        pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if record.levelno >= logging.INFO and self.stream:
+            self.stream.flush()
+
+
 class JobLog:
     """Opened by a task for one run on a job; several runs of a job append to one file."""
 
@@ -34,7 +47,7 @@ class JobLog:
         self._logger.setLevel(logging.DEBUG)
         self._logger.propagate = False
         formatter = logging.Formatter(FORMAT)
-        self._file = logging.FileHandler(self.path, encoding="utf-8")
+        self._file = _FileHandler(self.path, encoding="utf-8")
         self._file.setFormatter(formatter)
         self._file.setLevel(logging.DEBUG)
         self._console = logging.StreamHandler(sys.stderr)

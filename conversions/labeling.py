@@ -30,7 +30,7 @@ from conversions.engine.types import Outcome
 from conversions.models import Item, Job, LabelSchema, Question, ReviewEvent
 
 DEFAULT_SCHEMA_NAME = "default"
-FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 FIELD_KEYS = {
     "choice": {"name", "type", "choices", "description"},
     "integer": {"name", "type", "min", "max", "description"},
@@ -39,8 +39,6 @@ FIELD_KEYS = {
 }
 MAX_CHOICES = 500
 MAX_CHOICE_CHARS = 100
-# Columns of the question every labeled CSV carries besides the schema's fields.
-STATUS_COLUMNS = ("label_status", "label_schema", "label_model", "label_error")
 
 
 # --- schemas ---------------------------------------------------------------------------
@@ -58,7 +56,7 @@ def label_fields_errors(fields: object) -> list[str]:
             errors.append(_("%(where)s is not a JSON object.") % {"where": where})
             continue
         name = field.get("name")
-        if not isinstance(name, str) or not FIELD_NAME.match(name):
+        if not isinstance(name, str) or not FIELD_NAME.fullmatch(name):
             errors.append(
                 _("%(where)s: name must be lower-case letters, digits and _ (max 40).")
                 % {"where": where}
@@ -218,17 +216,17 @@ def questions_labels_store(*, job: Job, results: Sequence[tuple[int, int, dict]]
         return 0
     now = timezone.now()
     by_question = {question_id: (item_id, labels) for question_id, item_id, labels in results}
-    questions = list(Question.objects.filter(pk__in=by_question).only("id", "labels_corrected"))
+    questions = list(Question.objects.filter(pk__in=by_question).only("id"))
+    fields = ["labels", "labels_meta", "updated_at"]
+    if job.overwrite_reviewed:
+        fields.append("labels_corrected")
     for question in questions:
         item_id, labels = by_question[question.pk]
         question.labels = labels
         question.labels_meta = labels_meta(job=job, item_id=item_id, labeled_at=now)
-        if job.overwrite_reviewed:
-            question.labels_corrected = None
+        question.labels_corrected = None  # written only when the job overwrites reviews
         question.updated_at = now
-    Question.objects.bulk_update(
-        questions, ["labels", "labels_meta", "labels_corrected", "updated_at"], batch_size=500
-    )
+    Question.objects.bulk_update(questions, fields, batch_size=500)
     return len(questions)
 
 

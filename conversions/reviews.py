@@ -39,10 +39,12 @@ def review_queue(
 ) -> QuerySet[Item]:
     """Conversion results waiting for a reviewer, worst validation score first."""
     statuses = OPEN_REVIEW_STATUSES if include_skipped else (Item.ReviewStatus.UNREVIEWED,)
+    # The job filter is a subquery, not a join: with a join SQLite gives up walking the
+    # (review_status, validation_score, id) index in order and sorts the whole queue.
     items = Item.objects.filter(
         review_status__in=statuses,
         status__in=REVIEWABLE_STATUSES,
-        job__kind=Job.Kind.CONVERT,
+        job_id__in=Job.objects.filter(kind=Job.Kind.CONVERT).values("pk"),
     ).exclude(result_latex="")
     if job is not None:
         items = items.filter(job=job)

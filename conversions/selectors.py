@@ -10,11 +10,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Length, TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversions.models import Item, Job
+from conversions.services import price_for
 
 SAMPLE_MESSAGES = 5
 RECENT_WINDOW_S = 60
@@ -61,14 +62,28 @@ def _latency(items: QuerySet[Item]) -> dict:
 
 
 def _llm_cost_per_item(job: Job, items: QuerySet[Item]) -> Decimal | None:
-    """What one LLM call for this job costs on average (this job's, else the model's)."""
+    """What one LLM call for this job costs on average: this job's calls, else the
+    model's calls in other jobs, else an estimate from the prompt and answer sizes."""
     llm = Q(route=Item.Route.LLM, api_calls__gt=0)
     agg = items.filter(llm).aggregate(n=Count("id"), cost=Sum("cost_usd"))
     if not agg["n"] and job.model:
         agg = Item.objects.filter(llm, job__model=job.model).aggregate(
             n=Count("id"), cost=Sum("cost_usd")
         )
-    return agg["cost"] / agg["n"] if agg["n"] else None
+    if agg["n"]:
+        return agg["cost"] / agg["n"]
+    price = price_for(model=job.model)
+    if price is None:
+        return None
+    from conversions.engine.prompts import CONVERT_SYSTEM_PROMPT
+
+    sizes = items.aggregate(
+        mathml=Avg(Length("question__mathml")), latex=Avg(Length("result_latex"))
+    )
+    # About four characters per token, plus the JSON wrapping of the answer.
+    tokens_in = (len(CONVERT_SYSTEM_PROMPT) + (sizes["mathml"] or 0)) / 4 + 40
+    tokens_out = (sizes["latex"] or 0) / 4 + 10
+    return price.cost(round(tokens_in), round(tokens_out))
 
 
 def job_stats(*, job: Job) -> dict:

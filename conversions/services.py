@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -200,20 +202,54 @@ def job_create(
         job.save(update_fields=["total_items", "updated_at"])
         if enqueue:
             job_enqueue(job=job)
+    _outputs_clear(job_id=job.pk)
     log.info("job=%s created: %s items, backend %s", job.pk, total, backend)
     return job
 
 
-def job_enqueue(*, job: Job) -> None:
-    """Queue a task for the job once the current transaction commits."""
+def _outputs_clear(*, job_id: int) -> None:
+    """Remove the log and exports of an earlier job with this id (from a database since
+    reset), so that they are not taken for this job's."""
+    from conversions.joblog import log_path
+
+    shutil.rmtree(export_dir(job_id=job_id), ignore_errors=True)
+    log_path(job_id).unlink(missing_ok=True)
+
+
+def job_parallel_tasks(*, job: Job) -> int:
+    """How many tasks work on an LLM job side by side, each with its share of concurrency.
+
+    One Python process spends most of a core on HTTP and validation at a few hundred
+    requests a second, so a job with high concurrency is spread over several workers
+    (processes, possibly machines); the endpoint budget is shared between them anyway.
+    """
+    if job.backend not in LLM_BACKENDS:
+        return 1
+    per_task = max(1, settings.MATHCONV_CONCURRENCY_PER_TASK)
+    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    return max(1, min(workers, math.ceil(job.max_concurrent / per_task)))
+
+
+def task_concurrency(*, job: Job, share: int) -> int:
+    return max(1, math.ceil(job.max_concurrent / max(1, share)))
+
+
+def job_enqueue(*, job: Job, tasks: int | None = None) -> None:
+    """Queue the job's tasks (or `tasks` of them) once the current transaction commits."""
     from django_q.tasks import async_task
 
     job_id = job.pk
-    transaction.on_commit(
-        lambda: async_task(
-            "conversions.tasks.job_run", job_id, task_name=f"job-{job_id}", group=f"job-{job_id}"
+    share = job_parallel_tasks(job=job)
+    for _copy in range(tasks or share):
+        transaction.on_commit(
+            lambda: async_task(
+                "conversions.tasks.job_run",
+                job_id,
+                share,
+                task_name=f"job-{job_id}",
+                group=f"job-{job_id}",
+            )
         )
-    )
 
 
 def job_pause(*, job: Job) -> bool:
@@ -421,9 +457,26 @@ def items_claim(*, job: Job, owner: str, limit: int) -> Batch | None:
                 pk__in=ids, status=Item.Status.RUNNING, lease_owner=owner, batch_no=batch_no
             )
             .select_related("question")
+            .only(*CLAIM_FIELDS)
             .order_by("id")
         )
     return Batch(batch_no=batch_no, items=items)
+
+
+# What a worker reads of a claimed item and its question (not the labels or metadata).
+CLAIM_FIELDS = [
+    "id",
+    "job",
+    "question",
+    "attempts",
+    "batch_no",
+    "question__id",
+    "question__question_id",
+    "question__mathml",
+    "question__text",
+    "question__latex",
+    "question__latex_locked",
+]
 
 
 def items_renew_lease(*, job: Job, owner: str) -> int:
@@ -596,6 +649,17 @@ def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
         _update_rows(changed, fields, where="latex_locked = %s", params=(False,))
 
 
+_PLAIN_FIELDS = {
+    "CharField",
+    "TextField",
+    "BooleanField",
+    "IntegerField",
+    "PositiveIntegerField",
+    "FloatField",
+    "ForeignKey",
+}
+
+
 def _update_rows(objs: Sequence, fields: Sequence[str], *, where: str = "", params=()) -> None:
     """Save these fields of these rows: one parametrised UPDATE per row, executemany.
 
@@ -613,11 +677,20 @@ def _update_rows(objs: Sequence, fields: Sequence[str], *, where: str = "", para
         + f" WHERE {quote(meta.pk.column)} = %s"
         + (f" AND {where}" if where else "")
     )
-    rows = [
-        [c.get_db_prep_save(getattr(obj, c.attname), connection) for c in columns]
-        + [obj.pk, *params]
-        for obj in objs
+    # Plain columns go as they are; JSON, decimals and datetimes need the backend's form.
+    prepare = [
+        None
+        if c.get_internal_type() in _PLAIN_FIELDS
+        else (lambda value, c=c: c.get_db_prep_save(value, connection))
+        for c in columns
     ]
+    rows = []
+    for obj in objs:
+        row = [getattr(obj, c.attname) for c in columns]
+        for n, convert in enumerate(prepare):
+            if convert is not None:
+                row[n] = convert(row[n])
+        rows.append([*row, obj.pk, *params])
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
@@ -755,7 +828,13 @@ def batch_export(*, job: Job, batch_no: int) -> Path | None:
     if not rows:
         return None
     path = export_dir(job_id=job.pk) / "batches" / f"batch-{batch_no:06d}.json"
-    _write_json(path, {"job": job.pk, "batch": batch_no, "results": rows})
+    # One result per line: readable, and json's C encoder (indent= would use the slow one).
+    lines = ",\n".join(json.dumps(row, ensure_ascii=False, default=str) for row in rows)
+    text = f'{{"job": {job.pk}, "batch": {batch_no}, "results": [\n{lines}\n]}}\n'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
     return path
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -46,6 +47,9 @@ STATUS_CHECK_S = 0.5
 FLUSH_S = 0.5
 FLUSH_N = 200
 COST_PLACES = Decimal("0.000001")
+# Answers that mean the configuration is wrong, not the item (engine/retry.py messages).
+REFUSALS = ("HTTP 401", "HTTP 403", "HTTP 404")
+REFUSALS_TO_STOP = 10
 
 
 def worker_id() -> str:
@@ -55,8 +59,12 @@ def worker_id() -> str:
 # --- entry points ---------------------------------------------------------------------
 
 
-def job_run(job_id: int) -> str:
-    """The django-q2 task: work on a job for up to MATHCONV_TASK_BUDGET_SECONDS."""
+def job_run(job_id: int, share: int = 1) -> str:
+    """The django-q2 task: work on a job for up to MATHCONV_TASK_BUDGET_SECONDS.
+
+    share: how many tasks work on the job side by side; this one takes that share of
+    the job's concurrency (services.job_parallel_tasks).
+    """
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return f"job {job_id} does not exist"
@@ -64,7 +72,11 @@ def job_run(job_id: int) -> str:
         return f"job {job_id} is {job.status}: nothing to do"
     with JobLog(job.pk) as joblog:
         worker = JobWorker(
-            job=job, log=joblog, budget_s=settings.MATHCONV_TASK_BUDGET_SECONDS, continue_=True
+            job=job,
+            log=joblog,
+            budget_s=settings.MATHCONV_TASK_BUDGET_SECONDS,
+            continue_=True,
+            concurrency=services.task_concurrency(job=job, share=share),
         )
         return worker.run()
 
@@ -86,16 +98,11 @@ def job_run_inline(
 
     Setting `stop` pauses the job cleanly (what Ctrl-C does in the CLI).
     """
-    outcome = "not runnable"
+    if not services.job_start(job=job):
+        return f"job {job.pk} is {job.status}: nothing to do"
     with JobLog(job.pk, console_level=console_level) as joblog:
-        while services.job_start(job=job):
-            worker = JobWorker(
-                job=job, log=joblog, budget_s=None, stop=stop, on_progress=on_progress
-            )
-            outcome = worker.run()
-            if outcome != "more work":
-                break
-    return outcome
+        worker = JobWorker(job=job, log=joblog, budget_s=None, stop=stop, on_progress=on_progress)
+        return worker.run()
 
 
 # --- the worker ------------------------------------------------------------------------
@@ -136,8 +143,10 @@ class JobWorker:
         continue_: bool = False,
         stop: threading.Event | None = None,
         on_progress=None,
+        concurrency: int | None = None,
     ) -> None:
         self.job = job
+        self.concurrency = concurrency or job.max_concurrent
         self.log = log
         self.owner = worker_id()
         self.deadline = time.monotonic() + budget_s if budget_s else None
@@ -155,6 +164,7 @@ class JobWorker:
         # Validated results of this run not yet flushed to the cache table, so an input
         # repeated in a later batch is not called again before the flush.
         self.fresh: dict[str, CachedResult] = {}
+        self.endpoint_refusals = 0  # consecutive 401/403/404 answers
         now = time.monotonic()
         self.last_check = self.last_flush = self.last_renew = now
 
@@ -163,12 +173,12 @@ class JobWorker:
     def run(self) -> str:
         job = self.job
         self.log.job(
-            "run %s started: backend=%s model=%s batch_size=%s max_concurrent=%s",
+            "run %s started: backend=%s model=%s batch_size=%s concurrency=%s",
             self.owner,
             job.backend,
             job.model or "-",
             job.batch_size,
-            job.max_concurrent,
+            self.concurrency,
         )
         try:
             if job.kind == Job.Kind.LABEL and job.backend != Job.Backend.OPENAI:
@@ -180,6 +190,11 @@ class JobWorker:
             self._flush()
         except Exception as exc:
             self.log.exception("run %s failed", self.owner)
+            if isinstance(exc, services.ConfigurationError):
+                # Keep what came back before the endpoint started refusing; the refused
+                # items go back to pending with the rest.
+                self.results = [r for r in self.results if not _refused(r)]
+                self._flush()
             services.items_release(job=job, owner=self.owner)
             services.job_fail(job=job, message=f"{type(exc).__name__}: {exc}")
             return "failed"
@@ -202,7 +217,7 @@ class JobWorker:
         if self._over_budget():
             self.log.job("time budget spent: %s item(s) handed back, continuing", released)
             if self.continue_:
-                services.job_enqueue(job=job)
+                services.job_enqueue(job=job, tasks=1)
             return "more work"
         final = services.job_finish_if_done(job=job)
         if final:
@@ -458,17 +473,20 @@ class JobWorker:
                 if job.kind == Job.Kind.LABEL
                 else ConversionTask()
             ),
-            config=EngineConfig(max_concurrent=job.max_concurrent),
+            config=EngineConfig(max_concurrent=self.concurrency),
             limiter=limiter,
             log=logging.getLogger("conversions.engine"),
         )
         self.in_flight: dict[int, _Pending] = {}  # claimed and not yet resolved
         self.leaders: dict[str, _Pending] = {}  # one call per identical input at a time
         self.backlog: deque[_Pending] = deque()  # waiting for room in the runner's queue
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
         try:
             with runner:
                 self._drive(runner)
         finally:
+            sys.setswitchinterval(switch)
             close = getattr(limiter, "close", None)
             if close is not None:
                 close()
@@ -484,7 +502,7 @@ class JobWorker:
                 not exhausted
                 and not self.backlog
                 and not self._over_budget()
-                and len(self.in_flight) <= 2 * self.job.max_concurrent
+                and len(self.in_flight) <= 2 * self.concurrency
             ):
                 batch = self._claim()
                 if batch is None:
@@ -505,6 +523,21 @@ class JobWorker:
             for outcome in runner.cancel(abandon=abandon):
                 if outcome.error_category != ErrorCategory.CANCELLED:
                     self._on_outcome(outcome)
+
+    def _check_endpoint(self, outcome: Outcome) -> None:
+        """Stop a job whose endpoint refuses every call (key revoked, model retired).
+
+        The job fails with the server's message and its unrecorded items go back to
+        pending, instead of every remaining item failing one by one; `job resume`
+        continues once the configuration is fixed.
+        """
+        refused = not outcome.ok and outcome.error_message.startswith(REFUSALS)
+        self.endpoint_refusals = self.endpoint_refusals + 1 if refused else 0
+        if self.endpoint_refusals >= REFUSALS_TO_STOP:
+            raise services.ConfigurationError(
+                f"the endpoint refused {self.endpoint_refusals} calls in a row: "
+                f"{outcome.error_message}"
+            )
 
     def _route_batch(self, batch: services.Batch) -> None:
         job = self.job
@@ -560,6 +593,7 @@ class JobWorker:
         pending = self.in_flight.pop(outcome.item_id, None)
         if pending is None:
             return
+        self._check_endpoint(outcome)
         result = self._from_outcome(pending, outcome)
         self._add(pending.batch_no, pending.item, result)
         if result.cache_key and result.status == Item.Status.SUCCEEDED:
@@ -586,3 +620,7 @@ class JobWorker:
             leader, *rest = followers
             leader.followers = rest
             self._send(leader)
+
+
+def _refused(result: services.ItemResult) -> bool:
+    return result.status == Item.Status.FAILED and result.error_message.startswith(REFUSALS)

@@ -193,6 +193,9 @@ MATHCONV_EXPORT_DIR = Path(os.environ.get("MATHCONV_EXPORT_DIR", VAR_DIR / "expo
 # enqueues a continuation of itself.
 MATHCONV_LEASE_SECONDS = env_int("MATHCONV_LEASE_SECONDS", 120)
 MATHCONV_TASK_BUDGET_SECONDS = env_int("MATHCONV_TASK_BUDGET_SECONDS", 600)
+# An LLM job with max_concurrent C runs as ceil(C / this) tasks side by side (at most one
+# per cluster worker), so that one process's CPU does not cap its throughput.
+MATHCONV_CONCURRENCY_PER_TASK = env_int("MATHCONV_CONCURRENCY_PER_TASK", 25)
 
 # --- the queue ----------------------------------------------------------------------
 # django-q2's ORM broker re-delivers a task `retry` seconds after a worker prefetched

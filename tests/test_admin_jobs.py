@@ -9,10 +9,13 @@ from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from conversions.admin.jobs import message_pattern
+from conversions.admin.items import message_pattern
 from conversions.models import Item, Job, Question
+from tests import jobutil
 from tests.adminutil import login, make_job, set_items, staff_user
 from tests.jobutil import make_questions
+
+llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +86,10 @@ def test_job_page_and_stats_json(operator):
     assert timeout["url"] == f"{ITEMS}?job={job.pk}&error_category__exact=timeout"
     assert data["final"] is False
     assert isinstance(data["series"], list)
+    stats_url = reverse("admin:conversions_job_stats", args=[job.pk])
+    assert operator.get(stats_url, {"series": "0"}).json()["series"] is None
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.COMPLETED)
+    assert isinstance(operator.get(stats_url, {"series": "0"}).json()["series"], list)
 
 
 def test_controls_pause_resume_cancel_and_retry(operator):
@@ -211,7 +218,7 @@ def test_item_page_shows_excerpts_without_secrets_and_sanitised_mathml(operator)
 
 
 def test_item_list_counts_at_most_a_capped_number(operator, monkeypatch):
-    from conversions.admin.pagination import CappedCountPaginator
+    from conversions.admin.lists import CappedCountPaginator
 
     monkeypatch.setattr(CappedCountPaginator, "cap", 5)
     make_job(make_questions(12))
@@ -343,8 +350,10 @@ def test_launch_reports_a_configuration_error_instead_of_starting(operator, sett
 
 
 def test_dashboard_warns_when_work_is_queued_and_no_worker_runs(operator):
+    from django.core.cache import cache
     from django_q.models import Schedule
 
+    cache.clear()  # the trends are cached for a minute
     Schedule.objects.all().delete()  # no cluster has run the reconciler
     finished_job()
     page = operator.get(reverse("admin:conversions_job_dashboard"))
@@ -356,6 +365,52 @@ def test_dashboard_warns_when_work_is_queued_and_no_worker_runs(operator):
     assert [row["count"] for row in data["jobs_by_status"]] == [1]
     day = data["daily"][0]
     assert (day["items"], day["success_rate"]) == (8, 0.75)
+    assert day["day"] == timezone.localdate().isoformat()
+    assert (data["overall"]["items"], data["overall"]["success_rate"]) == (8, 0.75)
 
     json_data = operator.get(reverse("admin:conversions_job_dashboard_data")).json()
     assert json_data["queue"]["warning"] == data["queue"]["warning"]
+
+
+def test_launch_a_labeling_job_against_the_local_server(operator, llm):
+    from conversions.models import LabelSchema
+
+    make_questions(3)
+    schema = LabelSchema.objects.get()
+    launch = reverse("admin:conversions_question_launch", args=["label"])
+    page = operator.get(launch)
+    assert page.context["estimate"]["llm"] is True
+    assert page.context["estimate"]["count"] == 3
+    operator.post(
+        launch,
+        {
+            "label_schema": schema.pk,
+            "model": "gpt-4o-mini",
+            "batch_size": 10,
+            "max_concurrent": 2,
+            "only_unlabeled": "on",
+            "_launch": "1",
+        },
+    )
+    job = Job.objects.get()
+    assert (job.kind, job.backend, job.model, job.label_schema) == (
+        Job.Kind.LABEL,
+        Job.Backend.OPENAI,
+        "gpt-4o-mini",
+        schema,
+    )
+    assert job.total_items == 3
+
+
+def test_pages_follow_the_browser_language(operator):
+    job = finished_job()
+    korean = {"HTTP_ACCEPT_LANGUAGE": "ko-KR,ko;q=0.9"}
+    dashboard = operator.get(reverse("admin:conversions_job_dashboard"), **korean)
+    assert "관제실" in dashboard.content.decode()
+    page = operator.get(reverse("admin:conversions_job_change", args=[job.pk]), **korean)
+    html = page.content.decode()
+    assert "분류별 실패" in html and "일시 중지" in html
+    stats = operator.get(reverse("admin:conversions_job_stats", args=[job.pk]), **korean).json()
+    assert stats["stats"]["failures"]["timeout"]["label"] == "시간 초과"
+    english = operator.get(reverse("admin:conversions_job_dashboard"), HTTP_ACCEPT_LANGUAGE="en")
+    assert "Control room" in english.content.decode()

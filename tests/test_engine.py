@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 
 import pytest
@@ -173,6 +174,17 @@ def test_timeouts_are_classified_and_retried(fake_openai):
     assert outcomes[1].error_category == ErrorCategory.TIMEOUT
     assert outcomes[1].api_calls == 2
     assert fake_openai.stats()["hangs"] == 3
+
+
+def test_connection_errors_are_retried_and_reported():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ep = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, model="m")
+    (outcome,) = run(items(1), ep=ep, config=EngineConfig(max_attempts=2, backoff_base_s=0.01))
+    assert outcome.error_category == ErrorCategory.API_ERROR
+    assert outcome.error_message.startswith("connection error")
+    assert outcome.api_calls == 2
 
 
 def test_malformed_output_is_invalid_output_after_one_retry(fake_openai):

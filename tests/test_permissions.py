@@ -167,6 +167,9 @@ def test_reviewers_and_viewers_get_no_launch_actions_or_buttons(client, world):
 
 def test_a_viewer_changes_nothing(client, world):
     login(client, staff_user("vera", "viewers"))
+    index = client.get(reverse("admin:index")).content.decode()
+    assert reverse("admin:conversions_job_dashboard") in index
+    assert reverse("admin:conversions_item_review") not in index  # not a reviewer
     question = world["question"]
     change = reverse("admin:conversions_question_change", args=[question.pk])
     assert client.get(change).status_code == 200

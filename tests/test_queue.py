@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 
 from conversions import services
 from conversions.fakeopenai import input_key
@@ -37,13 +39,6 @@ def create(**options) -> Job:
     )
 
 
-import sys
-T0=[time.monotonic()]
-def T():
-    import inspect
-    print('T', round(time.monotonic()-T0[0],2), inspect.currentframe().f_back.f_lineno, file=sys.stderr)
-
-
 def finished(job: Job) -> int:
     return job.items.filter(status__in=Item.FINISHED_STATUSES).count()
 
@@ -56,7 +51,7 @@ def test_a_job_survives_a_killed_cluster_with_one_result_per_item(llm, settings)
     try:
         job = create(batch_size=20, max_concurrent=4)
         services.job_enqueue(job=job)  # a second delivery of the task is harmless
-        T(); wait_until(lambda: finished(job) >= 60)
+        wait_until(lambda: finished(job) >= 60)
         running.kill()  # SIGKILL to sentinel, pusher and workers at once
 
         done_before = dict(
@@ -69,8 +64,8 @@ def test_a_job_survives_a_killed_cluster_with_one_result_per_item(llm, settings)
         running = cluster(llm)
         # The reconciler (a django-q2 schedule, every minute; called here to save the wait)
         # queues the job again once the dead workers' leases have expired.
-        T(); wait_until(services.jobs_reconcile, timeout=30, interval=0.5)
-        T(); wait_until(lambda: Job.objects.get(pk=job.pk).is_final, timeout=120, interval=0.5)
+        wait_until(services.jobs_reconcile, timeout=30, interval=0.5)
+        wait_until(lambda: Job.objects.get(pk=job.pk).is_final, timeout=120, interval=0.5)
     finally:
         running.stop()
 
@@ -100,10 +95,10 @@ def test_pause_resume_cancel_and_retry_on_the_cluster(llm):
     running = cluster(llm, workers=1)
     try:
         job = create(batch_size=10, max_concurrent=2)
-        T(); wait_until(lambda: finished(job) >= 20)
+        wait_until(lambda: finished(job) >= 20)
         assert services.job_pause(job=job)
         # The worker lets its calls in flight finish and hands the rest back.
-        T(); wait_until(lambda: not job.items.filter(status="running").exists())
+        wait_until(lambda: not job.items.filter(status="running").exists())
         requests = llm.stats()["requests"]
         paused = finished(job)
         time.sleep(1.5)
@@ -111,9 +106,9 @@ def test_pause_resume_cancel_and_retry_on_the_cluster(llm):
         assert Job.objects.get(pk=job.pk).status == Job.Status.PAUSED
 
         assert services.job_resume(job=job)
-        T(); wait_until(lambda: finished(job) >= paused + 30)
+        wait_until(lambda: finished(job) >= paused + 30)
         assert services.job_cancel(job=job)
-        T(); wait_until(lambda: not job.items.filter(status__in=["pending", "running"]).exists())
+        wait_until(lambda: not job.items.filter(status__in=["pending", "running"]).exists())
         job.refresh_from_db()
         assert job.status == Job.Status.CANCELLED
         cancelled = set(job.items.filter(status="cancelled").values_list("pk", flat=True))
@@ -122,7 +117,17 @@ def test_pause_resume_cancel_and_retry_on_the_cluster(llm):
         assert max(llm.stats()["per_input"].values()) == 1
 
         assert services.items_retry(job=job) == len(cancelled)
-        T(); wait_until(lambda: Job.objects.get(pk=job.pk).is_final)
+        wait_until(lambda: Job.objects.get(pk=job.pk).is_final)
+
+        # With a cluster alive, `convert --wait` queues the job and watches it.
+        out = StringIO()
+        call_command("convert", "--backend", "openai", "--limit", "20", "--wait", stdout=out)
+        watched = Job.objects.latest("id")
+        assert out.getvalue().startswith(
+            f"Job {watched.pk} created: 20 items, backend openai, model gpt-4.1-mini.\n"
+            "Queued on the django-q2 cluster; watching (Ctrl-C stops watching).\n"
+            f"Job {watched.pk} (Conversion #{watched.pk}): completed"
+        )
     finally:
         running.stop()
     job.refresh_from_db()

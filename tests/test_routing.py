@@ -91,3 +91,14 @@ def test_every_backends_results_are_validated(llm):
     for item in job.items.all():
         assert item.validation_score is not None and item.validation_score >= 0.9
         assert item.status == "succeeded"
+
+
+def test_hybrid_savings_are_estimated_before_any_llm_call(llm):
+    make_questions(5)
+    job = create(Job.Backend.HYBRID)
+    tasks.job_run_inline(job)
+    stats = selectors.job_stats(job=job)
+    assert llm.stats()["requests"] == 0
+    assert stats["routes"] == {"rules": 5}
+    # No LLM call priced yet: the saving is estimated from prompt and answer sizes.
+    assert 0 < stats["saved_vs_all_llm_usd"] < 5 * 0.001

@@ -70,6 +70,27 @@ def test_the_task_is_queued_only_after_commit(django_capture_on_commit_callbacks
     assert job.status == Job.Status.QUEUED
 
 
+def test_an_llm_job_with_high_concurrency_is_spread_over_parallel_tasks(
+    settings, llm, django_capture_on_commit_callbacks
+):
+    make_questions(3)
+    settings.MATHCONV_CONCURRENCY_PER_TASK = 25
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 4}
+
+    def queued(**options) -> tuple[int, int]:
+        OrmQ.objects.all().delete()
+        with django_capture_on_commit_callbacks(execute=True):
+            job = services.job_create(questions=Question.objects.all(), selection={}, **options)
+        return services.job_parallel_tasks(job=job), OrmQ.objects.count()
+
+    assert queued(backend="openai", max_concurrent=50) == (2, 2)
+    assert queued(backend="hybrid", max_concurrent=200) == (4, 4)  # one per worker at most
+    assert queued(backend="openai", max_concurrent=10) == (1, 1)
+    assert queued(backend="rules", max_concurrent=50) == (1, 1)
+    job = Job.objects.get(backend="openai", max_concurrent=50)
+    assert services.task_concurrency(job=job, share=2) == 25
+
+
 def test_llm_backends_are_checked_before_any_work(settings, llm):
     make_questions(3)
     settings.OPENAI_API_KEY = ""

@@ -126,21 +126,21 @@ def test_wrong_answers_go_to_review_not_onto_the_question(llm):
 
 
 def test_a_paused_job_hands_its_items_back_and_resumes_without_calling_twice(llm):
-    llm.configure(latency=0.02)
-    make_questions(40)
+    llm.configure(latency=0.05)
+    make_questions(100)
     job = create(batch_size=10, max_concurrent=2)
     stop = threading.Event()
     assert tasks.job_run_inline(job, stop=stop, on_progress=lambda _job: stop.set()) == "paused"
     job.refresh_from_db()
     counts = selectors.job_stats(job=job)["counts"]
     assert job.status == Job.Status.PAUSED
-    assert "running" not in counts and 0 < counts["succeeded"] < 40
+    assert "running" not in counts and counts["pending"] > 0 and counts["succeeded"] > 0
 
     assert services.job_resume(job=job)
     assert tasks.job_run_inline(job) == Job.Status.COMPLETED
-    assert job.items.filter(status="succeeded").count() == 40
-    assert llm.stats()["requests"] == 40  # nothing was called twice
-    assert all(calls(llm, fraction(n)) == 1 for n in range(1, 41))
+    assert job.items.filter(status="succeeded").count() == 100
+    assert llm.stats()["requests"] == 100  # nothing was called twice
+    assert all(calls(llm, fraction(n)) == 1 for n in range(1, 101))
 
 
 def test_a_cancelled_job_stops_calling(llm):
@@ -193,3 +193,19 @@ def test_a_job_on_a_missing_key_fails_with_a_clear_message(settings):
     assert job.status == Job.Status.FAILED
     assert "OPENAI_API_KEY is not set" in job.error_message
     assert not job.items.exclude(status="pending").exists()
+
+
+def test_an_endpoint_refusing_every_call_fails_the_job_and_loses_nothing(llm):
+    make_questions(40)
+    job = create(model="gpt-retired", check_config=False, max_concurrent=2)
+    assert tasks.job_run_inline(job) == "failed"
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert "refused 10 calls in a row: HTTP 404" in job.error_message
+    assert "gpt-retired" in job.error_message
+    # Nothing was recorded as failed: the items wait, and the job resumes once fixed.
+    assert set(job.items.values_list("status", flat=True)) == {"pending"}
+    assert llm.stats()["requests"] < 20
+    Job.objects.filter(pk=job.pk).update(model="gpt-4.1-mini")
+    assert services.job_resume(job=job)
+    assert tasks.job_run_inline(job) == Job.Status.COMPLETED

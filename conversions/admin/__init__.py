@@ -1,3 +1,3 @@
 """The admin, one module per area; importing a module registers its ModelAdmins."""
 
-from conversions.admin import jobs, labels, questions  # noqa: F401
+from conversions.admin import items, jobs, labels, questions  # noqa: F401

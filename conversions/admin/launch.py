@@ -193,10 +193,10 @@ def estimate_job(
     for ref, mathml, text in sample:
         item = WorkItem(item_id=0, ref=ref, mathml=mathml, text=text)
         try:
-            messages_ = task.build_messages(item)
+            prompt = task.build_messages(item)
         except Exception:  # noqa: S112 - an invalid question fails without a call
             continue
-        tokens_in += estimate_text_tokens(*(m["content"] for m in messages_))
+        tokens_in += estimate_text_tokens(*(m["content"] for m in prompt))
         tokens_out += _typical_output_tokens(kind, mathml)
         cap = task.request_options(item).get("max_completion_tokens", 0)
         tokens_out_max += cap

@@ -132,6 +132,14 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
         (_("History"), {"fields": ("created_at", "updated_at")}),
     )
 
+    def get_search_results(self, request, queryset, search_term):
+        # An exact question id is found through its unique index; anything else is a
+        # substring search over ids and texts (a full scan, fine at 100,000 rows).
+        term = search_term.strip()
+        if term and queryset.filter(question_id=term).exists():
+            return queryset.filter(question_id=term), False
+        return super().get_search_results(request, queryset, search_term)
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if change and "labels_corrected" in form.changed_data and obj.labels_corrected:

@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy
 
 from conversions import reviews
 from conversions.admin.access import REVIEW_ITEMS, require_perm, with_csp
-from conversions.admin.pagination import CappedCountPaginator
+from conversions.admin.lists import CappedCountPaginator
 from conversions.models import Item, Job, ReviewEvent
 from conversions.sanitize import latex_is_renderable, sanitize_mathml
 

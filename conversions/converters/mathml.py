@@ -8,6 +8,7 @@ caller can hand the formula to someone else instead of losing part of it.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 
@@ -20,16 +21,16 @@ from conversions.converters.tables import (
     ACCENT_OPERATORS,
     LARGEOP_OPERATORS,
     MATHLIVE_COMMANDS,
-    MATHLIVE_REJECTED_CHARACTERS,
     MOVABLELIMITS_OPERATORS,
 )
 
 _ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DIGITS = frozenset("0123456789")
+_ALNUM = _ASCII_LETTERS | _DIGITS
 _OPERATOR_NAME_CHARS = _ASCII_LETTERS | _DIGITS | frozenset(" *-'.:/")
 _XML_SPACE = " \t\n\r"
 # MathJax ignores the deprecated fontsize/color attributes; so does the converter.
-_STYLE_ATTRIBUTES = frozenset({"mathcolor", "mathsize"})
+_STYLE_ATTRIBUTES = frozenset({"mathcolor", "mathsize", "mathbackground"})
 _TEXT_ESCAPES = {
     "{": "\\{",
     "}": "\\}",
@@ -41,10 +42,41 @@ _TEXT_ESCAPES = {
 }
 # Characters \text{} cannot hold in both MathJax and MathLive: written in math mode.
 _TEXT_BREAKOUTS = {"\\": "\\backslash", "^": "\\unicode{x5E}", "~": "\\unicode{x7E}"}
+_TEXT_SPECIAL = re.compile("[{}$&#_%\\\\^~\u2061-\u2064\u200b-\u200d\ufeff]")
 _CONTENT_MATHML = frozenset(
-    "apply bind bvar ci cn csymbol cerror cbytes cs share piecewise piece otherwise "
-    "lambda condition declare interval inverse sep plus minus times divide power root eq "
-    "set list vector matrix matrixrow".split()
+    [
+        "apply",
+        "bind",
+        "bvar",
+        "ci",
+        "cn",
+        "csymbol",
+        "cerror",
+        "cbytes",
+        "cs",
+        "share",
+        "piecewise",
+        "piece",
+        "otherwise",
+        "lambda",
+        "condition",
+        "declare",
+        "interval",
+        "inverse",
+        "sep",
+        "plus",
+        "minus",
+        "times",
+        "divide",
+        "power",
+        "root",
+        "eq",
+        "set",
+        "list",
+        "vector",
+        "matrix",
+        "matrixrow",
+    ]
 )
 # Commands after which a script would not attach to what they draw as a whole.
 _NOT_ATOMS = frozenset(
@@ -66,9 +98,11 @@ def mathml_to_latex(
 
 
 def element_to_latex(math: etree._Element) -> str:
-    """Convert an already parsed <math> element (see parse_mathml)."""
+    """Convert a <math> element as parse_mathml returns it (no comments or PIs in it)."""
     try:
         latex = _conv(math, None).strip()
+        if latex.endswith("\\") and not latex.endswith("\\\\"):
+            latex += " "  # the strip took the space of a final "\ "
     except RecursionError:
         raise ConversionError("the formula is nested too deeply to convert") from None
     # An empty formula draws nothing; "{}" says so without being mistaken for no result.
@@ -90,7 +124,8 @@ _NS_LEN = len(_NS)
 
 
 def _kids(el: etree._Element) -> list[etree._Element]:
-    return [child for child in el if isinstance(child.tag, str)]
+    # parse_mathml drops comments and processing instructions: children are elements
+    return list(el)
 
 
 def _conv(el: etree._Element, v: str | None) -> str:
@@ -103,8 +138,10 @@ def _conv(el: etree._Element, v: str | None) -> str:
         if handler is None:
             raise ConversionError(_unsupported(name))
     latex = handler(el, v)
-    if latex and len(el.attrib) and not _STYLE_ATTRIBUTES.isdisjoint(el.keys()):
-        latex = _color_and_size(el, latex)
+    if latex:
+        keys = el.keys()
+        if keys and not _STYLE_ATTRIBUTES.isdisjoint(keys):
+            latex = _color_and_size(el, latex)
     return latex
 
 
@@ -137,8 +174,11 @@ def _join(parts: list[str]) -> str:
     for part in parts:
         if not part:
             continue
-        if previous and part[0] in _ASCII_LETTERS and _ends_with_control_word(previous):
-            out.append(" ")
+        if previous and (
+            (part[0] in _ASCII_LETTERS and _ends_with_control_word(previous))
+            or (part[0] in _ALNUM and len(previous) > 1 and previous[-2] in "^_")
+        ):
+            out.append(" ")  # \alpha x, not \alphax; x^2 3, not x^23
         out.append(part)
         previous = part
     return "".join(out)
@@ -224,10 +264,6 @@ def _matching_brace(s: str, start: int) -> int:
     return -1
 
 
-def _group(s: str) -> str:
-    return "{" + s + "}"
-
-
 def _script(s: str) -> str:
     if len(s) == 1 and (s in _ASCII_LETTERS or s in _DIGITS):
         return s
@@ -254,10 +290,8 @@ def _length_em(value: str | None) -> float | None:
 
 
 def _is_zero(value: str) -> bool:
-    value = value.strip()
-    if value == "0" or value.startswith(("0px", "0em", "0pt", "0ex", "0%", "0.0")):
-        return _length_em(value) == 0 or value.rstrip("0.%") == ""
-    return False
+    """Whether a length (a fraction's linethickness) is zero: 0, 0px, 0em, 0% ..."""
+    return _length_em(value) == 0 or value.strip().rstrip("%") in ("0", "0.0")
 
 
 # ---------------------------------------------------------------- characters and tokens
@@ -285,10 +319,10 @@ def _symbol(c: str) -> str:
     styled = sym.STYLED_ALPHANUMERICS.get(c)
     if styled is not None:
         return _ident_char(styled[1], styled[0])
-    if c.isalpha():
-        return _text_command(c, None) if _is_word_script(c) else "\\mathrm{" + c + "}"
-    if c in MATHLIVE_REJECTED_CHARACTERS:
+    if c in sym.TEXT_ONLY_CHARACTERS or _is_word_script(c):
         return _text_command(c, None)
+    if c.isalpha():
+        return "\\mathrm{" + c + "}"
     return c
 
 
@@ -395,7 +429,7 @@ def _ident_char(c: str, variant: str) -> str:
         return _greek_capital(c, variant)
     command = sym.CHAR_COMMANDS.get(c)
     if command is None and c.isalpha():
-        if _is_word_script(c):
+        if _is_word_script(c) or c in sym.TEXT_ONLY_CHARACTERS:
             return _text_command(c, variant)
         if variant == "italic":
             return c  # other letters are italic in math mode, like Latin ones
@@ -436,6 +470,8 @@ def _text_command(text: str, variant: str | None) -> str:
     """Text in \\text{} (or \\textbf{} ...), with what text mode cannot hold written as math."""
     opener = sym.TEXT_VARIANT_COMMANDS.get(variant, "\\text{") if variant else "\\text{"
     closer = "}" * opener.count("{")
+    if _TEXT_SPECIAL.search(text) is None:
+        return opener + text + closer
     parts: list[str] = []
     run: list[str] = []
     for c in text:
@@ -483,6 +519,8 @@ def _mi(el: etree._Element, v: str | None) -> str:
     variant = _variant(el, v)
     if len(text) == 1:
         return _ident_char(text, variant or "italic")
+    if _has_marks(text) and sum(1 for c in text if not unicodedata.combining(c)) == 1:
+        return _with_marks(text, lambda c: _ident_char(c, variant or "italic"))
     if variant is None or variant == "normal":
         if text in sym.FUNCTION_NAMES:
             return "\\" + text
@@ -519,7 +557,9 @@ def _mo(el: etree._Element, v: str | None) -> str:
             big = _big(el)
             if big is not None:
                 return big + _delimiter(sym.DELIMITERS[text])
-        if (variant == "-tex-variant" or el.get("data-mjx-alternate")) and text in sym.VARIANT_FORMS:
+        if (
+            variant == "-tex-variant" or el.get("data-mjx-alternate")
+        ) and text in sym.VARIANT_FORMS:
             return sym.VARIANT_FORMS[text]
         if variant and variant != "normal":
             return _ident_char(text, variant)
@@ -553,18 +593,44 @@ def _ms(el: etree._Element, v: str | None) -> str:
     return _text_command(text, _variant(el, v))
 
 
+# Space commands by the widest width (em) they stand for; spacing is approximate by nature
+# and named spaces read better than \hspace{0.2em}.
+_SPACES = (
+    (0.19, "\\,"),
+    (0.25, "\\:"),
+    (0.4, "\\;"),
+    (0.75, "\\;\\;"),
+    (1.5, "\\quad"),
+    (2.5, "\\qquad"),
+)
+
+
 def _mspace(el: etree._Element, v: str | None) -> str:
     width = _length_em(el.get("width"))
-    if width is None or abs(width) < 0.02:
+    if el.get("mathbackground"):
+        ink = _ink_box(el, width)
+        if ink:
+            return ink
+    if width is None or abs(width) < 0.05:
         return ""
-    for size, command in ((1 / 6, "\\,"), (2 / 9, "\\:"), (5 / 18, "\\;"), (1.0, "\\quad")):
-        if abs(width - size) < 0.02:
+    if width < 0:
+        return "\\!" if width > -0.3 else f"\\hspace{{{round(width, 3):g}em}}"
+    for widest, command in _SPACES:
+        if width < widest:
             return command
-    if abs(width - 2) < 0.02:
-        return "\\qquad"
-    if abs(width + 1 / 6) < 0.02:
-        return "\\!"
     return f"\\hspace{{{round(width, 3):g}em}}"
+
+
+def _ink_box(el: etree._Element, width: float | None) -> str:
+    """A space with a background colour is a filled box: \\rule."""
+    height = _length_em(el.get("height")) or 0.0
+    depth = _length_em(el.get("depth")) or 0.0
+    if not width or width <= 0 or height + depth <= 0:
+        return ""
+    lift = f"[{round(-depth, 3):g}em]" if depth else ""
+    rule = f"\\rule{lift}{{{round(width, 3):g}em}}{{{round(height + depth, 3):g}em}}"
+    color = _color(el.get("mathbackground") or "")
+    return rule if color in (None, "black") else "\\textcolor{" + color + "}{" + rule + "}"
 
 
 # ---------------------------------------------------------------- rows and fences
@@ -749,7 +815,12 @@ def _fenced(
         tag = _tag(only)
         if tag == "mtable":
             return _mtable_in_fences(only, v, left, right)
-        if tag == "mfrac" and left == "(" and right == ")" and _is_zero(only.get("linethickness") or "1"):
+        if (
+            tag == "mfrac"
+            and left == "("
+            and right == ")"
+            and _is_zero(only.get("linethickness") or "1")
+        ):
             kids = _kids(only)
             if len(kids) == 2:
                 return "\\binom{" + _conv(kids[0], v) + "}{" + _conv(kids[1], v) + "}"
@@ -843,11 +914,13 @@ def _base(el: etree._Element, v: str | None) -> str:
         return "{}"
     if latex in sym.LIMIT_COMMANDS:
         return latex + "\\nolimits"
-    return latex if _is_atom(latex) else "{" + latex + "}"
+    if _is_atom(latex) or (latex.isdigit() and latex.isascii()):
+        return latex  # 30^{\circ}: digits in a row draw as one number
+    return "{" + latex + "}"
 
 
 def _primes(el: etree._Element) -> str | None:
-    """"'" * n when a superscript is only prime characters (f', f'')."""
+    """ "'" * n when a superscript is only prime characters (f', f'')."""
     tag = _tag(el)
     if tag == "mo" or tag == "mi":
         text = _text(el)
@@ -909,7 +982,9 @@ def _limits_operator(el: etree._Element, v: str | None) -> str | None:
             return latex + "\\limits" if not movable else None
         if text in sym.FUNCTION_NAMES:
             movable = op.get("movablelimits") == "true"
-            return "\\" + text if movable and text in sym.LIMIT_FUNCTIONS else "\\" + text + "\\limits"
+            return (
+                "\\" + text if movable and text in sym.LIMIT_FUNCTIONS else "\\" + text + "\\limits"
+            )
     elif _tag(el) == "mi" and _text(el) in sym.FUNCTION_NAMES:
         return "\\" + _text(el) + "\\limits"
     return None
@@ -966,7 +1041,9 @@ def _under_over(el: etree._Element, v: str | None, under: bool, over: bool) -> s
     op = _embellished_op(base)
     if op is not None:
         arrow = sym.EXTENSIBLE_ARROWS.get(_text(op))
-        if arrow is not None and (below is None or _accent_char(below) is None):
+        if arrow is not None and (
+            below is None or sym.UNDER_ACCENTS.get(_accent_char(below) or "") is None
+        ):
             below_latex = "[" + _conv(below, v) + "]" if below is not None else ""
             return arrow + below_latex + "{" + (_conv(above, v) if above is not None else "") + "}"
     under_accent = _accent_command(el, base, below, False) if below is not None else None
@@ -1067,19 +1144,24 @@ class _Table:
             elif name == "mtr":
                 cells = _kids(tr)
             elif name == "mlabeledtr":
-                raise ConversionError("equation labels (<mlabeledtr>, \\tag) are not supported by MathLive")
+                raise ConversionError(
+                    "equation labels (<mlabeledtr>, \\tag) are not supported by MathLive"
+                )
             else:
                 raise ConversionError(f"<{name}> inside <mtable>")
             row = [_table_cell(td, v) for td in cells]
             row_aligns = tr.get("columnalign", "").split()
             aligns = [
-                td.get("columnalign") or (row_aligns[min(i, len(row_aligns) - 1)] if row_aligns else None)
+                td.get("columnalign")
+                or (row_aligns[min(i, len(row_aligns) - 1)] if row_aligns else None)
                 for i, td in enumerate(cells)
             ]
             self.rows.append(row)
             cell_aligns.append(aligns)
         self.width = max((len(row) for row in self.rows), default=0)
-        self.aligns = [_ALIGN_LETTERS.get(a, "c") for a in _spread(el.get("columnalign"), self.width, "center")]
+        self.aligns = [
+            _ALIGN_LETTERS.get(a, "c") for a in _spread(el.get("columnalign"), self.width, "center")
+        ]
         for column in range(self.width):
             # cells of one column that all say how they align override the table
             found = {aligns[column] for aligns in cell_aligns if column < len(aligns)}
@@ -1104,25 +1186,27 @@ def _table_lines(el: etree._Element, width: int) -> list[str]:
     for attribute in ("rowlines", "frame"):
         value = el.get(attribute)
         if value and any(word != "none" for word in value.split()):
-            raise ConversionError(f"table {attribute} (\\hline, frames) are not supported by MathLive")
+            raise ConversionError(
+                f"table {attribute} (\\hline, frames) are not supported by MathLive"
+            )
     return [
         "|" if line in ("solid", "dashed") else ""
         for line in _spread(el.get("columnlines"), max(width - 1, 0), "none")
     ]
 
 
-# The row spacing (em) MathJax gives each environment; MathML's default is 1ex.
+# The row spacing (em) MathJax gives each environment.
 _ENVIRONMENT_ROWSPACING = {"aligned": 0.3, "cases": 0.2, "rcases": 0.2}
 
 
 def _environment(el: etree._Element, name: str, rows: list[list[str]], spec: str = "") -> str:
     default = _ENVIRONMENT_ROWSPACING.get(name, 0.4)
-    gaps = _spread(el.get("rowspacing"), max(len(rows) - 1, 0), "1ex")
+    # Without a rowspacing of its own a table takes the environment's usual spacing; a
+    # spacing the source sets is kept where the environment's would move rows visibly.
+    gaps = _spread(el.get("rowspacing"), max(len(rows) - 1, 0), f"{default}em")
+    extras = [(em - default) if (em := _length_em(gap)) is not None else 0.0 for gap in gaps]
     parts = [" & ".join(rows[0])] if rows else []
-    for gap, row in zip(gaps, rows[1:], strict=True):
-        em = _length_em(gap)
-        extra = em - default if em is not None else 0.0
-        # the source's own row spacing, where the environment's would move rows visibly
+    for extra, row in zip(extras, rows[1:], strict=True):
         parts.append(f" \\\\[{round(extra, 3):g}em] " if abs(extra) >= 0.1 else " \\\\ ")
         parts.append(" & ".join(row))
     argument = "{" + spec + "}" if spec else ""
@@ -1135,7 +1219,37 @@ def _display_cells(el: etree._Element, rows: list[list[str]], env_display: bool)
         return
     switch = "\\displaystyle " if display else "\\textstyle "
     for row in rows:
-        row[:] = [switch + cell if cell else cell for cell in row]
+        row[:] = [switch + cell if _style_matters(cell) else cell for cell in row]
+
+
+# Commands whose drawing depends on display or text style (fractions, large operators).
+_STYLE_SENSITIVE = (
+    "\\frac",
+    "\\binom",
+    "\\atop",
+    "\\sum",
+    "\\prod",
+    "\\coprod",
+    "\\int",
+    "\\iint",
+    "\\iiint",
+    "\\oint",
+    "\\lim",
+    "\\max",
+    "\\min",
+    "\\sup",
+    "\\inf",
+    "\\det",
+    "\\gcd",
+    "\\Pr",
+    "\\big",
+    "\\limits",
+    "\\begin",
+)
+
+
+def _style_matters(cell: str) -> bool:
+    return "\\" in cell and any(command in cell for command in _STYLE_SENSITIVE)
 
 
 def _mtable(el: etree._Element, v: str | None) -> str:
@@ -1144,8 +1258,10 @@ def _mtable(el: etree._Element, v: str | None) -> str:
     if table.plain and all(a == "c" for a in aligns):
         _display_cells(el, rows, False)
         return _environment(el, "matrix", rows)
-    if table.plain and table.width > 1 and all(
-        a == ("r" if i % 2 == 0 else "l") for i, a in enumerate(aligns)
+    if (
+        table.plain
+        and table.width > 1
+        and all(a == ("r" if i % 2 == 0 else "l") for i, a in enumerate(aligns))
     ):
         _display_cells(el, rows, True)
         return _environment(el, "aligned", rows)
@@ -1221,6 +1337,11 @@ def _color_and_size(el: etree._Element, latex: str) -> str:
         name = _color(color)
         if name is not None and name != "black":
             latex = "\\textcolor{" + name + "}{" + latex + "}"
+    background = el.get("mathbackground")
+    if background and _tag(el) != "mspace":
+        name = _color(background)
+        if name is not None and name != "white":
+            latex = "\\bbox[" + name + "]{" + latex + "}"
     return latex
 
 

@@ -33,7 +33,6 @@ _DOCTYPE_RE = re.compile(r"<!DOCTYPE\b", re.IGNORECASE)
 _XML_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 _local = threading.local()
-_depth_probes: dict[int, etree.XPath] = {}
 
 
 def _parser() -> etree.XMLParser:
@@ -96,11 +95,14 @@ def _strip_prolog(text: str) -> str:
 
 
 def _too_deep(root: etree._Element, max_depth: int) -> bool:
-    probe = _depth_probes.get(max_depth)
+    # Compiled XPath objects, like parsers, are kept per thread.
+    probes = getattr(_local, "depth_probes", None)
+    if probes is None:
+        probes = _local.depth_probes = {}
+    probe = probes.get(max_depth)
     if probe is None:
         # An element max_depth levels below the root sits at depth max_depth + 1.
-        probe = etree.XPath("boolean(" + "/".join(["*"] * max_depth) + ")")
-        _depth_probes[max_depth] = probe
+        probe = probes[max_depth] = etree.XPath("boolean(" + "/".join(["*"] * max_depth) + ")")
     return bool(probe(root))
 
 
@@ -116,10 +118,16 @@ def parse_mathml(
     Accepts the MathML namespace, a prefix (<m:math>) or none, an XML declaration, an
     external DOCTYPE (not loaded) and one wrapper element around <math> (e.g. <root>).
     """
-    if max_bytes is None or max_depth is None:
-        default_bytes, default_depth = default_limits()
-        max_bytes = default_bytes if max_bytes is None else max_bytes
-        max_depth = default_depth if max_depth is None else max_depth
+    default_bytes, default_depth = default_limits()
+    max_bytes = default_bytes if max_bytes is None else max_bytes
+    max_depth = default_depth if max_depth is None else max_depth
+    root = _find_math(_parse_xml(_prepared(_checked_text(text, max_bytes)), max_depth))
+    if _too_deep(root, max_depth):
+        raise InvalidMathML(f"too deep: nesting exceeds {max_depth} levels")
+    return root
+
+
+def _checked_text(text: str | bytes, max_bytes: int) -> str:
     if isinstance(text, bytes):
         if len(text) > max_bytes:
             raise InvalidMathML(f"too big: {len(text):,} bytes (the limit is {max_bytes:,})")
@@ -129,29 +137,54 @@ def parse_mathml(
             raise InvalidMathML(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     if not isinstance(text, str):
         raise InvalidMathML("MathML must be text")
+    # Counting bytes needs an encoded copy; only texts that might be too big pay for it.
     if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode()) > max_bytes):
         raise InvalidMathML(f"too big: {len(text.encode()):,} bytes (the limit is {max_bytes:,})")
     if not text.strip():
         raise InvalidMathML("empty input: no MathML")
+    return text
+
+
+def _prepared(text: str) -> str:
+    """Without the prolog, and with named entities as character references."""
     if "<!" in text:
         text = _strip_prolog(text)
-    elif text.lstrip().startswith("<?xml"):
+    elif "<?xml" in text[:64]:
         text = _XML_DECL_RE.sub("", text, count=1)
     if "&" in text:
         text = _ENTITY_RE.sub(_replace_entity, text)
+    return text
+
+
+def _parse_xml(text: str, max_depth: int) -> etree._Element:
     try:
-        root = etree.fromstring(text, _parser())
+        try:
+            return etree.fromstring(text, _parser())
+        except etree.XMLSyntaxError as exc:
+            if "Namespace prefix" not in str(exc):
+                raise
+            # <m:math> cut out of a page that declared the prefix: declare it here
+            return etree.fromstring(_declare_prefixes(text), _parser())
     except etree.XMLSyntaxError as exc:
-        message = str(exc.msg if hasattr(exc, "msg") and exc.msg else exc)
-        if "depth" in message.lower():
+        message = str(exc.msg if getattr(exc, "msg", None) else exc)
+        if "depth" in message.lower():  # libxml2's own limit, far above ours
             raise InvalidMathML(f"too deep: nesting exceeds {max_depth} levels") from None
         raise InvalidMathML(f"not well-formed XML: {message}") from None
     except ValueError as exc:
         raise InvalidMathML(f"not well-formed XML: {exc}") from None
-    root = _find_math(root)
-    if _too_deep(root, max_depth):
-        raise InvalidMathML(f"too deep: nesting exceeds {max_depth} levels")
-    return root
+
+
+_PREFIX_RE = re.compile(r"</?([A-Za-z_][\w.-]*):[A-Za-z_]")
+_FIRST_TAG_RE = re.compile(r"<[A-Za-z_][\w.:-]*")
+
+
+def _declare_prefixes(text: str) -> str:
+    prefixes = {p for p in _PREFIX_RE.findall(text) if f"xmlns:{p}=" not in text}
+    declarations = "".join(f' xmlns:{p}="{MATHML_NS}"' for p in sorted(prefixes))
+    match = _FIRST_TAG_RE.search(text)
+    if match is None or not declarations:
+        return text
+    return text[: match.end()] + declarations + text[match.end() :]
 
 
 def _find_math(root: etree._Element) -> etree._Element:
@@ -168,7 +201,9 @@ def _find_math(root: etree._Element) -> etree._Element:
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
 
 
 def _canonical(el: etree._Element, out: list[str]) -> None:

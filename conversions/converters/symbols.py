@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import unicodedata
 
-from conversions.converters.tables import MATHLIVE_COMMANDS, SYMBOL_COMMANDS
+from conversions.converters.tables import (
+    MATHJAX_REJECTED_CHARACTERS,
+    MATHLIVE_COMMANDS,
+    MATHLIVE_REJECTED_CHARACTERS,
+    SYMBOL_COMMANDS,
+)
 
 # Where a character has several commands, the one people write.
 _PREFERRED = frozenset(
@@ -77,6 +82,9 @@ def _char_commands() -> dict[str, str]:
 
 # Character -> command for non-ASCII characters (Greek letters included; see below).
 CHAR_COMMANDS: dict[str, str] = _char_commands()
+
+# Characters MathLive or MathJax refuse as they are in math mode: written as text.
+TEXT_ONLY_CHARACTERS = MATHLIVE_REJECTED_CHARACTERS | MATHJAX_REJECTED_CHARACTERS
 
 # ASCII characters that are special in LaTeX.
 ASCII_SPECIALS = {
@@ -181,9 +189,7 @@ def _styled_alphanumerics() -> dict[str, tuple[str, str]]:
 
 
 STYLED_ALPHANUMERICS = _styled_alphanumerics()
-_UNICODE_STYLED = {
-    (variant, base): char for char, (variant, base) in STYLED_ALPHANUMERICS.items()
-}
+_UNICODE_STYLED = {(variant, base): char for char, (variant, base) in STYLED_ALPHANUMERICS.items()}
 
 
 def unicode_styled(variant: str, char: str) -> str | None:
@@ -197,20 +203,62 @@ def unicode_styled(variant: str, char: str) -> str | None:
 # below/above in display style, like \sum.
 FUNCTION_NAMES = frozenset(
     name
-    for name in (
-        "arccos arcsin arctan arg cos cosh cot coth csc deg det dim exp gcd hom inf ker lg "
-        "lim liminf limsup ln log max min Pr sec sin sinh sup tan tanh"
-    ).split()
+    for name in [
+        "arccos",
+        "arcsin",
+        "arctan",
+        "arg",
+        "cos",
+        "cosh",
+        "cot",
+        "coth",
+        "csc",
+        "deg",
+        "det",
+        "dim",
+        "exp",
+        "gcd",
+        "hom",
+        "inf",
+        "ker",
+        "lg",
+        "lim",
+        "liminf",
+        "limsup",
+        "ln",
+        "log",
+        "max",
+        "min",
+        "Pr",
+        "sec",
+        "sin",
+        "sinh",
+        "sup",
+        "tan",
+        "tanh",
+    ]
     if name in MATHLIVE_COMMANDS
 )
-LIMIT_FUNCTIONS = frozenset("det gcd inf lim liminf limsup max min Pr sup".split())
+LIMIT_FUNCTIONS = frozenset(
+    ["det", "gcd", "inf", "lim", "liminf", "limsup", "max", "min", "Pr", "sup"]
+)
 # Large operators whose TeX commands put limits below/above in display style.
 LIMIT_COMMANDS = frozenset(
     "\\" + name
-    for name in (
-        "sum prod coprod bigcap bigcup bigvee bigwedge bigoplus bigotimes bigodot biguplus "
-        "bigsqcup"
-    ).split()
+    for name in [
+        "sum",
+        "prod",
+        "coprod",
+        "bigcap",
+        "bigcup",
+        "bigvee",
+        "bigwedge",
+        "bigoplus",
+        "bigotimes",
+        "bigodot",
+        "biguplus",
+        "bigsqcup",
+    ]
 ) | frozenset("\\" + name for name in LIMIT_FUNCTIONS)
 
 # Accents over a base: character -> (command for one letter, command for a wider base).
@@ -367,8 +415,27 @@ UNITS = {
 
 # Colours MathJax's color package and MathLive both know by name.
 COLOR_NAMES = frozenset(
-    "black blue brown cyan darkgray gray green lightgray lime magenta olive orange pink "
-    "purple red teal violet white yellow".split()
+    [
+        "black",
+        "blue",
+        "brown",
+        "cyan",
+        "darkgray",
+        "gray",
+        "green",
+        "lightgray",
+        "lime",
+        "magenta",
+        "olive",
+        "orange",
+        "pink",
+        "purple",
+        "red",
+        "teal",
+        "violet",
+        "white",
+        "yellow",
+    ]
 )
 
 MENCLOSE_COMMANDS = {
@@ -380,7 +447,23 @@ MENCLOSE_COMMANDS = {
 }
 # Notations \enclose draws in MathJax and MathLive accepts.
 ENCLOSE_NOTATIONS = frozenset(
-    "longdiv actuarial radical box roundedbox circle left right top bottom updiagonalstrike "
-    "downdiagonalstrike verticalstrike horizontalstrike madruwb updiagonalarrow "
-    "phasorangle".split()
+    [
+        "longdiv",
+        "actuarial",
+        "radical",
+        "box",
+        "roundedbox",
+        "circle",
+        "left",
+        "right",
+        "top",
+        "bottom",
+        "updiagonalstrike",
+        "downdiagonalstrike",
+        "verticalstrike",
+        "horizontalstrike",
+        "madruwb",
+        "updiagonalarrow",
+        "phasorangle",
+    ]
 )

@@ -95,8 +95,11 @@ class Bucket:
 class TokenBucketLimiter:
     """The Limiter of one process: rpm/tpm buckets, the pool brake, and a learned rate.
 
-    rpm and tpm are the endpoint's limits over period_s (60 s for OpenAI; tests use a
-    shorter period against a fake server configured the same way). Without rpm the
+    rpm and tpm are the endpoint's limits per minute, measured by the endpoint over
+    period_s (60 s for OpenAI; tests use a shorter period against a fake server that
+    is configured the same way). The buckets pace requests a little below the limits;
+    a log of what was sent in the last period is the hard line they never cross, even
+    when a busy event loop wakes several paced requests at once. Without rpm the
     limiter still pauses the pool on a 429 and then learns a request rate from what
     went through before it (multiplicative decrease, slow increase).
     """
@@ -125,6 +128,11 @@ class TokenBucketLimiter:
         self._last_cut = -math.inf
         self._last_raise = now
         self._admitted: deque[float] = deque()
+        self.period_s = period_s
+        self._request_limit = math.floor(rpm * scale) if rpm else None
+        self._token_limit = math.floor(tpm * scale) if tpm else None
+        self._sent: deque[tuple[float, int]] = deque()  # (time, tokens) within one period
+        self._sent_tokens = 0
         # Counters for tests, logs and the benchmark.
         self.pauses = 0
         self.slowdowns = 0
@@ -133,22 +141,32 @@ class TokenBucketLimiter:
     # -- the Limiter protocol -----------------------------------------------------------
 
     async def acquire(self, tokens: int) -> None:
-        await self._wait_brake()
-        now = self.clock()
-        self._maybe_recover(now)
-        wait = 0.0
-        if self.requests:
-            wait = self.requests.take(1, now)
-        if self.tokens:
-            wait = max(wait, self.tokens.take(tokens, now))
-        if wait > 0:
-            try:
-                await asyncio.sleep(wait)
-            except asyncio.CancelledError:
-                self._give_back(tokens)
-                raise
-        await self._wait_brake()
-        self._note_admitted(self.clock())
+        while True:
+            await self._wait_brake()
+            now = self.clock()
+            self._maybe_recover(now)
+            wait = 0.0
+            if self.requests:
+                wait = self.requests.take(1, now)
+            if self.tokens:
+                wait = max(wait, self.tokens.take(tokens, now))
+            if wait > 0:
+                try:
+                    await asyncio.sleep(wait)
+                except asyncio.CancelledError:
+                    self._give_back(tokens)
+                    raise
+            # The buckets plan slots; a busy loop can wake several planned slots at
+            # once. The log of what was really sent holds the hard line: never more
+            # than the limit in any period, counted at the time of sending.
+            while (delay := self._log_wait(tokens)) > 0:
+                await asyncio.sleep(delay)
+            if self._paused_until > self.clock():
+                continue  # paused while waiting: the slot is spent, queue up again
+            now = self.clock()
+            self._log_add(now, tokens)
+            self._note_admitted(now)
+            return
 
     def settle(self, estimated: int, actual: int) -> None:
         if not self.tokens or estimated == actual:
@@ -210,6 +228,34 @@ class TokenBucketLimiter:
     async def _wait_brake(self) -> None:
         while (delay := self._paused_until - self.clock()) > 0:
             await asyncio.sleep(delay)
+
+    def _log_prune(self, now: float) -> None:
+        sent = self._sent
+        while sent and sent[0][0] <= now - self.period_s:
+            self._sent_tokens -= sent.popleft()[1]
+
+    def _log_wait(self, tokens: int) -> float:
+        """Seconds until one more request of `tokens` fits in the last period's log."""
+        if self._request_limit is None and self._token_limit is None:
+            return 0.0
+        now = self.clock()
+        self._log_prune(now)
+        sent = self._sent
+        over_requests = self._request_limit is not None and len(sent) >= self._request_limit
+        over_tokens = (
+            self._token_limit is not None
+            and sent
+            and self._sent_tokens + tokens > self._token_limit
+        )
+        if not (over_requests or over_tokens):
+            return 0.0
+        return max(0.001, sent[0][0] + self.period_s - now)
+
+    def _log_add(self, now: float, tokens: int) -> None:
+        if self._request_limit is None and self._token_limit is None:
+            return
+        self._sent.append((now, tokens))
+        self._sent_tokens += tokens
 
     def _give_back(self, tokens: int) -> None:
         now = self.clock()

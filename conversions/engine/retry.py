@@ -127,8 +127,26 @@ def _error_code(exc: openai.APIStatusError) -> str:
     return ""
 
 
+def _connection_failure(exc: BaseException) -> ConnectionError | None:
+    """The OS-level connection error (refused, reset) behind an API error, if any."""
+    if not isinstance(exc, openai.APIConnectionError):
+        return None
+    seen = 0
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and seen < 10:
+        if isinstance(cause, ConnectionError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
 def classify(exc: BaseException) -> Failure:
     """Turn an exception from one API call into data: category, message, retry or not."""
+    refused = _connection_failure(exc)
+    if refused is not None:
+        # Checked first: the aiohttp transport reports a refused connection as a
+        # connect *timeout*, which would send the operator looking in the wrong place.
+        return Failure(ErrorCategory.API_ERROR, f"connection error: {type(refused).__name__}", True)
     if isinstance(exc, openai.APITimeoutError | asyncio.TimeoutError | TimeoutError):
         return Failure(ErrorCategory.TIMEOUT, "request timed out", retryable=True)
     if isinstance(exc, openai.APIConnectionError):

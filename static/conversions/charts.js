@@ -4,10 +4,11 @@
 
 window.mcCharts = (function () {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 600;
-  const H = 160;
   const PAD_LEFT = 44;
   const PAD_BOTTOM = 18;
+  const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+  let W = 600;
+  let H = 160;
 
   function el(name, attrs, text) {
     const node = document.createElementNS(NS, name);
@@ -24,8 +25,11 @@ window.mcCharts = (function () {
     while (svg.firstChild) {
       svg.removeChild(svg.firstChild);
     }
+    // Draw in the element's own pixels, so that text is never stretched.
+    const box = svg.getBoundingClientRect();
+    W = Math.max(Math.round(box.width), 120);
+    H = Math.max(Math.round(box.height), 80);
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-    svg.setAttribute("preserveAspectRatio", "none");
     svg.appendChild(el("line", { class: "mc-axis", x1: PAD_LEFT, y1: H - PAD_BOTTOM, x2: W, y2: H - PAD_BOTTOM }));
     svg.appendChild(el("line", { class: "mc-axis", x1: PAD_LEFT, y1: 0, x2: PAD_LEFT, y2: H - PAD_BOTTOM }));
     svg.appendChild(el("text", { x: PAD_LEFT - 4, y: 11, "text-anchor": "end" }, topLabel));
@@ -49,7 +53,7 @@ window.mcCharts = (function () {
   function bars(svg, values, options) {
     const opts = options || {};
     const max = niceMax(values, opts.max);
-    const format = opts.format || ((v) => String(Math.round(v * 10) / 10));
+    const format = opts.format || ((v) => compact.format(v));
     frame(svg, format(max), opts.firstLabel, opts.lastLabel);
     const plotH = H - PAD_BOTTOM - 2;
     const width = (W - PAD_LEFT) / Math.max(values.length, 1);

@@ -10,7 +10,10 @@
   }
   const url = root.dataset.statsUrl;
   const pollMs = Number(root.dataset.pollMs) || 2000;
+  const SERIES_EVERY = 5; // polls; the chart changes slowly and costs the most to compute
+  let polls = 0;
   const dash = "–";
+  const perMinute = root.dataset.perMinute || "/min";
 
   function byId(id) {
     return document.getElementById(id);
@@ -111,7 +114,7 @@
       svg,
       series.map((point) => point.per_min),
       {
-        titles: series.map((point) => `${time(point.start)}: ${point.per_min}/min`),
+        titles: series.map((point) => `${time(point.start)}: ${point.per_min}${perMinute}`),
         firstLabel: series.length ? time(series[0].start) : "",
         lastLabel: series.length ? time(series[series.length - 1].start) : "",
       },
@@ -139,7 +142,7 @@
     setText("mc-total", number(stats.total));
     setText("mc-status", stats.status_label);
     setText("mc-success", percent(stats.success_rate));
-    setText("mc-throughput-now", stats.throughput_per_min === null ? dash : `${stats.throughput_per_min}/min`);
+    setText("mc-throughput-now", stats.throughput_per_min === null ? dash : `${stats.throughput_per_min}${perMinute}`);
     setText("mc-p50", stats.latency_ms.p50 === null ? dash : `${stats.latency_ms.p50} ms`);
     setText("mc-p95", stats.latency_ms.p95 === null ? dash : `${stats.latency_ms.p95} ms`);
     setText("mc-eta", duration(stats.eta_s));
@@ -151,15 +154,20 @@
     setText("mc-cache-saved", money(stats.cache.saved_usd));
     setText("mc-api-calls", number(stats.api_calls));
     setText("mc-error", stats.error);
+    byId("mc-error").hidden = !stats.error;
     renderCounts(stats);
     renderFailures(stats);
-    renderChart(data.series);
+    if (data.series) {
+      renderChart(data.series);
+    }
     renderButtons(stats);
   }
 
   async function poll() {
     try {
-      const response = await fetch(url, {
+      polls += 1;
+      const withSeries = polls % SERIES_EVERY === 0;
+      const response = await fetch(withSeries ? url : `${url}?series=0`, {
         credentials: "same-origin",
         headers: { Accept: "application/json" },
       });

@@ -127,6 +127,9 @@
         return;
       }
       flash(data.ok ? data.message : data.error, !data.ok);
+      if (document.activeElement === edit) {
+        edit.blur(); // the next result starts with the keys free for A / R / S / E
+      }
       show(data);
     } catch (error) {
       flash(root.dataset.msgFailed, true);

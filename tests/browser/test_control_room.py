@@ -14,19 +14,19 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from conversions.models import Item, Job, Question, ReviewEvent
+from tests import jobutil
 from tests.adminutil import make_job, set_items, staff_user
 from tests.browser.conftest import NARROW, WIDE
-from tests.jobutil import API_KEY, Cluster, fraction, llm, tagged, wait_until  # noqa: F401
+from tests.jobutil import API_KEY, Cluster, fraction, tagged, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+llm = jobutil.llm  # the fixture
+
 
 @pytest.fixture
-def cluster(llm):  # noqa: F811 - the fixture of tests.jobutil
-    worker = Cluster(OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY=API_KEY, Q_LOG_LEVEL="DEBUG")
-    import subprocess, sys
-    from tests.jobutil import ROOT
-    worker.proc = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=worker.env, stdout=open("/tmp/qc.out","w"), stderr=subprocess.STDOUT, start_new_session=True)
+def cluster(llm):
+    worker = Cluster(OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY=API_KEY).start()
     yield worker
     worker.stop()
 
@@ -40,7 +40,9 @@ def write_csv(path, rows) -> None:
 
 def test_operator_imports_launches_watches_and_retries_a_failure(open_session, cluster, tmp_path):
     staff_user("olga", "operators")
-    rows = [(f"B-{n:02d}", fraction(n), "식을 간단히 하시오.", "browser", "중2") for n in range(1, 8)]
+    rows = [
+        (f"B-{n:02d}", fraction(n), "식을 간단히 하시오.", "browser", "중2") for n in range(1, 8)
+    ]
     rows.append(("B-FAIL", tagged(8, "fake:status=400*1"), "fails once", "browser", "중2"))
     rows += [(f"B-WRONG-{n}", tagged(n, "fake:wrong"), "wrong", "browser", "중2") for n in (9, 10)]
     rows.append(("OTHER-1", fraction(11), "not in the filter", "other", "중1"))
@@ -79,12 +81,6 @@ def test_operator_imports_launches_watches_and_retries_a_failure(open_session, c
 
     # Progress reaches 100 % on the same page: the marker survives, so no reload.
     page.evaluate("window.__sameDocument = true")
-    import time
-    from django_q.models import OrmQ, Task
-    time.sleep(15)
-    print("DEBUG job", Job.objects.values_list("status", "heartbeat_at", "error_message").get(), OrmQ.objects.count(), list(Task.objects.values_list("name","success","result")), cluster.proc.poll())
-    print("DEBUG items", list(Item.objects.values_list("status", flat=True)))
-    print("DEBUG page", page.inner_text("#mc-job"))
     expect(page.locator("#mc-percent")).to_have_text("100%", timeout=90_000)
     assert page.evaluate("window.__sameDocument") is True
     counts = page.inner_text("#mc-counts-body")
@@ -104,12 +100,16 @@ def test_operator_imports_launches_watches_and_retries_a_failure(open_session, c
     page.click("#mc-item-retry")
     page.wait_for_selector(".messagelist .success")
     failed = Item.objects.get(question__question_id="B-FAIL")
-    wait_until(
-        lambda: Item.objects.get(pk=failed.pk).status == Item.Status.SUCCEEDED, timeout=60
-    )
+    wait_until(lambda: Item.objects.get(pk=failed.pk).status == Item.Status.SUCCEEDED, timeout=60)
     page.reload()
     assert page.locator("#mc-item-retry").count() == 0
     s.shot("failure-retried")
+
+
+KEYBOARD_SINK_FOCUSED = """(() => {
+    const active = document.getElementById('mc-edit').shadowRoot.activeElement;
+    return Boolean(active && active.classList.contains('ML__keyboard-sink'));
+})()"""
 
 
 def review_fixture() -> list[Item]:
@@ -141,6 +141,8 @@ def test_reviewer_edits_and_approves_in_mathlive_and_cannot_launch(open_session)
 
     page.evaluate("window.__sameDocument = true")
     page.click("#mc-edit")
+    # MathLive moves the focus to its keyboard sink a moment after the click.
+    wait_until(lambda: page.evaluate(KEYBOARD_SINK_FOCUSED), 10)
     page.keyboard.press("Control+a")
     page.keyboard.type("3y+1")
     assert page.evaluate("document.getElementById('mc-edit').value") == "3y+1"
@@ -195,6 +197,12 @@ def test_viewer_sees_but_cannot_change_anything(open_session):
     )
     assert status == 403
     assert Job.objects.get().status == Job.Status.QUEUED
+
+    # The language follows the browser: a Korean browser gets the Korean admin.
+    korean = open_session("vera", WIDE, locale="ko-KR")
+    korean.goto(reverse("admin:conversions_job_dashboard"))
+    expect(korean.page.locator("h1")).to_have_text("관제실")
+    korean.shot("dashboard-ko")
 
 
 PAYLOAD = (

@@ -60,6 +60,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
+        fake_port = opts["fake_port"] or opts["port"] + 1
+        if not opts["no_serve"]:
+            for name, port in (("web server", opts["port"]), ("fake OpenAI server", fake_port)):
+                if port_in_use(port):
+                    raise CommandError(
+                        f"Port {port} for the {name} is in use: choose others, e.g. "
+                        f"`make demo PORT={opts['port'] + 10}` (or --port/--fake-port)."
+                    )
         self.stdout.write("Loading the demo question bank ...")
         call_command("load_demo", stdout=self.stdout, stderr=self.stderr)
         password = admin_login_reset()
@@ -72,7 +80,7 @@ class Command(BaseCommand):
             return
         serve(
             port=opts["port"],
-            fake_port=opts["fake_port"] or opts["port"] + 1,
+            fake_port=fake_port,
             out=self.stdout,
             password=password,
         )
@@ -122,13 +130,18 @@ def child_env(fake_url: str) -> dict[str, str]:
     return env
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> bool:
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, child: subprocess.Popen, timeout: float = 30.0) -> bool:
+    """Wait until the child listens on the port; False if it exits or times out."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
+    while time.monotonic() < deadline and child.poll() is None:
+        if port_in_use(port):
+            return True
         time.sleep(0.2)
     return False
 
@@ -163,7 +176,7 @@ def serve(*, port: int, fake_port: int, out, password: str) -> None:
         for name, command in commands.items():
             children[name] = subprocess.Popen(command, env=env, cwd=settings.BASE_DIR)
         for name, listening in (("web server", port), ("fake OpenAI server", fake_port)):
-            if not wait_for_port(listening):
+            if not wait_for_port(listening, children[name]):
                 raise CommandError(f"The {name} did not start on port {listening}.")
         endpoint = "local fake server " + fake_url if not settings.OPENAI_BASE_URL else "configured"
         out.write(

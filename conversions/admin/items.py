@@ -1,0 +1,383 @@
+"""Items in the admin: the item list, failures grouped by message, retries, item pages.
+
+The item table is the big one (a million rows): the list never counts past a cap,
+renders its checkboxes without a template per row, and searches by question through
+the question's unique index.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from conversions import reviews, services
+from conversions.admin import review
+from conversions.admin.access import (
+    REVIEW_ITEMS,
+    RUN_JOBS,
+    VIEW_ITEMS,
+    require_perm,
+    with_csp,
+)
+from conversions.admin.jobs import CssMedia, failures_url
+from conversions.admin.lists import CappedCountPaginator, FastActionCheckbox
+from conversions.models import Item, Job, Question
+from conversions.sanitize import latex_is_renderable, redact_secrets, sanitize_mathml
+
+GROUP_SCAN = 5000  # distinct messages read to build the failure groups
+SAMPLE_CHARS = 300
+
+
+class JobListFilter(admin.SimpleListFilter):
+    title = gettext_lazy("job")
+    parameter_name = "job"
+    recent = 20
+
+    def lookups(self, request, model_admin):
+        jobs = list(Job.objects.order_by("-id")[: self.recent])
+        selected = self.value()
+        if selected and selected.isdigit() and all(str(j.pk) != selected for j in jobs):
+            jobs += list(Job.objects.filter(pk=int(selected)))
+        return [(str(job.pk), f"#{job.pk} {job.name or job.get_kind_display()}") for job in jobs]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        return queryset.filter(job_id=int(value))
+
+
+_VARIABLE_PARTS = re.compile(r"'[^']*'|\"[^\"]*\"|\b0x[0-9a-f]+\b|\d+(?:\.\d+)?", re.IGNORECASE)
+
+
+def message_pattern(message: str) -> str:
+    """A message with its variable parts (numbers, quoted values) blanked out."""
+    pattern = _VARIABLE_PARTS.sub("…", message)
+    return Truncator(" ".join(pattern.split())).chars(200)
+
+
+def failure_groups(items) -> list[dict]:
+    """Failed items grouped by category and message pattern, largest group first."""
+    rows = (
+        items.exclude(error_category="")
+        .order_by()
+        .values_list("error_category", "error_message")
+        .annotate(n=Count("pk"))
+        .order_by("-n")[:GROUP_SCAN]
+    )
+    groups: dict[tuple[str, str], dict] = {}
+    for category, message, n in rows:
+        key = (category, message_pattern(message))
+        group = groups.get(key)
+        if group is None:
+            groups[key] = {
+                "category": category,
+                "category_label": str(Item.ErrorCategory(category).label),
+                "pattern": key[1],
+                "sample": Truncator(message).chars(SAMPLE_CHARS),
+                "prefix": message[:100],
+                "count": n,
+            }
+        else:
+            group["count"] += n
+            group["prefix"] = os.path.commonprefix([group["prefix"], message])
+    return sorted(groups.values(), key=lambda g: -g["count"])
+
+
+@admin.register(Item)
+class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "job",
+        "question",
+        "status",
+        "error_category",
+        "message_excerpt",
+        "validation_score",
+        "review_status",
+        "attempts",
+        "finished_at",
+    )
+    list_display_links = ("id",)
+    list_filter = (JobListFilter, "status", "error_category", "review_status", "route")
+    list_select_related = ("job", "question")
+    search_fields = ("=question__question_id",)
+    search_help_text = gettext_lazy("Exact question id.")
+    ordering = ("-id",)
+    sortable_by = ("id",)
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = CappedCountPaginator
+    list_per_page = 100
+    actions = ["retry_selected"]
+    Media = CssMedia
+    fieldsets = (
+        (
+            None,
+            {"fields": ("job", "question", "status", "route", "cached", "attempts", "batch_no")},
+        ),
+        (
+            gettext_lazy("Result"),
+            {
+                "fields": (
+                    "source_mathml",
+                    "result_latex",
+                    "latex_preview",
+                    "validation_score",
+                    "validation_reasons",
+                )
+            },
+        ),
+        (
+            gettext_lazy("Failure"),
+            {"fields": ("error_category", "error_message", "request_shown", "response_shown")},
+        ),
+        (
+            gettext_lazy("Cost"),
+            {
+                "fields": (
+                    "latency_ms",
+                    "tokens_in",
+                    "tokens_out",
+                    "cost_usd",
+                    "cost_saved_usd",
+                    "api_calls",
+                    "retries",
+                )
+            },
+        ),
+        (
+            gettext_lazy("Review"),
+            {
+                "fields": (
+                    "review_status",
+                    "reviewed_latex",
+                    "reviewed_by",
+                    "reviewed_at",
+                    "review_history",
+                )
+            },
+        ),
+        (gettext_lazy("Times"), {"fields": ("created_at", "started_at", "finished_at")}),
+    )
+    readonly_fields = tuple(f for _, opts in fieldsets for f in opts["fields"])
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # results change through retries and reviews, not the form
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # an item is its question's history within the job
+
+    def has_run_permission(self, request) -> bool:
+        return request.user.has_perm(RUN_JOBS)
+
+    @admin.display(description=gettext_lazy("message"))
+    def message_excerpt(self, item: Item) -> str:
+        return Truncator(item.error_message).chars(80)
+
+    @admin.display(description=gettext_lazy("source (rendered)"))
+    def source_mathml(self, item: Item):
+        safe = sanitize_mathml(item.question.mathml)
+        if not safe:
+            return "–"
+        # nh3 output with an explicit MathML allow-list: the one place markup is trusted.
+        return format_html('<div class="mc-mathml">{}</div>', mark_safe(safe))  # noqa: S308
+
+    @admin.display(description=gettext_lazy("LaTeX (rendered)"))
+    def latex_preview(self, item: Item):
+        latex = item.reviewed_latex or item.result_latex
+        if not latex:
+            return "–"
+        if not latex_is_renderable(latex):
+            return _("Not rendered: the LaTeX uses commands that produce HTML.")
+        return format_html('<math-field read-only class="mc-latex">{}</math-field>', latex)
+
+    @admin.display(description=gettext_lazy("request excerpt"))
+    def request_shown(self, item: Item):
+        return format_html('<pre class="mc-excerpt">{}</pre>', redact_secrets(item.request_excerpt))
+
+    @admin.display(description=gettext_lazy("response excerpt"))
+    def response_shown(self, item: Item):
+        return format_html(
+            '<pre class="mc-excerpt">{}</pre>', redact_secrets(item.response_excerpt)
+        )
+
+    @admin.display(description=gettext_lazy("history"))
+    def review_history(self, item: Item):
+        events = item.review_events.select_related("user").order_by("-id")[:20]
+        if not events:
+            return "–"
+        rows = [
+            format_html(
+                "<li>{} · {} · {}{}</li>",
+                event.created_at.strftime("%Y-%m-%d %H:%M"),
+                event.user or "–",
+                event.get_action_display(),
+                f" · {event.latex_after}" if event.latex_after else "",
+            )
+            for event in events
+        ]
+        return format_html("<ul class='mc-history'>{}</ul>", mark_safe("".join(rows)))  # noqa: S308
+
+    @admin.action(description=gettext_lazy("Retry selected items"), permissions=["run"])
+    def retry_selected(self, request, queryset):
+        count = services.items_retry(items=queryset)
+        self.message_user(request, _("%(n)d item(s) queued again.") % {"n": count})
+
+    # --- failures, retries and review screens -----------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("failures/", wrap(self.failures_view), name="conversions_item_failures"),
+            path(
+                "failures/retry/",
+                wrap(self.retry_category_view),
+                name="conversions_item_retry_category",
+            ),
+            path(
+                "<path:object_id>/retry/", wrap(self.retry_item_view), name="conversions_item_retry"
+            ),
+            *review.review_urls(self),
+            *super().get_urls(),
+        ]
+
+    @with_csp
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        require_perm(request, VIEW_ITEMS)
+        item = self.get_object(request, unquote(object_id))
+        extra = {
+            "can_retry": item is not None
+            and request.user.has_perm(RUN_JOBS)
+            and item.status in services.RETRYABLE_STATUSES,
+            "can_review": item is not None
+            and request.user.has_perm(REVIEW_ITEMS)
+            and item.review_status in reviews.OPEN_REVIEW_STATUSES
+            and item.status in reviews.REVIEWABLE_STATUSES
+            and bool(item.result_latex),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("job", "question")
+
+    def get_search_results(self, request, queryset, search_term):
+        # The question first (unique index), then its items (index on question_id):
+        # searching through the join makes SQLite walk all items in id order.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        questions = list(Question.objects.filter(question_id=term).values_list("pk", flat=True))
+        return queryset.filter(question_id__in=questions), False
+
+    @with_csp
+    def failures_view(self, request):
+        require_perm(request, VIEW_ITEMS)
+        job = _job_param(request.GET.get("job"))
+        category = request.GET.get("category", "")
+        if category and category not in Item.ErrorCategory.values:
+            category = ""
+        failed = Item.objects.exclude(error_category="")
+        if job:
+            failed = failed.filter(job_id=job.pk)
+        by_category = dict(
+            failed.order_by().values_list("error_category").annotate(n=Count("pk")).order_by()
+        )
+        categories = [
+            {
+                "value": value,
+                "label": label,
+                "count": by_category.get(value, 0),
+                "url": "?"
+                + urlencode({k: v for k, v in (("job", job and job.pk), ("category", value)) if v}),
+            }
+            for value, label in Item.ErrorCategory.choices
+            if by_category.get(value)
+        ]
+        groups = failure_groups(failed.filter(error_category=category) if category else failed)
+        for group in groups:
+            group["url"] = failures_url(
+                job=job and job.pk,
+                error_category__exact=group["category"],
+                error_message__startswith=group["prefix"],
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Failures"),
+            "job": job,
+            "category": category,
+            "categories": categories,
+            "groups": groups,
+            "total": sum(by_category.values()),
+            "can_run": request.user.has_perm(RUN_JOBS),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/conversions/item/failures.html", context)
+
+    def retry_category_view(self, request):
+        return _retry_category(request)
+
+    def retry_item_view(self, request, object_id):
+        return _retry_item(request, object_id)
+
+
+def _job_param(value: str | None) -> Job | None:
+    if not value or not value.isdigit():
+        return None
+    return Job.objects.filter(pk=int(value)).first()
+
+
+@require_POST
+def _retry_category(request):
+    require_perm(request, RUN_JOBS)
+    category = request.POST.get("category", "")
+    if category not in Item.ErrorCategory.values:
+        raise Http404
+    job = _job_param(request.POST.get("job"))
+    items = Item.objects.filter(job_id=job.pk) if job else Item.objects.all()
+    count = services.items_retry(items=items, category=category)
+    messages.success(
+        request,
+        _("%(n)d item(s) of category “%(category)s” queued again.")
+        % {"n": count, "category": Item.ErrorCategory(category).label},
+    )
+    url = reverse("admin:conversions_item_failures")
+    return redirect(url + (f"?job={job.pk}" if job else ""))
+
+
+@require_POST
+def _retry_item(request, object_id):
+    require_perm(request, RUN_JOBS)
+    item = get_object_or_404(Item, pk=unquote(object_id))
+    if services.items_retry(items=Item.objects.filter(pk=item.pk)):
+        messages.success(request, _("The item is queued again."))
+    else:
+        messages.warning(request, _("Only a failed or cancelled item can be retried."))
+    return redirect("admin:conversions_item_change", item.pk)

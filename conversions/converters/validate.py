@@ -1,0 +1,700 @@
+"""Automatic check of a LaTeX result against the MathML it came from (any backend).
+
+Two checks:
+
+- syntax: balanced braces, \\left/\\right and environments, and only commands and
+  environments MathLive 0.111.1 knows (tables.py is generated from MathLive itself);
+- round trip: the LaTeX is turned back into MathML with latex2mathml and both formulas
+  are reduced to the same normal form - the sequence of their characters with markers
+  for structure (fraction, root, script, table cell ...), with styles, spacing, sizes,
+  colours and fence stretching left out - and compared token by token.
+
+The score is 1.0 when the normal forms agree. Each differing token costs a factor of
+0.85 on top of the share of tokens that differ, so a single swapped, lost or changed
+symbol already scores below VALIDATION_THRESHOLD: a result only passes when nothing
+that is drawn has changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from latex2mathml.converter import convert as latex_to_mathml
+from latex2mathml.symbols_parser import convert_symbol
+from lxml import etree
+
+from conversions.converters import symbols as sym
+from conversions.converters.errors import InvalidMathML
+from conversions.converters.parse import local_name, parse_mathml
+from conversions.converters.tables import (
+    LARGEOP_OPERATORS,
+    MATHLIVE_COMMANDS,
+    MATHLIVE_ENVIRONMENTS,
+    MATHLIVE_REJECTED_CHARACTERS,
+    SYMBOL_COMMANDS,
+)
+
+VALIDATION_THRESHOLD = 0.9
+_ERROR_FACTOR = 0.85
+
+
+@dataclass(frozen=True)
+class Validation:
+    score: float  # 0..1, 1.0 when the round trip gives back the source
+    ok: bool  # syntax_ok and score >= threshold
+    reasons: list[str] = field(default_factory=list)
+    syntax_ok: bool = True
+
+
+def validate(mathml: str, latex: str, *, threshold: float = VALIDATION_THRESHOLD) -> Validation:
+    """Check `latex` against the `mathml` it should draw."""
+    reasons = syntax_problems(latex)
+    syntax_ok = not reasons
+    try:
+        source = normal_form(parse_mathml(mathml))
+    except InvalidMathML as exc:
+        return Validation(
+            0.0, False, [*reasons, f"the source MathML is not usable: {exc}"], syntax_ok
+        )
+    try:
+        result = latex_normal_form(latex)
+    except Exception as exc:  # latex2mathml raises many types for LaTeX it cannot read
+        reasons.append(
+            f"the LaTeX could not be converted back to MathML: {type(exc).__name__} {exc}"
+        )
+        return Validation(0.0, False, reasons, syntax_ok)
+    score, differences = compare(source, result)
+    reasons.extend(differences)
+    return Validation(score, syntax_ok and score >= threshold, reasons, syntax_ok)
+
+
+# ---------------------------------------------------------------- syntax
+
+_TEXT_COMMANDS = frozenset(
+    [
+        "text",
+        "textbf",
+        "textit",
+        "textrm",
+        "textsf",
+        "texttt",
+        "textup",
+        "textmd",
+        "textnormal",
+        "textsl",
+        "textsc",
+        "mbox",
+    ]
+)
+_LEFT_DELIMITERS = frozenset(
+    [
+        "(",
+        ")",
+        "[",
+        "]",
+        "|",
+        ".",
+        "/",
+        "\\{",
+        "\\}",
+        "\\|",
+        "\\langle",
+        "\\rangle",
+        "\\lfloor",
+        "\\rfloor",
+        "\\lceil",
+        "\\rceil",
+        "\\uparrow",
+        "\\downarrow",
+        "\\updownarrow",
+        "\\Uparrow",
+        "\\Downarrow",
+        "\\Updownarrow",
+        "\\lvert",
+        "\\rvert",
+        "\\lVert",
+        "\\rVert",
+        "\\vert",
+        "\\Vert",
+        "\\lbrace",
+        "\\rbrace",
+        "\\lbrack",
+        "\\rbrack",
+        "\\lgroup",
+        "\\rgroup",
+        "\\lmoustache",
+        "\\rmoustache",
+        "\\ulcorner",
+        "\\urcorner",
+        "\\llcorner",
+        "\\lrcorner",
+    ]
+) - {"/"}
+
+
+_RAW_ARGUMENT_COMMANDS = frozenset(
+    [
+        "textcolor",
+        "color",
+        "colorbox",
+        "hspace",
+        "mspace",
+        "unicode",
+        "raise",
+        "lower",
+        "rule",
+        "kern",
+        "mkern",
+        "hskip",
+    ]
+)
+
+
+@dataclass
+class _Group:
+    text: bool
+    lefts: int = 0
+
+
+def _read_command(latex: str, i: int) -> tuple[str, int]:
+    """The name of the control sequence starting at latex[i] == '\\' and where it ends."""
+    j = i + 1
+    n = len(latex)
+    if j < n and latex[j].isascii() and latex[j].isalpha():
+        while j < n and latex[j].isascii() and latex[j].isalpha():
+            j += 1
+        return latex[i + 1 : j], j
+    return latex[j : j + 1], j + 1
+
+
+def _read_group(latex: str, i: int) -> tuple[str | None, int]:
+    """The text of a {...} argument starting at or after i (spaces skipped), and its end."""
+    n = len(latex)
+    while i < n and latex[i] == " ":
+        i += 1
+    if i >= n or latex[i] != "{":
+        return None, i
+    end = latex.find("}", i)
+    if end < 0:
+        return None, i
+    return latex[i + 1 : end], end + 1
+
+
+def _read_delimiter(latex: str, i: int) -> tuple[str, int]:
+    n = len(latex)
+    while i < n and latex[i] == " ":
+        i += 1
+    if i >= n:
+        return "", i
+    if latex[i] == "\\":
+        name, j = _read_command(latex, i)
+        return "\\" + name, j
+    return latex[i], i + 1
+
+
+def syntax_problems(latex: str) -> list[str]:
+    """Why MathLive would refuse or misread this LaTeX; an empty list when it is fine."""
+    if not latex or not latex.strip():
+        return ["the LaTeX is empty"]
+    return _SyntaxScan(latex).problems()
+
+
+class _SyntaxScan:
+    """One pass over the LaTeX: brace groups (text or math), environments, \\left/\\right."""
+
+    def __init__(self, latex: str) -> None:
+        self.latex = latex
+        self.found: list[str] = []
+        self.groups = [_Group(text=False)]
+        self.environments: list[str] = []
+        self.text_next = False  # the next group is the argument of \text and the like
+
+    def problems(self) -> list[str]:
+        i = 0
+        while i < len(self.latex):
+            if self.latex[i] == "\\":
+                if i + 1 >= len(self.latex):
+                    self.found.append("a lone backslash ends the LaTeX")
+                    break
+                i = self._command(i)
+            else:
+                self._character(self.latex[i])
+                i += 1
+        if len(self.groups) > 1:
+            self.found.append(f'{len(self.groups) - 1} "{{" not closed')
+        if self.groups[0].lefts:
+            self.found.append("\\left without \\right")
+        for env in self.environments:
+            self.found.append(f"\\begin{{{env}}} without \\end{{{env}}}")
+        return list(dict.fromkeys(self.found))
+
+    def _command(self, i: int) -> int:
+        """Check the control sequence at i; return where the scan goes on."""
+        latex = self.latex
+        name, i = _read_command(latex, i)
+        text_mode = self.groups[-1].text
+        self.text_next = name in _TEXT_COMMANDS
+        if name in ("begin", "end"):
+            env, i = _read_group(latex, i)
+            _environment_problem(name, env, self.environments, self.found)
+        elif name == "\\":
+            if not self.environments and not text_mode:
+                self.found.append("\\\\ (a new line) outside an environment")
+        elif name == "bbox" and latex.startswith("[", i):
+            i = latex.find("]", i) + 1 or len(latex)  # a colour and padding, not math
+        elif name in _RAW_ARGUMENT_COMMANDS:
+            _, i = _read_group(latex, i)  # a colour, length or code point, not math
+        elif name in ("left", "right", "middle"):
+            delimiter, i = _read_delimiter(latex, i)
+            _fence_problem(name, delimiter, self.groups[-1], self.found)
+        elif not text_mode and name and name not in MATHLIVE_COMMANDS:
+            self.found.append(f"\\{name} is not a command MathLive knows")
+        return i
+
+    def _character(self, c: str) -> None:
+        if c == "{":
+            self.groups.append(_Group(text=self.text_next or self.groups[-1].text))
+        elif c == "}":
+            if len(self.groups) == 1:
+                self.found.append('an extra "}"')
+            elif self.groups.pop().lefts:
+                self.found.append("\\left without \\right")
+        elif c == "%":
+            self.found.append("an unescaped % comments out the rest of the LaTeX")
+        elif c in "$#":
+            self.found.append(f'an unescaped "{c}"')
+        elif c == "&" and not self.environments:
+            self.found.append('"&" outside an environment')
+        elif not self.groups[-1].text and c in MATHLIVE_REJECTED_CHARACTERS:
+            self.found.append(f"MathLive does not accept {c!r} in math mode")
+        if c != " ":
+            self.text_next = False
+
+
+def _environment_problem(
+    command: str, env: str | None, environments: list[str], problems: list[str]
+) -> None:
+    if env is None:
+        problems.append(f"\\{command} without an environment name")
+    elif command == "begin":
+        if env not in MATHLIVE_ENVIRONMENTS:
+            problems.append(f"the environment {env} is not one MathLive knows")
+        environments.append(env)
+    elif not environments or environments[-1] != env:
+        problems.append(f"\\end{{{env}}} does not close the open environment")
+    else:
+        environments.pop()
+
+
+def _fence_problem(command: str, delimiter: str, group: _Group, problems: list[str]) -> None:
+    if delimiter not in _LEFT_DELIMITERS:
+        problems.append(
+            f"\\{command} with {delimiter or 'nothing'}, not a delimiter MathLive accepts"
+        )
+    if command == "left":
+        group.lefts += 1
+    elif group.lefts == 0:
+        problems.append(f"\\{command} without \\left")
+    elif command == "right":
+        group.lefts -= 1
+
+
+# ---------------------------------------------------------------- normal form
+
+# Characters that are drawn alike and mean the same (after NFKC).
+_SAME = {
+    "\u2212": "-",
+    "\u2010": "-",
+    "\u2217": "*",
+    "\u00b7": "\u22c5",
+    "\u2219": "\u22c5",
+    "\u2223": "|",
+    "\u2225": "\u2016",
+    "\u2329": "\u27e8",
+    "\u3008": "\u27e8",
+    "\u232a": "\u27e9",
+    "\u3009": "\u27e9",
+    "'": "\u2032",
+    "~": "\u223c",
+    "\u2216": "\\",
+    "\u29f8": "not",
+    "\u27f6": "\u2192",
+    "\u27f5": "\u2190",
+    "\u27f7": "\u2194",
+    "\u27f9": "\u21d2",
+    "\u27f8": "\u21d0",
+    "\u27fa": "\u21d4",
+    "\u27fc": "\u21a6",
+    "\u2061": "",
+    "\u2062": "",
+    "\u2063": "",
+    "\u2064": "",
+    "\u200b": "",
+    "\u200c": "",
+    "\u200d": "",
+    "\u2060": "",
+    "\ufeff": "",
+}
+_NEGATED = {}
+for _cp in list(range(0x2190, 0x2300)) + list(range(0x2A00, 0x2B00)) + [0x3C, 0x3D, 0x3E]:
+    _decomposed = unicodedata.normalize("NFD", chr(_cp))
+    if len(_decomposed) == 2 and _decomposed[1] == "\u0338":
+        _NEGATED[chr(_cp)] = _decomposed[0]
+# Accent characters over or under a base, by the command they stand for.
+_ACCENTS = {char: commands[0] for char, commands in sym.OVER_ACCENTS.items()}
+_UNDER_ACCENTS = dict(sym.UNDER_ACCENTS)
+_UNDER_ACCENTS["\u2015"] = "\\underline"
+_ACCENTS["\u2015"] = "\\bar"
+_SKIPPED = frozenset(
+    [
+        "mphantom",
+        "mspace",
+        "none",
+        "annotation",
+        "annotation-xml",
+        "malignmark",
+        "maligngroup",
+        "mprescripts",
+    ]
+)
+# latex2mathml leaves escapes and inner text commands in its <mtext>
+_TEXT_MARKUP = re.compile(r"\\([{}$&#_%])|\\[A-Za-z]+|[{}]")
+
+
+def _symbol_rewrites() -> re.Pattern:
+    """Symbol commands whose character latex2mathml does not know or knows differently."""
+    names = []
+    for char, name, _as_mi, _as_mo in SYMBOL_COMMANDS:
+        code = convert_symbol("\\" + name)
+        private = "\ue000" <= char <= "\uf8ff"
+        if (
+            (code is None or chr(int(code, 16)) != char)
+            and char not in LARGEOP_OPERATORS
+            and not private
+        ):
+            names.append(name)
+    names.sort(key=len, reverse=True)
+    return re.compile(r"\\(" + "|".join(names) + r")(?![A-Za-z])")
+
+
+_SYMBOL_REWRITE = _symbol_rewrites()
+_SYMBOL_CHARACTERS = {name: char for char, name, _as_mi, _as_mo in SYMBOL_COMMANDS}
+_LATEX2MATHML_SAME = dict(_SAME)
+_BRACE_PLACEHOLDERS = {"{": "\ue000", "}": "\ue001"}
+_BRACE_PLACEHOLDERS_BACK = str.maketrans({"\ue000": "{", "\ue001": "}"})
+
+
+def _chars(text: str, out: list[str], same: dict[str, str]) -> None:
+    if text.startswith("\\") and len(text) > 1:
+        # a command latex2mathml left as it is (\{ after \Big, \arg): the symbol or its name
+        code = convert_symbol(text)
+        text = chr(int(code, 16)) if code else text[1:]
+    for c in unicodedata.normalize("NFKC", text):
+        if c.isspace():
+            continue
+        if c in _NEGATED:
+            out.extend(("not", _NEGATED[c]))
+            continue
+        if c == "\u0338" and out:
+            out.insert(len(out) - 1, "not")
+            continue
+        c = same.get(c, c)
+        if c:
+            out.append(c)
+
+
+def _script_token(el: etree._Element, accents: dict[str, str]) -> str | None:
+    """A single accent character as the script of an over/under, as its command."""
+    tag = local_name(el.tag)
+    while tag in ("mrow", "mstyle") and len(el) == 1:
+        el = el[0]
+        tag = local_name(el.tag)
+    if tag in ("mo", "mi", "mtext") and len(el) == 0:
+        text = (el.text or "").strip()
+        if len(text) == 1 and text in accents:
+            return accents[text]
+    return None
+
+
+def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
+    tag = local_name(el.tag)
+    kids = [kid for kid in el if isinstance(kid.tag, str)]
+    if tag in ("mi", "mn", "mo"):
+        _chars(el.text or "", out, same)
+    elif tag == "ms":
+        text = el.get("lquote", "\u201c") + (el.text or "") + el.get("rquote", "\u201d")
+        _chars(text, out, same)
+    elif tag == "mtext":
+        text = el.text or ""
+        if same is _LATEX2MATHML_SAME:
+            text = _TEXT_MARKUP.sub(_unescape, text).translate(_BRACE_PLACEHOLDERS_BACK)
+        _chars(text, out, same)
+    elif tag in _SKIPPED:
+        return
+    elif tag == "mfrac" and len(kids) == 2:
+        if el.get("bevelled") == "true":
+            out.append("^(")
+            _walk(kids[0], out, same)
+            out.extend((")", "/", "_("))
+            _walk(kids[1], out, same)
+            out.append(")")
+            return
+        out.append("frac(")
+        _walk(kids[0], out, same)
+        out.append("/")
+        _walk(kids[1], out, same)
+        out.append(")")
+    elif tag == "msqrt" or (tag == "menclose" and el.get("notation") == "radical"):
+        out.append("sqrt(")
+        _walk_all(kids, out, same)
+        out.append(")")
+    elif tag == "mroot" and len(kids) == 2:
+        out.append("root(")
+        _walk(kids[1], out, same)
+        out.append("|")
+        _walk(kids[0], out, same)
+        out.append(")")
+    elif tag in ("msub", "msup", "msubsup") and kids:
+        _walk(kids[0], out, same)
+        markers = ("^(",) if tag == "msup" else ("_(", "^(")
+        for marker, script in zip(markers, kids[1:], strict=False):
+            out.append(marker)
+            _walk(script, out, same)
+            out.append(")")
+    elif tag in ("munder", "mover", "munderover") and kids:
+        _walk_under_over(tag, kids, out, same)
+    elif tag == "mmultiscripts" and kids:
+        _walk_multiscripts(kids, out, same)
+    elif tag == "mtable":
+        _walk_table(kids, out, same)
+    elif tag == "mfenced":
+        _walk_fenced(el, kids, out, same)
+    elif tag == "menclose":
+        out.append("enclose(")
+        _walk_all(kids, out, same)
+        out.append(")")
+    elif tag == "semantics":
+        if kids:
+            _walk(kids[0], out, same)
+    else:
+        _walk_all(kids, out, same)
+
+
+def _unescape(match: re.Match) -> str:
+    return match.group(1) or ""
+
+
+def _walk_all(kids: list[etree._Element], out: list[str], same: dict[str, str]) -> None:
+    for kid in kids:
+        _walk(kid, out, same)
+
+
+def _walk_under_over(
+    tag: str, kids: list[etree._Element], out: list[str], same: dict[str, str]
+) -> None:
+    """Accents wrap their base (\\hat( x )); other scripts follow it like sub/superscripts."""
+    under = kids[1] if tag != "mover" and len(kids) > 1 else None
+    over = kids[-1] if tag != "munder" and len(kids) > 1 else None
+    tokens: list[str] = []
+    _walk(kids[0], tokens, same)
+    for script, accents, marker in ((under, _UNDER_ACCENTS, "_("), (over, _ACCENTS, "^(")):
+        if script is None:
+            continue
+        accent = _script_token(script, accents)
+        if accent is not None:
+            tokens = [accent + "(", *tokens, ")"]
+        else:
+            tokens.append(marker)
+            _walk(script, tokens, same)
+            tokens.append(")")
+    out.extend(tokens)
+
+
+def _walk_multiscripts(kids: list[etree._Element], out: list[str], same: dict[str, str]) -> None:
+    post: list[etree._Element] = []
+    pre: list[etree._Element] = []
+    target = post
+    for kid in kids[1:]:
+        if local_name(kid.tag) == "mprescripts":
+            target = pre
+        else:
+            target.append(kid)
+    for scripts in (pre, None, post):
+        if scripts is None:
+            _walk(kids[0], out, same)
+            continue
+        for i, script in enumerate(scripts):
+            if local_name(script.tag) == "none":
+                continue
+            out.append(("_" if i % 2 == 0 else "^") + "(")
+            _walk(script, out, same)
+            out.append(")")
+
+
+def _walk_table(rows: list[etree._Element], out: list[str], same: dict[str, str]) -> None:
+    """Rows of cells; empty cells at the end of a row and empty rows at the end are dropped
+    (LaTeX writes them or not, to the same effect)."""
+    table: list[list[list[str]]] = []
+    for row in rows:
+        cells = (
+            [row] if local_name(row.tag) == "mtd" else [c for c in row if isinstance(c.tag, str)]
+        )
+        tokens = []
+        for cell in cells:
+            cell_tokens: list[str] = []
+            _walk(cell, cell_tokens, same)
+            tokens.append(cell_tokens)
+        while tokens and not tokens[-1]:
+            tokens.pop()
+        table.append(tokens)
+    while table and not table[-1]:
+        table.pop()
+    out.append("table(")
+    for row_tokens in table:
+        out.append("row(")
+        for cell_tokens in row_tokens:
+            out.extend(("cell(", *cell_tokens, ")"))
+        out.append(")")
+    out.append(")")
+
+
+def _walk_fenced(
+    el: etree._Element, kids: list[etree._Element], out: list[str], same: dict[str, str]
+) -> None:
+    separators = "".join(el.get("separators", ",").split())
+    _chars(el.get("open", "("), out, same)
+    for i, kid in enumerate(kids):
+        if i and separators:
+            _chars(separators[min(i - 1, len(separators) - 1)], out, same)
+        _walk(kid, out, same)
+    _chars(el.get("close", ")"), out, same)
+
+
+def normal_form(math: etree._Element) -> list[str]:
+    """The tokens a formula is compared by: characters and structure markers."""
+    out: list[str] = []
+    _walk(math, out, _SAME)
+    return out
+
+
+# Rewrites for what latex2mathml does not read but MathLive does; they keep every token.
+_LATEX_REWRITES = (
+    (re.compile(r"\\\\\[[^\]]*\]"), r"\\\\"),
+    (re.compile(r"\\(begin|end)\{(aligned|gathered|split|align\*?|gather\*?)\}"), r"\\\1{matrix}"),
+    (re.compile(r"\\(begin|end)\{dcases\}"), r"\\\1{cases}"),
+    (re.compile(r"\\begin\{rcases\}"), r"\\left.\\begin{matrix}"),
+    (re.compile(r"\\end\{rcases\}"), r"\\end{matrix}\\right\\}"),
+    (re.compile(r"\\enclose\{[^{}]*\}"), r"\\boxed"),
+    (re.compile(r"\\bbox\[[^\]]*\]"), ""),
+    (re.compile(r"\\rule(?:\[[^\]]*\])?\{[^{}]*\}\{[^{}]*\}"), ""),
+    (re.compile(r"\\middle(?![A-Za-z])"), ""),
+    (re.compile(r"\\(?:no)?limits(?![A-Za-z])"), ""),
+    (
+        re.compile(
+            r"\\text(?:bf|it|sf|tt|rm|up|md|normal)\{\\text(?:bf|it|sf|tt|rm|up|md|normal)\{([^{}]*)\}\}"
+        ),
+        r"\\text{\1}",
+    ),
+)
+
+
+def _protect_text_braces(latex: str) -> str:
+    """\\{ and \\} inside \\text{...}: latex2mathml ends the text at them."""
+    out = []
+    i = 0
+    for match in _TEXT_GROUP.finditer(latex):
+        if match.start() < i:
+            continue
+        start = match.end()
+        depth = 1
+        j = start
+        while j < len(latex) and depth:
+            c = latex[j]
+            if c == "\\" and j + 1 < len(latex):
+                j += 2
+                continue
+            depth += {"{": 1, "}": -1}.get(c, 0)
+            j += 1
+        body = latex[start : j - 1]
+        for brace, placeholder in _BRACE_PLACEHOLDERS.items():
+            body = body.replace("\\" + brace, placeholder)
+        out.append(latex[i:start] + body + "}")
+        i = j
+    out.append(latex[i:])
+    return "".join(out)
+
+
+_TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|textrm|textsf|texttt|mbox)\{")
+_MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.DOTALL)
+_BARE_AMPERSAND = re.compile(r"&(?!#?[0-9A-Za-z]+;)")
+
+
+def _escape_mtext(match: re.Match) -> str:
+    body = _BARE_AMPERSAND.sub("&amp;", match.group(2)).replace("<", "&lt;")
+    return match.group(1) + body + match.group(3)
+
+
+def latex_normal_form(latex: str) -> list[str]:
+    """The normal form of LaTeX, read back into MathML by latex2mathml."""
+    latex = _SYMBOL_REWRITE.sub(lambda m: _SYMBOL_CHARACTERS[m.group(1)], latex)
+    for pattern, replacement in _LATEX_REWRITES:
+        latex = pattern.sub(replacement, latex)
+    latex = _protect_text_braces(latex)
+    mathml = _MTEXT.sub(_escape_mtext, latex_to_mathml(latex))
+    out: list[str] = []
+    _walk(etree.fromstring(mathml.encode()), out, _LATEX2MATHML_SAME)
+    return out
+
+
+def _merge_primes(tokens: list[str]) -> list[str]:
+    """f^{′}, f′ and f^{′}^{′} are all primes after f: drop the script markers around them."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        if tokens[i] == "^(":
+            j = i + 1
+            while j < len(tokens) and tokens[j] == "\u2032":
+                j += 1
+            if j > i + 1 and j < len(tokens) and tokens[j] == ")":
+                out.extend(tokens[i + 1 : j])
+                i = j + 1
+                continue
+        out.append(tokens[i])
+        i += 1
+    return out
+
+
+def compare(source: list[str], result: list[str]) -> tuple[float, list[str]]:
+    """(score, reasons) for two normal forms."""
+    if source == result:
+        return 1.0, []
+    source, result = _merge_primes(source), _merge_primes(result)
+    if source == result:
+        return 1.0, []
+    matcher = difflib.SequenceMatcher(None, source, result, autojunk=False)
+    errors = 0
+    reasons = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        errors += max(i2 - i1, j2 - j1)
+        if len(reasons) < 3:
+            reasons.append(_describe(op, source, i1, i2, result, j1, j2))
+    share = 1 - errors / max(len(source), len(result), 1)
+    return round(max(0.0, share) * _ERROR_FACTOR**errors, 4), reasons
+
+
+def _describe(
+    op: str, source: list[str], i1: int, i2: int, result: list[str], j1: int, j2: int
+) -> str:
+    before = " ".join(source[max(0, i1 - 3) : i1])
+    where = f" after “{before}”" if before else " at the start"
+    if op == "delete":
+        return f"the LaTeX lacks “{' '.join(source[i1:i2])}”{where}"
+    if op == "insert":
+        return f"the LaTeX adds “{' '.join(result[j1:j2])}”{where}"
+    has, instead = " ".join(result[j1:j2]), " ".join(source[i1:i2])
+    return f"the LaTeX has “{has}” where the MathML has “{instead}”{where}"
