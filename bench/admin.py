@@ -224,11 +224,6 @@ def pages() -> list[tuple[str, str, bool]]:
         ("dashboard data.json", reverse("admin:conversions_job_dashboard_data"), False),
         ("job page", reverse("admin:conversions_job_change", args=[job.pk]), False),
         ("job stats.json", reverse("admin:conversions_job_stats", args=[job.pk]), False),
-        (
-            "job stats.json?series=0 (most polls)",
-            reverse("admin:conversions_job_stats", args=[job.pk]) + "?series=0",
-            False,
-        ),
         ("failures (all jobs)", reverse("admin:conversions_item_failures"), False),
         ("failures ?job=", reverse("admin:conversions_item_failures") + f"?job={job.pk}", False),
         ("item page", reverse("admin:conversions_item_change", args=[failed.pk]), False),

@@ -309,34 +309,27 @@ def main() -> None:
             f"(load is the 1-minute load average of the machine after each run)\n",
             flush=True,
         )
-        header = (
-            f"{'N':>8} {'job s':>8} {'items/s':>8} {'ratio':>6} {'base s':>8} "
-            f"{'base/s':>7} {'b.ratio':>7} {'peak MB':>8}"
-        )
-        print(header, flush=True)
+        print(f"{'N':>8} {'run':>9} {'seconds':>8} {'items/s':>8} {'ratio':>6} {'peak MB':>8}")
         for n in sizes:
             row = run_job(n=n, env=env, args=args)
             row["ratio"] = row["throughput"] / ideal
+            results["sizes"].append(row)
+            print(
+                f"{n:>8} {'job':>9} {row['elapsed_s']:>8.1f} {row['throughput']:>8.1f} "
+                f"{row['ratio']:>6.3f} {row['peak_mb']:>8.1f}  load {os.getloadavg()[0]:.1f}"
+                + ("" if row["status"] == "completed" else f"  ({row['status']})"),
+                flush=True,
+            )
             if args.baseline_max is None or n <= args.baseline_max:
                 base_s = asyncio.run(
                     baseline(mathmls[:n], url=fake_url, concurrency=args.concurrency)
                 )
                 row.update(baseline_s=base_s, baseline_ratio=n / base_s / ideal)
-            results["sizes"].append(row)
-            print(
-                f"{n:>8} {row['elapsed_s']:>8.1f} {row['throughput']:>8.1f} "
-                f"{row['ratio']:>6.3f} "
-                + (
-                    f"{row['baseline_s']:>8.1f} {n / row['baseline_s']:>7.1f} "
-                    f"{row['baseline_ratio']:>7.3f} "
-                    if "baseline_s" in row
-                    else f"{'-':>8} {'-':>7} {'-':>7} "
+                print(
+                    f"{n:>8} {'baseline':>9} {base_s:>8.1f} {n / base_s:>8.1f} "
+                    f"{row['baseline_ratio']:>6.3f} {'-':>8}  load {os.getloadavg()[0]:.1f}",
+                    flush=True,
                 )
-                + f"{row['peak_mb']:>8.1f}"
-                + f"  load {os.getloadavg()[0]:.1f}"
-                + ("" if row["status"] == "completed" else f"  ({row['status']})"),
-                flush=True,
-            )
         if len(results["sizes"]) > 1:
             first, last = results["sizes"][0], results["sizes"][-1]
             growth = last["peak_mb"] - first["peak_mb"]

@@ -439,7 +439,13 @@ class _Window:
 class FakeOpenAI:
     def __init__(self, options: FakeOptions | None = None) -> None:
         self.options = options or FakeOptions()
+        self.writers: set[asyncio.StreamWriter] = set()
         self.reset()
+
+    def close_connections(self) -> None:
+        """Drop every open connection (hanging requests included), for a quick stop."""
+        for writer in list(self.writers):
+            writer.close()
 
     def reset(self) -> None:
         self.counters: Counter[str] = Counter()
@@ -477,6 +483,7 @@ class FakeOpenAI:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counters["connections"] += 1
+        self.writers.add(writer)
         try:
             while True:
                 try:
@@ -493,6 +500,8 @@ class FakeOpenAI:
                     name, sep, value = line.partition(":")
                     if sep:
                         headers[name.strip().lower()] = value.strip()
+                if headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it
                 body = await self._read_body(reader, headers)
                 if body is None:
                     await self._write(
@@ -511,6 +520,7 @@ class FakeOpenAI:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
+            self.writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -829,6 +839,7 @@ async def serve_forever(
         ready(f"http://{bound[0]}:{bound[1]}/v1")
     async with server:
         await stopped.wait()
+        app.close_connections()
     log.info(
         "fake_openai stopped: %s",
         json.dumps({k: v for k, v in app.stats().items() if not k.startswith("per_input")}),

@@ -194,7 +194,13 @@ class _Pool:
 
     async def _worker(self, get, put) -> None:
         while (item := await get()) is not None:
-            await put(await self.process(item))
+            outcome = await self.process(item)
+            try:
+                await put(outcome)
+            except asyncio.CancelledError:
+                if self.on_abandoned is not None:  # finished, but nobody took it
+                    self.on_abandoned(outcome)
+                raise
 
     async def process(self, item: WorkItem) -> Outcome:
         progress = _Progress()
@@ -484,6 +490,9 @@ async def run_items(
     caller. When stop is set, no new call starts: queued items and items waiting to
     retry come out as cancelled, calls already in flight finish. Closing the generator
     early abandons in-flight calls (on_abandoned gets a cancelled outcome for each).
+
+    Outcome.latency_s is the time spent in API calls (all attempts), not the time the
+    item waited in the queue, for the limiter or between retries.
     """
     stop = stop or asyncio.Event()
     limiter = limiter or TokenBucketLimiter(endpoint.rpm, endpoint.tpm)
