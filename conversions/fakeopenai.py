@@ -18,7 +18,8 @@ and ranges.
 Fault decisions are seeded by (--seed, input, attempt number), so a test run is
 reproducible. Inputs can also carry a directive that forces a fault, for tests that
 need one particular item to fail: "fake:status=400", "fake:status=503*2" (the first two
-attempts), "fake:hang", "fake:wrong", "fake:garbage" (each with an optional *N).
+attempts), "fake:hang", "fake:wrong", "fake:garbage" (each with an optional *N); a forced
+429 asks the client to wait --retry-after seconds.
 
 GET /_stats returns request counters, including per-input counts keyed by input_key();
 POST /_reset clears them; POST /_config changes options on a running server.

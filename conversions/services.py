@@ -420,6 +420,14 @@ def items_claim(*, job: Job, owner: str, limit: int) -> Batch | None:
     """Take up to `limit` pending (or lease-expired) items of the job under a new batch no."""
     now = timezone.now()
     with transaction.atomic():
+        # The job row first, as job_cancel does: a claim and a cancel then queue on it
+        # instead of deadlocking on each other's item rows (PostgreSQL). A job paused or
+        # cancelled since the worker last looked gets no new claims.
+        this_job = Job.objects.filter(pk=job.pk)
+        if connection.features.has_select_for_update:
+            this_job = this_job.select_for_update()
+        if this_job.values_list("status", flat=True).first() not in RUNNABLE_STATUSES:
+            return None
         expired = Item.objects.filter(
             job_id=job.pk, status=Item.Status.RUNNING, lease_expires_at__lt=now
         )
