@@ -86,6 +86,12 @@ def _llm_cost_per_item(job: Job, items: QuerySet[Item]) -> Decimal | None:
     return price.cost(round(tokens_in), round(tokens_out))
 
 
+def _eta(job: Job, unfinished: int, rate_per_s: float) -> float | None:
+    """Seconds to go at the current rate; None for a job that is not moving."""
+    active = job.status in (Job.Status.QUEUED, Job.Status.RUNNING)
+    return round(unfinished / rate_per_s, 1) if active and unfinished and rate_per_s else None
+
+
 def job_stats(*, job: Job) -> dict:
     """Everything the job page, `convert --wait`, `monitor` and stats.json show."""
     job.refresh_from_db()
@@ -138,7 +144,7 @@ def job_stats(*, job: Job) -> dict:
         "latency_ms": _latency(items),
         "elapsed_s": round(elapsed_s, 1),
         "throughput_per_min": round(rate_per_s * 60, 1),
-        "eta_s": round(unfinished / rate_per_s, 1) if unfinished and rate_per_s else None,
+        "eta_s": _eta(job, unfinished, rate_per_s),
         "tokens_in": agg["tokens_in"] or 0,
         "tokens_out": agg["tokens_out"] or 0,
         "cost_usd": _money(agg["cost"]),
@@ -179,7 +185,7 @@ def job_progress(*, job: Job) -> dict:
         "done": done,
         "total": job.total_items,
         "throughput_per_min": round(rate_per_s * 60, 1),
-        "eta_s": round(unfinished / rate_per_s, 1) if unfinished and rate_per_s else None,
+        "eta_s": _eta(job, unfinished, rate_per_s),
     }
 
 

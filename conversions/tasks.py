@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -480,13 +479,10 @@ class JobWorker:
         self.in_flight: dict[int, _Pending] = {}  # claimed and not yet resolved
         self.leaders: dict[str, _Pending] = {}  # one call per identical input at a time
         self.backlog: deque[_Pending] = deque()  # waiting for room in the runner's queue
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(0.0005)
         try:
             with runner:
                 self._drive(runner)
         finally:
-            sys.setswitchinterval(switch)
             close = getattr(limiter, "close", None)
             if close is not None:
                 close()

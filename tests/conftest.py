@@ -1,4 +1,8 @@
+import os
+import shutil
+
 import pytest
+from django.conf import settings
 
 from tests.fakeserver import FakeServer
 
@@ -32,3 +36,9 @@ def fake_openai_factory():
     yield start
     for server in servers:
         server.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # The run's logs and exports; a subprocess of a later run never shares its tag.
+    if os.environ.get("MATHCONV_USE_TEST_DB") != "1":
+        shutil.rmtree(settings.TEST_RUN_DIR, ignore_errors=True)

@@ -25,8 +25,11 @@ else:
 if os.environ.get("MATHCONV_USE_TEST_DB") == "1":
     _default["NAME"] = _default["TEST"]["NAME"]
 
-MATHCONV_LOG_DIR = VAR_DIR / f"test-logs-{_TAG}"
-MATHCONV_EXPORT_DIR = VAR_DIR / f"test-exports-{_TAG}"
+# Everything a run writes besides its database goes under one folder, removed at the end
+# of the run (tests/conftest.py).
+TEST_RUN_DIR = VAR_DIR / "test-runs" / _TAG
+MATHCONV_LOG_DIR = TEST_RUN_DIR / "logs"
+MATHCONV_EXPORT_DIR = TEST_RUN_DIR / "exports"
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
