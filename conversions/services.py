@@ -20,7 +20,7 @@ import math
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -391,6 +391,7 @@ class ItemResult:
     request_excerpt: str = ""
     response_excerpt: str = ""
     cache_key: str = ""  # set on fresh results to store, and on cache hits to count
+    finished_at: datetime | None = None  # when the result came back (default: when written)
 
 
 def lease_duration() -> timedelta:
@@ -602,7 +603,7 @@ def _apply_result(item: Item, result: ItemResult, now) -> None:
     item.response_excerpt = result.response_excerpt[:2000]
     item.lease_owner = ""
     item.lease_expires_at = None
-    item.finished_at = now
+    item.finished_at = result.finished_at or now
 
 
 def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
@@ -748,11 +749,12 @@ def jobs_reconcile() -> list[int]:
     candidates = Job.objects.filter(status__in=RUNNABLE_STATUSES).filter(
         Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, updated_at__lt=stale)
     )
+    waiting = _jobs_waiting_in_queue(now) if candidates else set()
     for job in candidates:
         live = Item.objects.filter(
             job_id=job.pk, status=Item.Status.RUNNING, lease_expires_at__gte=now
         ).exists()
-        if live:
+        if live or job.pk in waiting:
             continue
         with transaction.atomic():
             if Job.objects.filter(pk=job.pk, status__in=RUNNABLE_STATUSES).update(heartbeat_at=now):
@@ -768,6 +770,29 @@ def jobs_reconcile() -> list[int]:
     if requeued:
         log.warning("reconciler re-queued jobs %s (no live worker)", requeued)
     return requeued
+
+
+def _jobs_waiting_in_queue(now) -> set[int]:
+    """Jobs with a task still waiting in the ORM broker's queue (not taken by a worker).
+
+    Such a job is only waiting for a free worker: queuing it again would pile up copies
+    that later run side by side. A task a worker took (its row locked until the broker's
+    retry time) but whose worker shows no sign of life does not count. With Redis the
+    queue cannot be read cheaply; the heartbeat alone decides.
+    """
+    if "orm" not in settings.Q_CLUSTER:
+        return set()
+    from django_q.models import OrmQ
+
+    waiting = set()
+    for queued in OrmQ.objects.filter(lock__lte=now):
+        try:
+            name = queued.name() or ""
+        except Exception:  # noqa: S112 - an unreadable payload is not ours
+            continue
+        if name.startswith("job-") and name[4:].isdigit():
+            waiting.add(int(name[4:]))
+    return waiting
 
 
 # --- cost ---------------------------------------------------------------------------

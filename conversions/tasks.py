@@ -31,6 +31,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import reset_queries
+from django.utils import timezone
 
 from conversions import labeling, services
 from conversions.cache import CachedResult, cache_key, cache_lookup
@@ -293,6 +294,7 @@ class JobWorker:
         return batch
 
     def _add(self, batch_no: int, item: Item, result: services.ItemResult) -> None:
+        result.finished_at = timezone.now()
         self.results.append(result)
         level = logging.DEBUG
         if result.status == Item.Status.FAILED:

@@ -291,6 +291,25 @@ def test_the_reconciler_requeues_jobs_without_a_live_worker(settings):
     assert services.jobs_reconcile() == []
 
 
+def test_the_reconciler_leaves_jobs_whose_task_waits_for_a_worker(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.MATHCONV_LEASE_SECONDS = 60
+    stale = timezone.now() - timedelta(minutes=5)
+    make_questions(2)
+    with django_capture_on_commit_callbacks(execute=True):
+        waiting = services.job_create(
+            questions=Question.objects.all(), selection={}, backend=Job.Backend.RULES
+        )
+    Job.objects.filter(pk=waiting.pk).update(updated_at=stale)
+    assert services.jobs_reconcile() == []  # its task is in the queue: a worker will come
+    # A worker took the task (the broker locks it until its retry time) and died.
+    OrmQ.objects.update(lock=timezone.now() + timedelta(minutes=20))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_reconcile() == [waiting.pk]
+    assert OrmQ.objects.count() == 2
+
+
 # --- stats ------------------------------------------------------------------------------------
 
 
