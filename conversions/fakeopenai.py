@@ -638,6 +638,7 @@ class FakeOpenAI:
     # -- chat completions ---------------------------------------------------------------
 
     async def _chat(self, body: bytes, reader: asyncio.StreamReader) -> tuple[int, dict, object]:
+        received = time.monotonic()
         options = self.options
         request = json.loads(body)
         if not isinstance(request, dict):
@@ -667,12 +668,14 @@ class FakeOpenAI:
         self.attempts[key] += 1
         decision = self._decide(key, attempt, user_text)
         delay = options.latency + (random.uniform(0, options.jitter) if options.jitter else 0)
+        # --latency is the response time, this server's own work included.
+        answer_at = None if decision == "hang" else received + delay
         if decision == "hang":
             self.counters["hangs"] += 1
             if not await self._hang(reader, options.hang):
                 return 0, {}, None
-        elif delay > 0:
-            await asyncio.sleep(delay)
+        elif isinstance(decision, int):
+            await _sleep_until(answer_at)
         if decision == 429:
             self.counters["rate_limited"] += 1
             raise ApiError(
@@ -716,6 +719,8 @@ class FakeOpenAI:
         finish_reason = "stop"
         if max_out and completion_tokens > max_out:
             completion_tokens, finish_reason = max_out, "length"
+        if answer_at is not None:
+            await _sleep_until(answer_at)
         self.counters["ok"] += 1
         self.per_input_ok[key] += 1
         return (
@@ -845,3 +850,9 @@ async def serve_forever(
         "fake_openai stopped: %s",
         json.dumps({k: v for k, v in app.stats().items() if not k.startswith("per_input")}),
     )
+
+
+async def _sleep_until(deadline: float) -> None:
+    wait = deadline - time.monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)

@@ -83,6 +83,11 @@ class JobLog:
     ) -> None:
         self._log(level, batch_no, ref, message, *args)
 
+    def adapter(self) -> logging.LoggerAdapter:
+        """For code that logs on its own (the engine): its lines name batch and item in
+        the message, and land in this job's file and console."""
+        return logging.LoggerAdapter(self._logger, {"job": self.job_id, "batch": "-", "item": "-"})
+
     def exception(self, message: str, *args) -> None:
         self._logger.exception(
             message, *args, extra={"job": self.job_id, "batch": "-", "item": "-"}

@@ -417,8 +417,16 @@ def job_status(*, job_id: int) -> str:
     return Job.objects.values_list("status", flat=True).get(pk=job_id)
 
 
-def items_claim(*, job: Job, owner: str, limit: int) -> Batch | None:
-    """Take up to `limit` pending (or lease-expired) items of the job under a new batch no."""
+def items_claim(
+    *, job: Job, owner: str, limit: int, share: int = 1, floor: int = 1
+) -> Batch | None:
+    """Take up to `limit` pending (or lease-expired) items of the job under a new batch no.
+
+    share > 1: that many tasks work on the job, so near its end take only a share of
+    the pending items left (at least `floor`): a task that took a full batch when little
+    is left would still be working on it while the others, with nothing left to claim,
+    idle (at the end of a 1,000-item job, a tenth of the run).
+    """
     now = timezone.now()
     with transaction.atomic():
         # The job row first, as job_cancel does: a claim and a cancel then queue on it
@@ -433,6 +441,10 @@ def items_claim(*, job: Job, owner: str, limit: int) -> Batch | None:
             job_id=job.pk, status=Item.Status.RUNNING, lease_expires_at__lt=now
         )
         pending = Item.objects.filter(job_id=job.pk, status=Item.Status.PENDING)
+        if share > 1:
+            # Counted up to limit * share only: a claim never counts a whole 100k job.
+            left = pending.order_by().values("pk")[: limit * share].count()
+            limit = min(limit, max(floor, math.ceil(left / share)))
         if connection.features.has_select_for_update_skip_locked:
             # PostgreSQL: concurrent claimers skip each other's rows instead of waiting.
             expired = expired.select_for_update(skip_locked=True)

@@ -77,6 +77,7 @@ def job_run(job_id: int, share: int = 1) -> str:
             budget_s=settings.MATHCONV_TASK_BUDGET_SECONDS,
             continue_=True,
             concurrency=services.task_concurrency(job=job, share=share),
+            share=share,
         )
         return worker.run()
 
@@ -144,9 +145,11 @@ class JobWorker:
         stop: threading.Event | None = None,
         on_progress=None,
         concurrency: int | None = None,
+        share: int = 1,
     ) -> None:
         self.job = job
         self.concurrency = concurrency or job.max_concurrent
+        self.share = max(1, share)
         self.log = log
         self.owner = worker_id()
         self.deadline = time.monotonic() + budget_s if budget_s else None
@@ -279,7 +282,15 @@ class JobWorker:
         self.batches_done = []
 
     def _claim(self) -> services.Batch | None:
-        batch = services.items_claim(job=self.job, owner=self.owner, limit=self.job.batch_size)
+        # Near the end of a job shared by several tasks, claims shrink to this task's
+        # share of what is left, down to half its pool (services.items_claim).
+        batch = services.items_claim(
+            job=self.job,
+            owner=self.owner,
+            limit=self.job.batch_size,
+            share=self.share,
+            floor=max(1, self.concurrency // 2),
+        )
         if batch is not None:
             self.batch_left[batch.batch_no] = len(batch.items)
             self.batch_started[batch.batch_no] = time.monotonic()
@@ -476,7 +487,7 @@ class JobWorker:
             ),
             config=EngineConfig(max_concurrent=self.concurrency),
             limiter=limiter,
-            log=logging.getLogger("conversions.engine"),
+            log=self.log.adapter(),
         )
         self.in_flight: dict[int, _Pending] = {}  # claimed and not yet resolved
         self.leaders: dict[str, _Pending] = {}  # one call per identical input at a time

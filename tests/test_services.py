@@ -131,6 +131,17 @@ def test_claims_take_pending_items_under_a_lease_and_new_batch_numbers():
     assert services.items_claim(job=job, owner="c", limit=10) is None
 
 
+def test_a_task_sharing_a_job_claims_its_share_of_what_is_left():
+    job = rules_job(10)
+    sizes = [
+        len(services.items_claim(job=job, owner="a", limit=4, share=2, floor=2).items)
+        for _ in range(4)
+    ]
+    # 10 left: a full 4; 6 left: 3; 3 left: 2; 1 left: 1 (the floor cannot make more).
+    assert sizes == [4, 3, 2, 1]
+    assert services.items_claim(job=job, owner="a", limit=4, share=2) is None
+
+
 def test_an_expired_lease_is_claimed_again_and_the_old_owner_cannot_write():
     job = rules_job(2)
     batch = services.items_claim(job=job, owner="dead", limit=2)

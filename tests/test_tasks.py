@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 
 import pytest
 from django_q.models import OrmQ
@@ -79,6 +80,9 @@ def test_5xx_is_retried_and_400_is_not(llm):
         2,
     )
     assert calls(llm, flaky.mathml) == 3
+    retries = [line for line in log_path(job.pk).read_text().splitlines() if "(flaky)" in line]
+    assert len(retries) == 2 and f"job={job.pk} " in retries[0]
+    assert "attempt 1/4 failed (api_error): HTTP 503" in retries[0]
     assert (items["bad"].status, items["bad"].error_category, items["bad"].api_calls) == (
         "failed",
         "api_error",
@@ -181,6 +185,18 @@ def test_a_task_past_its_time_budget_queues_a_continuation(
     assert runs > 1
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
+    assert llm.stats()["requests"] == 30
+
+
+def test_near_the_end_a_task_sharing_a_job_claims_smaller_batches(llm):
+    # Two tasks share this job (4 calls each); at its end a task takes only its share
+    # of what is left, down to half its pool, so neither idles while the other works
+    # through a full batch.
+    make_questions(30)
+    job = create(batch_size=10, max_concurrent=8)
+    assert tasks.job_run(job.pk, 2) == Job.Status.COMPLETED
+    sizes = Counter(job.items.values_list("batch_no", flat=True))
+    assert [sizes[n] for n in sorted(sizes)] == [10, 10, 5, 3, 2]
     assert llm.stats()["requests"] == 30
 
 
