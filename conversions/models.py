@@ -294,6 +294,8 @@ class Item(models.Model):
             models.Index(fields=["job", "status", "id"], name="item_job_status_idx"),
             models.Index(fields=["job", "error_category"], name="item_job_error_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="item_lease_idx"),
+            # Latency percentiles of a job (selectors.job_stats) without a sort.
+            models.Index(fields=["job", "latency_ms"], name="item_job_latency_idx"),
             models.Index(
                 fields=["review_status", "validation_score", "id"], name="item_review_queue_idx"
             ),

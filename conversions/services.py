@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -828,43 +828,52 @@ def export_dir(*, job_id: int) -> Path:
     return Path(settings.MATHCONV_EXPORT_DIR) / f"job-{job_id:06d}"
 
 
+# One item's result as a plain row: the per-batch JSON files and the job results export
+# (admin, CSV/XLSX/JSON) write the same columns.
+RESULT_COLUMNS = (
+    "item",
+    "question_id",
+    "status",
+    "result_latex",
+    "result_labels",
+    "route",
+    "cached",
+    "validation_score",
+    "validation_reasons",
+    "error_category",
+    "error_message",
+    "review_status",
+    "reviewed_latex",
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "api_calls",
+    "retries",
+    "attempts",
+    "finished_at",
+)
+RESULT_PAGE = 2000
+
+
+def result_rows(items: QuerySet[Item], *, page: int = RESULT_PAGE) -> Iterator[dict]:
+    """The items as RESULT_COLUMNS rows, read in primary-key pages (any job size)."""
+    values = items.order_by("pk").values_list("pk", "question__question_id", *RESULT_COLUMNS[2:])
+    last = 0
+    while chunk := list(values.filter(pk__gt=last)[:page]):
+        for row_values in chunk:
+            row = dict(zip(RESULT_COLUMNS, row_values, strict=True))
+            row["cost_usd"] = str(row["cost_usd"])
+            row["finished_at"] = row["finished_at"].isoformat() if row["finished_at"] else None
+            yield row
+        last = chunk[-1][0]
+
+
 def batch_rows(*, job: Job, batch_no: int) -> list[dict]:
-    rows = (
-        Item.objects.filter(job_id=job.pk, batch_no=batch_no)
-        .exclude(status__in=[Item.Status.PENDING, Item.Status.RUNNING])
-        .order_by("id")
-        .values(
-            "id",
-            "question__question_id",
-            "status",
-            "result_latex",
-            "result_labels",
-            "route",
-            "cached",
-            "validation_score",
-            "validation_reasons",
-            "error_category",
-            "error_message",
-            "latency_ms",
-            "tokens_in",
-            "tokens_out",
-            "cost_usd",
-            "api_calls",
-            "retries",
-            "attempts",
-            "finished_at",
-        )
+    items = Item.objects.filter(job_id=job.pk, batch_no=batch_no).exclude(
+        status__in=[Item.Status.PENDING, Item.Status.RUNNING]
     )
-    return [
-        {
-            "item": row.pop("id"),
-            "question_id": row.pop("question__question_id"),
-            **row,
-            "cost_usd": str(row["cost_usd"]),
-            "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
-        }
-        for row in rows
-    ]
+    return list(result_rows(items))
 
 
 def batch_export(*, job: Job, batch_no: int) -> Path | None:

@@ -277,49 +277,12 @@ def _control(request, job: Job, op: str):
 
 # --- job results export ---------------------------------------------------------------
 
-EXPORT_COLUMNS = (
-    "item",
-    "question_id",
-    "status",
-    "result_latex",
-    "result_labels",
-    "route",
-    "cached",
-    "validation_score",
-    "error_category",
-    "error_message",
-    "review_status",
-    "reviewed_latex",
-    "latency_ms",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "api_calls",
-    "retries",
-    "attempts",
-    "finished_at",
-)
+EXPORT_COLUMNS = services.RESULT_COLUMNS
 
 
 def job_result_rows(job: Job):
     """Every item of the job as a plain row, read in primary-key pages."""
-    items = (
-        Item.objects.filter(job_id=job.pk)
-        .order_by("pk")
-        .values_list(
-            "pk",
-            "question__question_id",
-            *[c for c in EXPORT_COLUMNS[2:]],
-        )
-    )
-    last = 0
-    while page := list(items.filter(pk__gt=last)[:EXPORT_PAGE]):
-        for values in page:
-            row = dict(zip(EXPORT_COLUMNS, values, strict=True))
-            row["cost_usd"] = str(row["cost_usd"])
-            row["finished_at"] = row["finished_at"].isoformat() if row["finished_at"] else None
-            yield row
-        last = page[-1][0]
+    return services.result_rows(Item.objects.filter(job_id=job.pk), page=EXPORT_PAGE)
 
 
 def _cell(value):

@@ -5,6 +5,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
+from conversions.apps import freeze_loaded_objects
 from conversions.fakeopenai import DEFAULT_MODELS, FakeOptions, serve_forever
 
 
@@ -97,6 +98,10 @@ class Command(BaseCommand):
             ratelimit_headers=not opts["no_ratelimit_headers"],
             models=tuple(m.strip() for m in opts["models"].split(",") if m.strip()),
         )
+
+        # Everything loaded so far out of the garbage collector's sight: a full
+        # collection would otherwise pause every response in flight for ~50 ms.
+        freeze_loaded_objects()
 
         def ready(url: str) -> None:
             self.stdout.write(f"fake_openai listening on {url}")
