@@ -6,8 +6,10 @@ import asyncio
 import functools
 import json
 import random
+import socket
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 import openai
 import pytest
@@ -89,6 +91,28 @@ def test_models_and_auth(fake_openai):
         urllib.request.urlopen(request, timeout=5)
     assert caught.value.code == 401
     assert json.loads(caught.value.read())["error"]["code"] == "missing_api_key"
+
+
+def test_a_client_expecting_100_continue_gets_it_before_sending_the_body(fake_openai):
+    # curl sends "Expect: 100-continue" with larger bodies and waits for the interim answer.
+    body = json.dumps(
+        {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": MATHML}]}
+    ).encode()
+    url = urlsplit(fake_openai.base_url)
+    head = (
+        f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Authorization: Bearer test-key\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        reply = sock.makefile("rb").read()
+    status, _, payload = reply.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200 ")
+    answer = json.loads(payload)["choices"][0]["message"]["content"]
+    assert json.loads(answer) == {"latex": expected_latex(MATHML)}
 
 
 def test_unknown_model_is_404_model_not_found(fake_openai):
