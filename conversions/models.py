@@ -1,10 +1,23 @@
+from __future__ import annotations
+
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from conversions.engine.types import ErrorCategory
+
+ERROR_CATEGORY_LABELS = {
+    ErrorCategory.RATE_LIMIT: _("Rate limit"),
+    ErrorCategory.TIMEOUT: _("Timeout"),
+    ErrorCategory.API_ERROR: _("API error"),
+    ErrorCategory.INVALID_INPUT: _("Invalid input"),
+    ErrorCategory.INVALID_OUTPUT: _("Invalid output"),
+    ErrorCategory.VALIDATION_FAILED: _("Validation failed"),
+    ErrorCategory.CANCELLED: _("Cancelled"),
+}
 
 
 class Question(models.Model):
@@ -63,6 +76,14 @@ class Question(models.Model):
 
     def __str__(self) -> str:
         return self.question_id
+
+    def locked_for(self, job: Job) -> bool:
+        """Whether this question's LaTeX is locked by a reviewer against this job's results.
+
+        A reviewer's approved or edited LaTeX stays unless the job was started to
+        overwrite reviewed results (DESIGN invariant 8). Labeling never touches LaTeX.
+        """
+        return job.kind == Job.Kind.CONVERT and self.latex_locked and not job.overwrite_reviewed
 
     @property
     def effective_labels(self) -> dict:
@@ -186,6 +207,26 @@ class Job(models.Model):
         return self.status in self.FINAL_STATUSES
 
 
+class ItemQuerySet(models.QuerySet):
+    def retryable(self, *, category: str | None = None) -> ItemQuerySet:
+        """Items a retry puts back to pending: failed and cancelled ones; with a category,
+        the items with that error category, needs-review ones (validation failed)
+        included. Succeeded items are never retried."""
+        if category:
+            return self.filter(
+                error_category=category,
+                status__in=[*Item.RETRYABLE_STATUSES, Item.Status.NEEDS_REVIEW],
+            )
+        return self.filter(status__in=Item.RETRYABLE_STATUSES)
+
+    def open_for_review(self, *, include_skipped: bool = True) -> ItemQuerySet:
+        """Results with LaTeX that no reviewer has decided (skipped ones optionally)."""
+        statuses = Item.OPEN_REVIEW_STATUSES if include_skipped else (Item.ReviewStatus.UNREVIEWED,)
+        return self.filter(review_status__in=statuses, status__in=Item.REVIEWABLE_STATUSES).exclude(
+            result_latex=""
+        )
+
+
 class Item(models.Model):
     """One question's work and result within one job (DESIGN invariant 1)."""
 
@@ -198,14 +239,11 @@ class Item(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
         SKIPPED = "skipped", _("Skipped")
 
-    class ErrorCategory(models.TextChoices):
-        RATE_LIMIT = "rate_limit", _("Rate limit")
-        TIMEOUT = "timeout", _("Timeout")
-        API_ERROR = "api_error", _("API error")
-        INVALID_INPUT = "invalid_input", _("Invalid input")
-        INVALID_OUTPUT = "invalid_output", _("Invalid output")
-        VALIDATION_FAILED = "validation_failed", _("Validation failed")
-        CANCELLED = "cancelled", _("Cancelled")
+    # The engine's categories (engine/types.py, which imports no Django) with labels.
+    ErrorCategory = models.TextChoices(
+        "ErrorCategory",
+        [(c.name, (c.value, ERROR_CATEGORY_LABELS[c])) for c in ErrorCategory],
+    )
 
     class Route(models.TextChoices):
         RULES = "rules", _("Rules")
@@ -220,6 +258,10 @@ class Item(models.Model):
         SKIPPED = "skipped", _("Skipped")
 
     FINISHED_STATUSES = (Status.SUCCEEDED, Status.NEEDS_REVIEW, Status.FAILED, Status.SKIPPED)
+    UNFINISHED_STATUSES = (Status.PENDING, Status.RUNNING)
+    RETRYABLE_STATUSES = (Status.FAILED, Status.CANCELLED)
+    REVIEWABLE_STATUSES = (Status.SUCCEEDED, Status.NEEDS_REVIEW)
+    OPEN_REVIEW_STATUSES = (ReviewStatus.UNREVIEWED, ReviewStatus.SKIPPED)
 
     job = models.ForeignKey(
         Job, verbose_name=_("job"), on_delete=models.CASCADE, related_name="items"
@@ -282,6 +324,8 @@ class Item(models.Model):
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True, db_index=True)
 
+    objects = ItemQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("item")
         verbose_name_plural = _("items")
@@ -310,12 +354,16 @@ class Item(models.Model):
         return f"{self.job_id}/{self.question_id}"
 
     @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED_STATUSES
+    def can_retry(self) -> bool:
+        return self.status in self.RETRYABLE_STATUSES
 
-    def lease_expired(self, now=None) -> bool:
-        now = now or timezone.now()
-        return self.lease_expires_at is not None and self.lease_expires_at <= now
+    @property
+    def can_review(self) -> bool:
+        return (
+            self.review_status in self.OPEN_REVIEW_STATUSES
+            and self.status in self.REVIEWABLE_STATUSES
+            and bool(self.result_latex)
+        )
 
 
 class ReviewEvent(models.Model):

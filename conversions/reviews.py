@@ -19,8 +19,8 @@ from django.utils.translation import gettext as _
 
 from conversions.models import Item, Job, Question, ReviewEvent
 
-REVIEWABLE_STATUSES = (Item.Status.SUCCEEDED, Item.Status.NEEDS_REVIEW)
-OPEN_REVIEW_STATUSES = (Item.ReviewStatus.UNREVIEWED, Item.ReviewStatus.SKIPPED)
+REVIEWABLE_STATUSES = Item.REVIEWABLE_STATUSES
+OPEN_REVIEW_STATUSES = Item.OPEN_REVIEW_STATUSES
 MAX_LATEX_CHARS = 20_000
 BULK_CHUNK = 500
 _ACCEPTING = (ReviewEvent.Action.APPROVE, ReviewEvent.Action.EDIT)
@@ -38,14 +38,11 @@ def review_queue(
     *, job: Job | None = None, include_skipped: bool = False, max_score: float | None = None
 ) -> QuerySet[Item]:
     """Conversion results waiting for a reviewer, worst validation score first."""
-    statuses = OPEN_REVIEW_STATUSES if include_skipped else (Item.ReviewStatus.UNREVIEWED,)
     # The job filter is a subquery, not a join: with a join SQLite gives up walking the
     # (review_status, validation_score, id) index in order and sorts the whole queue.
-    items = Item.objects.filter(
-        review_status__in=statuses,
-        status__in=REVIEWABLE_STATUSES,
-        job_id__in=Job.objects.filter(kind=Job.Kind.CONVERT).values("pk"),
-    ).exclude(result_latex="")
+    items = Item.objects.open_for_review(include_skipped=include_skipped).filter(
+        job_id__in=Job.objects.filter(kind=Job.Kind.CONVERT).values("pk")
+    )
     if job is not None:
         items = items.filter(job=job)
     if max_score is not None:

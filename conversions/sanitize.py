@@ -144,28 +144,3 @@ _HTML_LATEX_COMMANDS = re.compile(
 def latex_is_renderable(latex: str) -> bool:
     """True when the LaTeX may be handed to MathLive (no HTML-producing commands)."""
     return not _HTML_LATEX_COMMANDS.search(latex or "")
-
-
-# A request/response excerpt is shown to staff; it must never carry a key or an
-# auth header, whatever wrote it.
-_SECRET_PATTERNS = (
-    (
-        re.compile(r"(?im)^(\s*(?:proxy-)?authorization|\s*(?:x-)?api-key|\s*cookie)\s*:.*$"),
-        r"\1: [redacted]",
-    ),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer [redacted]"),
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "[redacted]"),
-    (
-        re.compile(
-            r"(?i)(\"?(?:api[_-]?key|authorization|secret)\"?\s*[:=]\s*)(?!\[redacted)\"?[^\s\",}]+\"?"
-        ),
-        r'\1"[redacted]"',
-    ),
-)
-
-
-def redact_secrets(text: str) -> str:
-    """Blank out anything that looks like a key or an auth header."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text

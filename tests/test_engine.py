@@ -11,7 +11,8 @@ import pytest
 
 from conversions.engine.limiter import TokenBucketLimiter, parse_reset
 from conversions.engine.prompts import ConversionTask, extract_block
-from conversions.engine.retry import backoff_delay, redact, retry_after_from_headers
+from conversions.engine.redact import redact
+from conversions.engine.retry import backoff_delay, retry_after_from_headers
 from conversions.engine.runner import BatchRunner, EngineConfig, run_items
 from conversions.engine.types import Endpoint, ErrorCategory, Outcome, WorkItem
 from conversions.fakeopenai import expected_latex

@@ -2,9 +2,9 @@ import re
 
 import pytest
 
+from conversions.engine.redact import redact
 from conversions.sanitize import (
     latex_is_renderable,
-    redact_secrets,
     sanitize_mathml,
 )
 
@@ -124,7 +124,7 @@ def test_keys_and_auth_headers_are_redacted():
         '{"api_key": "sk-abcdefghijkl", "model": "gpt-4.1-mini"}\n'
         "token bearer eyJhbGciOi.abc.def and sk-live1234567890 at the end"
     )
-    clean = redact_secrets(text)
+    clean = redact(text)
     for secret in ("abcdefghijklmnopqrstuvwx", "12345", "sk-abcdefghijkl", "eyJhbGciOi", "sk-live"):
         assert secret not in clean
     assert "gpt-4.1-mini" in clean

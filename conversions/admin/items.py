@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from conversions import reviews, services
+from conversions import services
 from conversions.admin import review
 from conversions.admin.access import (
     REVIEW_ITEMS,
@@ -36,8 +36,9 @@ from conversions.admin.access import (
 )
 from conversions.admin.jobs import CssMedia, failures_url
 from conversions.admin.lists import CappedCountPaginator, FastActionCheckbox
+from conversions.engine.redact import redact
 from conversions.models import Item, Job, Question
-from conversions.sanitize import latex_is_renderable, redact_secrets, sanitize_mathml
+from conversions.sanitize import latex_is_renderable, sanitize_mathml
 
 GROUP_SCAN = 5000  # distinct messages read to build the failure groups
 SAMPLE_CHARS = 300
@@ -219,13 +220,11 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("request excerpt"))
     def request_shown(self, item: Item):
-        return format_html('<pre class="mc-excerpt">{}</pre>', redact_secrets(item.request_excerpt))
+        return format_html('<pre class="mc-excerpt">{}</pre>', redact(item.request_excerpt))
 
     @admin.display(description=gettext_lazy("response excerpt"))
     def response_shown(self, item: Item):
-        return format_html(
-            '<pre class="mc-excerpt">{}</pre>', redact_secrets(item.response_excerpt)
-        )
+        return format_html('<pre class="mc-excerpt">{}</pre>', redact(item.response_excerpt))
 
     @admin.display(description=gettext_lazy("history"))
     def review_history(self, item: Item):
@@ -272,14 +271,10 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
         require_perm(request, VIEW_ITEMS)
         item = self.get_object(request, unquote(object_id))
         extra = {
-            "can_retry": item is not None
-            and request.user.has_perm(RUN_JOBS)
-            and item.status in services.RETRYABLE_STATUSES,
+            "can_retry": item is not None and request.user.has_perm(RUN_JOBS) and item.can_retry,
             "can_review": item is not None
             and request.user.has_perm(REVIEW_ITEMS)
-            and item.review_status in reviews.OPEN_REVIEW_STATUSES
-            and item.status in reviews.REVIEWABLE_STATUSES
-            and bool(item.result_latex),
+            and item.can_review,
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,11 @@ class InvalidInput(Exception):
     """The item cannot be sent at all (empty or unusable input); never retried."""
 
 
+# Answers that mean the configuration is wrong, not the item: a bad or revoked key, no
+# access to the model, a model or URL that does not exist.
+REFUSAL_STATUSES = frozenset({401, 403, 404})
+
+
 @dataclass(frozen=True)
 class Failure:
     category: ErrorCategory
@@ -41,17 +45,10 @@ class Failure:
     def rate_limited(self) -> bool:
         return self.status == 429
 
-
-# Keys look like sk-..., sk-proj-..., and the API echoes a masked key in 401 messages
-# ("Incorrect API key provided: sk-abc***xyz"). Neither may reach a log line or a row.
-_KEY_PATTERN = re.compile(r"\b(?:sk|rk|sess)-[A-Za-z0-9_\-*]{6,}")
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, "[redacted]")
-    return _KEY_PATTERN.sub("[redacted]", text)
+    @property
+    def refused(self) -> bool:
+        """The endpoint refused the call itself (key, permission, model), not the item."""
+        return self.status in REFUSAL_STATUSES
 
 
 def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:

@@ -31,13 +31,13 @@ import httpx2
 import openai
 
 from conversions.engine.limiter import TokenBucketLimiter
+from conversions.engine.redact import redact
 from conversions.engine.retry import (
     Failure,
     InvalidInput,
     InvalidOutput,
     backoff_delay,
     classify,
-    redact,
 )
 from conversions.engine.types import Endpoint, ErrorCategory, Outcome, WorkItem
 
@@ -303,7 +303,7 @@ class _Pool:
             failure.category,
             failure.message,
         )
-        return self._outcome(item, progress, failure.category, failure.message)
+        return self._outcome(item, progress, failure.category, failure.message, failure=failure)
 
     async def _attempt(
         self,
@@ -427,6 +427,7 @@ class _Pool:
         category: ErrorCategory | None = None,
         message: str = "",
         value: dict | None = None,
+        failure: Failure | None = None,
     ) -> Outcome:
         return Outcome(
             item_id=item.item_id,
@@ -434,6 +435,8 @@ class _Pool:
             value=value,
             error_category=category,
             error_message=message,
+            http_status=failure.status if failure else None,
+            refused=failure.refused if failure else False,
             latency_s=round(progress.call_time_s, 4),
             tokens_in=progress.tokens_in,
             tokens_out=progress.tokens_out,

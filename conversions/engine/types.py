@@ -11,6 +11,9 @@ from enum import StrEnum
 
 
 class ErrorCategory(StrEnum):
+    """Why an item failed: the engine's and the database's one list (Item.error_category
+    takes its choices from here)."""
+
     RATE_LIMIT = "rate_limit"
     TIMEOUT = "timeout"
     API_ERROR = "api_error"
@@ -47,6 +50,10 @@ class Outcome:
     value: dict | None = None  # {"latex": ...} for conversion, the labels for labeling
     error_category: ErrorCategory | None = None
     error_message: str = ""
+    # The HTTP status of the last failed call (None: no answer, or no failure), and
+    # whether that answer refused the call itself (401/403/404: key, access, model).
+    http_status: int | None = None
+    refused: bool = False
     latency_s: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
