@@ -200,6 +200,7 @@ def create_questions(count: int) -> None:
 def run_job(*, n: int, env: dict, args, rpm: int | None = None) -> dict:
     """One job through a fresh qcluster; timing from the job's own start/finish stamps."""
     from conversions import selectors, services
+    from conversions.jobsettings import JobSettings
     from conversions.models import Job, Question
 
     cluster = start(manage("qcluster"), env, "qcluster.log")
@@ -207,16 +208,18 @@ def run_job(*, n: int, env: dict, args, rpm: int | None = None) -> dict:
         time.sleep(2)  # let the cluster's workers come up before the clock starts
         created = time.monotonic()
         job = services.job_create(
+            job_settings=JobSettings(
+                backend=Job.Backend.OPENAI,
+                model=MODEL,
+                batch_size=args.batch_size,
+                max_concurrent=args.concurrency,
+                rpm_limit=rpm,
+                use_cache=False,
+                limit=n,
+                name=f"bench {n}",
+            ),
             questions=Question.objects.all(),
             selection={"source": "bench"},
-            backend=Job.Backend.OPENAI,
-            model=MODEL,
-            batch_size=args.batch_size,
-            max_concurrent=args.concurrency,
-            rpm_limit=rpm,
-            use_cache=False,
-            limit=n,
-            name=f"bench {n}",
         )
         peak = 0.0
         while True:

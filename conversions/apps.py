@@ -10,25 +10,13 @@ class ConversionsConfig(AppConfig):
     verbose_name = _("Conversions")
 
     def ready(self) -> None:
+        # Imported here, not at the top: both need the app registry (django_q.signals
+        # imports django-q's models, conversions.tasks ours), which is ready only now.
         from django_q.signals import post_spawn
 
+        from conversions.tasks import warm_worker
+
         post_spawn.connect(warm_worker, dispatch_uid="conversions.warm_worker")
-
-
-def warm_worker(sender, proc_name: str = "", **kwargs) -> None:
-    """Ready a new django-q2 worker process before its first task.
-
-    It loads the engine and its TLS settings (the CA bundle, ~40 ms of CPU), then moves
-    everything loaded so far (Django, the SDK: ~150k objects) out of the garbage
-    collector's sight: a full collection scanning them holds the GIL for ~50 ms, which
-    the engine's event loop in the other thread would feel as latency on every call in
-    flight.
-    """
-    from conversions import tasks  # noqa: F401 - imported for its side effect
-    from conversions.engine import runner
-
-    runner.warm_up()
-    freeze_loaded_objects()
 
 
 def freeze_loaded_objects() -> None:

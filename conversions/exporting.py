@@ -1,4 +1,9 @@
-"""Export of questions with their results: CSV / XLSX for spreadsheets, JSON lossless.
+"""Every file mathconv writes from the database, with each export's columns listed once.
+
+- questions with their latest result (TABULAR_COLUMNS): CSV / XLSX for spreadsheets,
+  JSON lossless; the admin, `export_questions` and the import-export resource use it;
+- a job's item results (RESULT_COLUMNS): the per-batch JSON files and stats.json a
+  worker writes, and the job page's CSV / XLSX / JSON download.
 
 Spreadsheet exports neutralise formula injection as OWASP recommends: a text cell that
 begins with = + - @ (or their full-width forms), a tab or a carriage return gets a leading
@@ -16,13 +21,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import BinaryIO
 
+from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from conversions.models import Item, Job, Question
+from conversions.selectors import job_stats
 
 FORMATS = ("csv", "xlsx", "json")
 PAGE_SIZE = 1000
@@ -157,31 +167,37 @@ def _json_cell(value: object) -> str:
 
 
 def write_csv(queryset: QuerySet[Question], fp: BinaryIO) -> int:
+    return _write_csv_rows(fp, TABULAR_COLUMNS, _tabular_rows(queryset))
+
+
+def write_xlsx(queryset: QuerySet[Question], fp: BinaryIO) -> int:
+    return _write_xlsx_rows(fp, "questions", TABULAR_COLUMNS, _tabular_rows(queryset))
+
+
+def _tabular_rows(queryset: QuerySet[Question]) -> Iterator[list[object]]:
+    return (tabular_row(record) for record in question_records(queryset))
+
+
+def _write_csv_rows(fp: BinaryIO, columns: Iterable[str], rows: Iterable[list]) -> int:
     # UTF-8 with a BOM: Excel (Korean Windows included) opens it without mojibake.
     text = io.TextIOWrapper(fp, encoding="utf-8-sig", newline="", write_through=True)
     writer = csv.writer(text)
-    writer.writerow(TABULAR_COLUMNS)
+    writer.writerow(columns)
     count = 0
-    for count, record in enumerate(question_records(queryset), start=1):  # noqa: B007
-        writer.writerow(tabular_row(record))
+    for count, row in enumerate(rows, start=1):  # noqa: B007
+        writer.writerow(row)
     text.detach()
     return count
 
 
-def write_xlsx(queryset: QuerySet[Question], fp: BinaryIO) -> int:
-    from openpyxl import Workbook
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
+def _write_xlsx_rows(fp: BinaryIO, sheet_name: str, columns: Iterable[str], rows) -> int:
     book = Workbook(write_only=True)  # rows go to a temporary file, not memory
-    sheet = book.create_sheet("questions")
-    sheet.append(TABULAR_COLUMNS)
+    sheet = book.create_sheet(sheet_name)
+    sheet.append(list(columns))
     count = 0
-    for count, record in enumerate(question_records(queryset), start=1):  # noqa: B007
+    for count, row in enumerate(rows, start=1):  # noqa: B007
         sheet.append(
-            [
-                ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v
-                for v in tabular_row(record)
-            ]
+            [ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v for v in row]
         )
     book.save(fp)
     return count
@@ -215,3 +231,147 @@ def export_bytes(queryset: QuerySet[Question], fmt: str) -> bytes:
     buffer = io.BytesIO()
     export_questions(queryset, fmt, buffer)
     return buffer.getvalue()
+
+
+# --- a job's item results ------------------------------------------------------------
+
+
+def export_dir(*, job_id: int) -> Path:
+    return Path(settings.MATHCONV_EXPORT_DIR) / f"job-{job_id:06d}"
+
+
+RESULT_COLUMNS = (
+    "item",
+    "question_id",
+    "status",
+    "result_latex",
+    "result_labels",
+    "route",
+    "cached",
+    "validation_score",
+    "validation_reasons",
+    "error_category",
+    "error_message",
+    "review_status",
+    "reviewed_latex",
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "api_calls",
+    "retries",
+    "attempts",
+    "finished_at",
+)
+
+
+RESULT_PAGE = 2000
+
+
+def result_rows(items: QuerySet[Item], *, page: int = RESULT_PAGE) -> Iterator[dict]:
+    """The items as RESULT_COLUMNS rows, read in primary-key pages (any job size)."""
+    values = items.order_by("pk").values_list("pk", "question__question_id", *RESULT_COLUMNS[2:])
+    last = 0
+    while chunk := list(values.filter(pk__gt=last)[:page]):
+        for row_values in chunk:
+            row = dict(zip(RESULT_COLUMNS, row_values, strict=True))
+            row["cost_usd"] = str(row["cost_usd"])
+            row["finished_at"] = row["finished_at"].isoformat() if row["finished_at"] else None
+            yield row
+        last = chunk[-1][0]
+
+
+def batch_rows(*, job: Job, batch_no: int) -> list[dict]:
+    items = Item.objects.filter(job_id=job.pk, batch_no=batch_no).exclude(
+        status__in=[Item.Status.PENDING, Item.Status.RUNNING]
+    )
+    return list(result_rows(items))
+
+
+def batch_export(*, job: Job, batch_no: int) -> Path | None:
+    """Write one batch's results as JSON, like the old scripts' per-batch files."""
+    rows = batch_rows(job=job, batch_no=batch_no)
+    if not rows:
+        return None
+    path = export_dir(job_id=job.pk) / "batches" / f"batch-{batch_no:06d}.json"
+    # One result per line: readable, and json's C encoder (indent= would use the slow one).
+    lines = ",\n".join(json.dumps(row, ensure_ascii=False, default=str) for row in rows)
+    text = f'{{"job": {job.pk}, "batch": {batch_no}, "results": [\n{lines}\n]}}\n'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def job_export(*, job: Job, missing_only: bool = False) -> list[Path]:
+    """The stats JSON and every batch's results JSON, written from the database.
+
+    missing_only: leave batch files that exist (the worker wrote them as batches ended).
+    """
+    paths = []
+    batch_nos = (
+        Item.objects.filter(job_id=job.pk, batch_no__gt=0)
+        .values_list("batch_no", flat=True)
+        .distinct()
+        .order_by("batch_no")
+    )
+    batches = export_dir(job_id=job.pk) / "batches"
+    for batch_no in batch_nos:
+        if missing_only and (batches / f"batch-{batch_no:06d}.json").exists():
+            continue
+        path = batch_export(job=job, batch_no=batch_no)
+        if path:
+            paths.append(path)
+    stats_path = export_dir(job_id=job.pk) / "stats.json"
+    _write_json(stats_path, job_stats(job=job))
+    return [stats_path, *paths]
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def result_cells(row: dict) -> list[object]:
+    """A result row as spreadsheet cells: JSON fields as JSON text, formulas neutralised."""
+    return [_result_cell(row[c]) for c in RESULT_COLUMNS]
+
+
+def _result_cell(value: object) -> object:
+    if isinstance(value, dict | list):
+        value = json.dumps(value, ensure_ascii=False)
+    return neutralise("" if value is None else value)
+
+
+def job_results_csv_lines(job: Job) -> Iterator[str]:
+    """The job's results as CSV text, a line at a time (with a BOM), for streaming."""
+    out = _Echo()
+    writer = csv.writer(out)
+    yield "\ufeff" + writer.writerow(RESULT_COLUMNS)
+    for row in result_rows(Item.objects.filter(job_id=job.pk)):
+        yield writer.writerow(result_cells(row))
+
+
+def job_results_json_chunks(job: Job) -> Iterator[str]:
+    """The job's results as a JSON array, one result per line, for streaming."""
+    yield "["
+    for n, row in enumerate(result_rows(Item.objects.filter(job_id=job.pk))):
+        yield ("\n" if n == 0 else ",\n") + json.dumps(row, ensure_ascii=False)
+    yield "\n]\n"
+
+
+def job_results_xlsx(job: Job) -> bytes:
+    buffer = io.BytesIO()
+    rows = (result_cells(row) for row in result_rows(Item.objects.filter(job_id=job.pk)))
+    _write_xlsx_rows(buffer, "results", RESULT_COLUMNS, rows)
+    return buffer.getvalue()
+
+
+class _Echo:
+    """A file that hands back what is written: csv.writer output without a buffer."""
+
+    def write(self, value: str) -> str:
+        return value

@@ -20,6 +20,17 @@ ERROR_CATEGORY_LABELS = {
 }
 
 
+class QuestionQuerySet(models.QuerySet):
+    def unconverted(self) -> QuestionQuerySet:
+        """Questions with no accepted result yet: never converted, or failed."""
+        return self.filter(
+            conversion_state__in=[
+                Question.ConversionState.UNCONVERTED,
+                Question.ConversionState.FAILED,
+            ]
+        )
+
+
 class Question(models.Model):
     class ConversionState(models.TextChoices):
         UNCONVERTED = "unconverted", _("Not converted")
@@ -64,6 +75,8 @@ class Question(models.Model):
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = QuestionQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("question")
@@ -134,6 +147,7 @@ class Job(models.Model):
         HYBRID = "hybrid", _("Hybrid (rules first, LLM for the rest)")
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    LLM_BACKENDS = (Backend.OPENAI, Backend.HYBRID)
     FINAL_STATUSES = (
         Status.COMPLETED,
         Status.COMPLETED_WITH_ERRORS,
@@ -397,6 +411,18 @@ class ReviewEvent(models.Model):
         return f"{self.get_action_display()} {self.item_id}"
 
 
+class ModelPriceQuerySet(models.QuerySet):
+    def for_model(self, model: str) -> ModelPrice | None:
+        """The price row of a model, or of the longest priced prefix (dated snapshots)."""
+        if not model:
+            return None
+        prices = {p.model: p for p in self}
+        if model in prices:
+            return prices[model]
+        prefixes = [name for name in prices if model.startswith(name)]
+        return prices[max(prefixes, key=len)] if prefixes else None
+
+
 class ModelPrice(models.Model):
     """USD per million tokens; seeded by a data migration, edited in the admin."""
 
@@ -407,6 +433,8 @@ class ModelPrice(models.Model):
         _("Batch API price factor"), max_digits=4, decimal_places=3, default=Decimal("0.5")
     )
 
+    objects = ModelPriceQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("model price")
         verbose_name_plural = _("model prices")
@@ -416,6 +444,7 @@ class ModelPrice(models.Model):
         return self.model
 
     def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
+        """USD for these tokens at this row's realtime prices (not quantised)."""
         return (self.input_per_mtok * tokens_in + self.output_per_mtok * tokens_out) / Decimal(
             1_000_000
         )

@@ -1,4 +1,5 @@
-"""Read-side queries for job and overall stats, and the queue's health.
+"""Read-side queries: job and overall stats, the dashboard's daily trends, failure groups,
+the launch page's estimate, and the queue's health.
 
 Everything is computed from the Item rows with a handful of aggregate queries, so the
 numbers are right whichever worker wrote them and after any crash.
@@ -6,20 +7,33 @@ numbers are right whichever worker wrote them and after any crash.
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
+from django.conf import settings
+from django.db import connection
+from django.db.models import Avg, CharField, Count, F, Func, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Length, TruncDate
 from django.utils import timezone
+from django.utils.text import Truncator
 from django.utils.translation import gettext as _
+from django_q.models import OrmQ, Schedule, Task
+from django_q.status import Stat
 
-from conversions.models import Item, Job
-from conversions.services import price_for
+from conversions import labeling
+from conversions.engine.prompts import CONVERT_SYSTEM_PROMPT, ConversionTask, estimate_text_tokens
+from conversions.engine.types import WorkItem
+from conversions.models import Item, Job, LabelSchema, ModelPrice, Question
 
 SAMPLE_MESSAGES = 5
 RECENT_WINDOW_S = 60
-UNFINISHED = (Item.Status.PENDING, Item.Status.RUNNING)
+UNFINISHED = Item.UNFINISHED_STATUSES
+TREND_DAYS = 30
+GROUP_SCAN = 5000  # distinct messages read to build the failure groups
+SAMPLE_CHARS = 300
+ESTIMATE_SAMPLE = 200
 
 
 def _money(value) -> float:
@@ -74,11 +88,9 @@ def _llm_cost_per_item(job: Job, items: QuerySet[Item], agg: dict) -> Decimal | 
         )
     if agg["n"]:
         return agg["cost"] / agg["n"]
-    price = price_for(model=job.model)
+    price = ModelPrice.objects.for_model(job.model)
     if price is None:
         return None
-    from conversions.engine.prompts import CONVERT_SYSTEM_PROMPT
-
     sizes = items.aggregate(
         mathml=Avg(Length("question__mathml")), latex=Avg(Length("result_latex"))
     )
@@ -286,9 +298,6 @@ def cluster_alive() -> bool:
     cluster's scheduler keeps the reconciler's next run in the future (or seconds behind
     it), and its monitor saves finished tasks.
     """
-    from django_q.models import Schedule, Task
-    from django_q.status import Stat
-
     try:
         if Stat.get_all():
             return True
@@ -330,3 +339,205 @@ def queue_health() -> dict:
         "oldest_queued_age_s": round(oldest_age, 1) if oldest_age is not None else None,
         "warning": warning,
     }
+
+
+def job_status(*, job_id: int) -> str:
+    return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+def jobs_waiting_in_queue(now) -> set[int]:
+    """Jobs with a task still waiting in the ORM broker's queue (not taken by a worker).
+
+    Such a job is only waiting for a free worker: queuing it again would pile up copies
+    that later run side by side. A task a worker took (its row locked until the broker's
+    retry time) but whose worker shows no sign of life does not count. With Redis the
+    queue cannot be read cheaply; the heartbeat alone decides.
+    """
+    if "orm" not in settings.Q_CLUSTER:
+        return set()
+    waiting = set()
+    for queued in OrmQ.objects.filter(lock__lte=now):
+        try:
+            name = queued.name() or ""
+        except Exception:  # noqa: S112 - an unreadable payload is not ours
+            continue
+        if name.startswith("job-") and name[4:].isdigit():
+            waiting.add(int(name[4:]))
+    return waiting
+
+
+# --- the dashboard's daily trends ------------------------------------------------------
+
+
+def _local_day():
+    """The local calendar day of finished_at, as an SQL expression."""
+    if connection.vendor == "sqlite":
+        # TruncDate calls a Python function per row on SQLite (seconds for a million
+        # rows); SQLite's own date() with the zone's offset does the same in C.
+        offset = int(timezone.localtime().utcoffset().total_seconds())
+        return Func(
+            F("finished_at"),
+            Value(f"{offset:+d} seconds"),
+            function="date",
+            output_field=CharField(),
+        )
+    return TruncDate("finished_at")
+
+
+def daily_trends(*, days: int = TREND_DAYS) -> dict:
+    """Per day and in total over the window: items, success rate, tokens and cost."""
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        Item.objects.filter(finished_at__gte=since)
+        .annotate(day=_local_day())
+        .order_by("day")
+        .values("day")
+        .annotate(
+            items=Count("pk"),
+            succeeded=Count("pk", filter=Q(status=Item.Status.SUCCEEDED)),
+            cancelled=Count("pk", filter=Q(status=Item.Status.CANCELLED)),
+            hits=Count("pk", filter=Q(cached=True)),
+            tokens_in=Sum("tokens_in"),
+            tokens_out=Sum("tokens_out"),
+            api_calls=Sum("api_calls"),
+            cost=Sum("cost_usd"),
+            saved=Sum("cost_saved_usd"),
+        )
+    )
+    rows = list(rows)
+    total = {key: sum(row[key] or 0 for row in rows) for key in _SUMMED}
+    return {
+        "days": days,
+        "daily": [
+            {
+                "day": str(row["day"]),
+                "items": row["items"],
+                "success_rate": _rate(row["succeeded"], row["items"] - row["cancelled"]),
+                "cost_usd": float(row["cost"] or 0),
+            }
+            for row in rows
+        ],
+        "totals": {
+            "days": days,
+            "items": total["items"],
+            "success_rate": _rate(total["succeeded"], total["items"] - total["cancelled"]),
+            "tokens_in": total["tokens_in"],
+            "tokens_out": total["tokens_out"],
+            "api_calls": total["api_calls"],
+            "cache_hits": total["hits"],
+            "cost_usd": float(total["cost"]),
+            "saved_usd": float(total["saved"]),
+        },
+        "computed_at": timezone.now().isoformat(),
+    }
+
+
+_SUMMED = (
+    "items",
+    "succeeded",
+    "cancelled",
+    "hits",
+    "tokens_in",
+    "tokens_out",
+    "api_calls",
+    "cost",
+    "saved",
+)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+# --- failure groups (the failures page) -------------------------------------------------
+
+_VARIABLE_PARTS = re.compile(r"'[^']*'|\"[^\"]*\"|\b0x[0-9a-f]+\b|\d+(?:\.\d+)?", re.IGNORECASE)
+
+
+def message_pattern(message: str) -> str:
+    """A message with its variable parts (numbers, quoted values) blanked out."""
+    pattern = _VARIABLE_PARTS.sub("…", message)
+    return Truncator(" ".join(pattern.split())).chars(200)
+
+
+def failure_groups(items) -> list[dict]:
+    """Failed items grouped by category and message pattern, largest group first."""
+    rows = (
+        items.exclude(error_category="")
+        .order_by()
+        .values_list("error_category", "error_message")
+        .annotate(n=Count("pk"))
+        .order_by("-n")[:GROUP_SCAN]
+    )
+    groups: dict[tuple[str, str], dict] = {}
+    for category, message, n in rows:
+        key = (category, message_pattern(message))
+        group = groups.get(key)
+        if group is None:
+            groups[key] = {
+                "category": category,
+                "category_label": str(Item.ErrorCategory(category).label),
+                "pattern": key[1],
+                "sample": Truncator(message).chars(SAMPLE_CHARS),
+                "prefix": message[:100],
+                "count": n,
+            }
+        else:
+            group["count"] += n
+            group["prefix"] = os.path.commonprefix([group["prefix"], message])
+    return sorted(groups.values(), key=lambda g: -g["count"])
+
+
+# --- the launch page's estimate ----------------------------------------------------------
+
+
+def _task(kind: str, schema: LabelSchema | None):
+    if kind == Job.Kind.LABEL:
+        return labeling.label_task(schema) if schema else None
+    return ConversionTask()
+
+
+def _typical_output_tokens(kind: str, mathml: str) -> int:
+    # LaTeX is roughly a twentieth of its MathML's length; labels are a short JSON object.
+    if kind == Job.Kind.LABEL:
+        return 80
+    return 12 + len(mathml) // 25
+
+
+def launch_estimate(
+    questions: QuerySet[Question], *, kind: str, backend: str, model: str, schema=None, count: int
+) -> dict:
+    """Tokens and cost of running `count` questions, from a sample of them."""
+    llm = backend in Job.LLM_BACKENDS
+    estimate = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
+    estimate.update(model=model, price=None, tokens_in=0, tokens_out=0, tokens_out_max=0)
+    estimate.update(cost_usd=None, cost_max_usd=None)
+    task = _task(kind, schema)
+    if not llm or not count or task is None:
+        return estimate
+    sample = list(
+        questions.order_by()[:ESTIMATE_SAMPLE].values_list("question_id", "mathml", "text")
+    )
+    tokens_in = tokens_out = tokens_out_max = 0
+    for ref, mathml, text in sample:
+        item = WorkItem(item_id=0, ref=ref, mathml=mathml, text=text)
+        try:
+            prompt = task.build_messages(item)
+        except Exception:  # noqa: S112 - an invalid question fails without a call
+            continue
+        tokens_in += estimate_text_tokens(*(m["content"] for m in prompt))
+        tokens_out += _typical_output_tokens(kind, mathml)
+        cap = task.request_options(item).get("max_completion_tokens", 0)
+        tokens_out_max += cap
+    scale = count / len(sample) if sample else 0
+    estimate.update(
+        tokens_in=round(tokens_in * scale),
+        tokens_out=round(tokens_out * scale),
+        tokens_out_max=round(tokens_out_max * scale),
+    )
+    price = ModelPrice.objects.for_model(model)
+    if price is not None:
+        estimate["price"] = price
+        estimate["cost_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out"])
+        estimate["cost_max_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out_max"])
+    return estimate

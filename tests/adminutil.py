@@ -8,6 +8,7 @@ from django.apps import apps
 from django.contrib.auth.models import Group, User
 
 from conversions import services
+from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, LabelSchema, Question
 
 GROUPS = importlib.import_module("conversions.migrations.0007_groups")
@@ -37,12 +38,14 @@ def make_job(questions, *, name: str = "", kind: str = Job.Kind.CONVERT) -> Job:
     """A job over these questions; no task is queued and no endpoint is checked."""
     ids = [q.pk for q in questions]
     return services.job_create(
-        kind=kind,
+        job_settings=JobSettings(
+            kind=kind,
+            backend=Job.Backend.OPENAI if kind == Job.Kind.LABEL else Job.Backend.RULES,
+            name=name,
+            label_schema=LabelSchema.objects.first() if kind == Job.Kind.LABEL else None,
+        ),
         questions=Question.objects.filter(pk__in=ids),
         selection={"ids": ids},
-        backend=Job.Backend.OPENAI if kind == Job.Kind.LABEL else Job.Backend.RULES,
-        name=name,
-        label_schema=LabelSchema.objects.first() if kind == Job.Kind.LABEL else None,
         enqueue=False,
         check_config=False,
     )

@@ -7,6 +7,7 @@ from django.core.management import call_command
 
 from conversions import selectors, services, tasks
 from conversions.cache import cache_key, repeated_share
+from conversions.jobsettings import JobSettings
 from conversions.models import CacheEntry, Item, Job, Question
 from tests import jobutil
 from tests.jobutil import fraction
@@ -27,11 +28,10 @@ def spaced(n: int) -> str:
 def create(**options) -> Job:
     options.setdefault("backend", Job.Backend.OPENAI)
     return services.job_create(
+        job_settings=JobSettings(max_concurrent=4, **options),
         questions=Question.objects.all(),
         selection={"test": True},
         enqueue=False,
-        max_concurrent=4,
-        **options,
     )
 
 

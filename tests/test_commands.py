@@ -18,7 +18,9 @@ from django.core.management import CommandError, call_command
 from django_q.models import OrmQ
 
 from conversions import services
+from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
+from conversions.results import ItemResult
 from tests import jobutil
 from tests.jobutil import ROOT, make_questions
 from tests.settings import subprocess_env
@@ -100,7 +102,10 @@ def test_convert_wait_with_the_llm_prints_tokens_and_cost(llm):
 def test_job_command_steers_and_reports(django_capture_on_commit_callbacks):
     make_questions(4)
     job = services.job_create(
-        questions=Question.objects.all(), selection={}, backend="rules", enqueue=False
+        job_settings=JobSettings(backend="rules"),
+        questions=Question.objects.all(),
+        selection={},
+        enqueue=False,
     )
     assert run("job", "pause", str(job.pk)) == f"Job {job.pk}: queued -> paused.\n"
     with pytest.raises(CommandError, match="is paused: cannot pause it"):
@@ -112,7 +117,7 @@ def test_job_command_steers_and_reports(django_capture_on_commit_callbacks):
         job=job,
         owner="w",
         results=[
-            services.ItemResult(
+            ItemResult(
                 item_id=i.pk,
                 question_id=i.question_id,
                 status=Item.Status.FAILED,
@@ -122,7 +127,7 @@ def test_job_command_steers_and_reports(django_capture_on_commit_callbacks):
             for i in batch.items[:2]
         ]
         + [
-            services.ItemResult(
+            ItemResult(
                 item_id=i.pk, question_id=i.question_id, status=Item.Status.SUCCEEDED, latex="x"
             )
             for i in batch.items[2:]

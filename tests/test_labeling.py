@@ -24,6 +24,7 @@ from conversions.engine.labeling import (
 from conversions.engine.retry import InvalidInput, InvalidOutput
 from conversions.engine.types import WorkItem
 from conversions.fakeopenai import input_key, schema_instance
+from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, LabelSchema, Question, ReviewEvent
 
 SPEC = LabelSpec(
@@ -205,14 +206,13 @@ def test_the_schema_admin_validates_fields_and_versions_changes(admin_client):
 
 def _label_job(schema: LabelSchema, questions, **options) -> Job:
     return services.job_create(
-        kind=Job.Kind.LABEL,
+        job_settings=JobSettings(
+            kind=Job.Kind.LABEL, backend=Job.Backend.OPENAI, label_schema=schema, **options
+        ),
         questions=questions,
         selection={"test": True},
-        backend=Job.Backend.OPENAI,
-        label_schema=schema,
         enqueue=False,
         check_config=False,
-        **options,
     )
 
 

@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from conversions import services
 from conversions.fakeopenai import input_key
+from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
 from tests import jobutil
 from tests.jobutil import API_KEY, Cluster, make_questions, wait_until
@@ -32,10 +33,9 @@ def cluster(server, workers: int = 2) -> Cluster:
 
 def create(**options) -> Job:
     return services.job_create(
+        job_settings=JobSettings(backend=Job.Backend.OPENAI, **options),
         questions=Question.objects.all(),
         selection={"test": True},
-        backend=Job.Backend.OPENAI,
-        **options,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conversions import selectors, services, tasks
+from conversions.jobsettings import JobSettings
 from conversions.models import Job, Question
 from tests import jobutil
 from tests.jobutil import calls, fraction, make_questions
@@ -27,11 +28,10 @@ def broken(n: int) -> str:
 
 def create(backend: str) -> Job:
     return services.job_create(
+        job_settings=JobSettings(backend=backend, max_concurrent=4),
         questions=Question.objects.all(),
         selection={"test": True},
-        backend=backend,
         enqueue=False,
-        max_concurrent=4,
     )
 
 

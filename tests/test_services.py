@@ -11,7 +11,10 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from conversions import selectors, services
+from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
+from conversions.preflight import check_backend_config
+from conversions.results import ItemResult
 from tests import jobutil
 from tests.jobutil import make_questions
 
@@ -24,18 +27,15 @@ def rules_job(count: int = 5, **options) -> Job:
     if not Question.objects.exists():
         make_questions(count)
     return services.job_create(
+        job_settings=JobSettings(backend=Job.Backend.RULES, **options),
         questions=Question.objects.all(),
         selection={"test": True},
-        backend=Job.Backend.RULES,
         enqueue=False,
-        **options,
     )
 
 
-def result(item: Item, status: str = Item.Status.SUCCEEDED, **fields) -> services.ItemResult:
-    return services.ItemResult(
-        item_id=item.pk, question_id=item.question_id, status=status, **fields
-    )
+def result(item: Item, status: str = Item.Status.SUCCEEDED, **fields) -> ItemResult:
+    return ItemResult(item_id=item.pk, question_id=item.question_id, status=status, **fields)
 
 
 # --- creating ---------------------------------------------------------------------------------
@@ -62,7 +62,9 @@ def test_the_task_is_queued_only_after_commit(django_capture_on_commit_callbacks
     make_questions(3)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         job = services.job_create(
-            questions=Question.objects.all(), selection={}, backend=Job.Backend.RULES
+            job_settings=JobSettings(backend=Job.Backend.RULES),
+            questions=Question.objects.all(),
+            selection={},
         )
         assert OrmQ.objects.count() == 0
     assert len(callbacks) == 1
@@ -80,7 +82,9 @@ def test_an_llm_job_with_high_concurrency_is_spread_over_parallel_tasks(
     def queued(**options) -> tuple[int, int]:
         OrmQ.objects.all().delete()
         with django_capture_on_commit_callbacks(execute=True):
-            job = services.job_create(questions=Question.objects.all(), selection={}, **options)
+            job = services.job_create(
+                job_settings=JobSettings(**options), questions=Question.objects.all(), selection={}
+            )
         return services.job_parallel_tasks(job=job), OrmQ.objects.count()
 
     assert queued(backend="openai", max_concurrent=50) == (2, 2)
@@ -96,23 +100,25 @@ def test_llm_backends_are_checked_before_any_work(settings, llm):
     settings.OPENAI_API_KEY = ""
     with pytest.raises(services.ConfigurationError, match="OPENAI_API_KEY is not set"):
         services.job_create(
-            questions=Question.objects.all(), selection={}, backend=Job.Backend.OPENAI
+            job_settings=JobSettings(backend=Job.Backend.OPENAI),
+            questions=Question.objects.all(),
+            selection={},
         )
     assert not Job.objects.exists()
 
     settings.OPENAI_API_KEY = "test-key"
     with pytest.raises(services.ConfigurationError, match="Unknown model gpt-0-nope"):
-        services.check_backend_config(backend="hybrid", model="gpt-0-nope")
-    services.check_backend_config(backend="openai", model="gpt-4.1-mini")
+        check_backend_config(backend="hybrid", model="gpt-0-nope")
+    check_backend_config(backend="openai", model="gpt-4.1-mini")
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
     with pytest.raises(services.ConfigurationError, match="Cannot reach the API"):
-        services.check_backend_config(
+        check_backend_config(
             backend="openai", model="gpt-4.1-mini", base_url=f"http://127.0.0.1:{closed}/v1"
         )
-    services.check_backend_config(backend="rules", model="")  # no key needed
+    check_backend_config(backend="rules", model="")  # no key needed
 
 
 # --- claiming and recording -------------------------------------------------------------------
@@ -310,7 +316,9 @@ def test_the_reconciler_leaves_jobs_whose_task_waits_for_a_worker(
     make_questions(2)
     with django_capture_on_commit_callbacks(execute=True):
         waiting = services.job_create(
-            questions=Question.objects.all(), selection={}, backend=Job.Backend.RULES
+            job_settings=JobSettings(backend=Job.Backend.RULES),
+            questions=Question.objects.all(),
+            selection={},
         )
     Job.objects.filter(pk=waiting.pk).update(updated_at=stale)
     assert services.jobs_reconcile() == []  # its task is in the queue: a worker will come

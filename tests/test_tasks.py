@@ -9,9 +9,10 @@ from collections import Counter
 import pytest
 from django_q.models import OrmQ
 
-from conversions import selectors, services, tasks
+from conversions import exporting, selectors, services, tasks
 from conversions.converters import mathml_to_latex
 from conversions.joblog import log_path
+from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
 from tests import jobutil
 from tests.jobutil import calls, fraction, make_questions, tagged
@@ -21,14 +22,14 @@ llm = jobutil.llm  # the fixture
 pytestmark = pytest.mark.django_db
 
 
-def create(backend: str = Job.Backend.OPENAI, **options) -> Job:
+def create(backend: str = Job.Backend.OPENAI, check_config: bool = True, **options) -> Job:
     options.setdefault("max_concurrent", 4)
     return services.job_create(
+        job_settings=JobSettings(backend=backend, **options),
         questions=Question.objects.all(),
         selection={"test": True},
-        backend=backend,
         enqueue=False,
-        **options,
+        check_config=check_config,
     )
 
 
@@ -47,7 +48,7 @@ def test_a_rules_job_converts_records_exports_and_logs(settings):
     assert not Question.objects.exclude(conversion_state="converted").exists()
     assert Question.objects.get(question_id="Q-00007").latex == mathml_to_latex(fraction(7))
 
-    exports = services.export_dir(job_id=job.pk)
+    exports = exporting.export_dir(job_id=job.pk)
     stats = json.loads((exports / "stats.json").read_text())
     assert (stats["done"], stats["counts"], stats["routes"]) == (
         25,

@@ -2,113 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
-from django.db.models import CharField, Count, F, Func, Q, Sum, Value
-from django.db.models.functions import TruncDate
+from django.db.models import Count
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from conversions import selectors
 from conversions.admin.access import VIEW_JOBS, require_perm, with_csp
-from conversions.models import Item, Job, Question
+from conversions.models import Job, Question
 
-DAYS = 30
+DAYS = selectors.TREND_DAYS
 RECENT_JOBS = 10
 # The trends read every item finished in the window (a million rows at scale), so they
 # are computed at most once a minute per process; the queue's health is always fresh.
 TRENDS_CACHE_S = 60
 
 
-def _local_day():
-    """The local calendar day of finished_at, as an SQL expression."""
-    if connection.vendor == "sqlite":
-        # TruncDate calls a Python function per row on SQLite (seconds for a million
-        # rows); SQLite's own date() with the zone's offset does the same in C.
-        offset = int(timezone.localtime().utcoffset().total_seconds())
-        return Func(
-            F("finished_at"),
-            Value(f"{offset:+d} seconds"),
-            function="date",
-            output_field=CharField(),
-        )
-    return TruncDate("finished_at")
-
-
-def trends(*, days: int = DAYS) -> dict:
-    """Per day and in total over the window: items, success rate, tokens and cost."""
-    since = timezone.now() - timedelta(days=days)
-    rows = (
-        Item.objects.filter(finished_at__gte=since)
-        .annotate(day=_local_day())
-        .order_by("day")
-        .values("day")
-        .annotate(
-            items=Count("pk"),
-            succeeded=Count("pk", filter=Q(status=Item.Status.SUCCEEDED)),
-            cancelled=Count("pk", filter=Q(status=Item.Status.CANCELLED)),
-            hits=Count("pk", filter=Q(cached=True)),
-            tokens_in=Sum("tokens_in"),
-            tokens_out=Sum("tokens_out"),
-            api_calls=Sum("api_calls"),
-            cost=Sum("cost_usd"),
-            saved=Sum("cost_saved_usd"),
-        )
-    )
-    rows = list(rows)
-    total = {key: sum(row[key] or 0 for row in rows) for key in _SUMMED}
-    return {
-        "days": days,
-        "daily": [
-            {
-                "day": str(row["day"]),
-                "items": row["items"],
-                "success_rate": _rate(row["succeeded"], row["items"] - row["cancelled"]),
-                "cost_usd": float(row["cost"] or 0),
-            }
-            for row in rows
-        ],
-        "totals": {
-            "days": days,
-            "items": total["items"],
-            "success_rate": _rate(total["succeeded"], total["items"] - total["cancelled"]),
-            "tokens_in": total["tokens_in"],
-            "tokens_out": total["tokens_out"],
-            "api_calls": total["api_calls"],
-            "cache_hits": total["hits"],
-            "cost_usd": float(total["cost"]),
-            "saved_usd": float(total["saved"]),
-        },
-        "computed_at": timezone.now().isoformat(),
-    }
-
-
-_SUMMED = (
-    "items",
-    "succeeded",
-    "cancelled",
-    "hits",
-    "tokens_in",
-    "tokens_out",
-    "api_calls",
-    "cost",
-    "saved",
-)
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
-
-
 def dashboard_data(*, days: int = DAYS) -> dict:
     window = cache.get_or_set(
-        f"mathconv:dashboard-trends:{days}", lambda: trends(days=days), TRENDS_CACHE_S
+        f"mathconv:dashboard-trends:{days}",
+        lambda: selectors.daily_trends(days=days),
+        TRENDS_CACHE_S,
     )
     return {
         "overall": window["totals"],

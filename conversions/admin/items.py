@@ -7,9 +7,6 @@ the question's unique index.
 
 from __future__ import annotations
 
-import os
-import re
-
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import Count
@@ -25,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from conversions import services
+from conversions import selectors, services
 from conversions.admin import review
 from conversions.admin.access import (
     REVIEW_ITEMS,
@@ -40,7 +37,6 @@ from conversions.engine.redact import redact
 from conversions.models import Item, Job, Question
 from conversions.sanitize import latex_is_renderable, sanitize_mathml
 
-GROUP_SCAN = 5000  # distinct messages read to build the failure groups
 SAMPLE_CHARS = 300
 
 
@@ -63,43 +59,6 @@ class JobListFilter(admin.SimpleListFilter):
         if not value.isdigit():
             return queryset.none()
         return queryset.filter(job_id=int(value))
-
-
-_VARIABLE_PARTS = re.compile(r"'[^']*'|\"[^\"]*\"|\b0x[0-9a-f]+\b|\d+(?:\.\d+)?", re.IGNORECASE)
-
-
-def message_pattern(message: str) -> str:
-    """A message with its variable parts (numbers, quoted values) blanked out."""
-    pattern = _VARIABLE_PARTS.sub("…", message)
-    return Truncator(" ".join(pattern.split())).chars(200)
-
-
-def failure_groups(items) -> list[dict]:
-    """Failed items grouped by category and message pattern, largest group first."""
-    rows = (
-        items.exclude(error_category="")
-        .order_by()
-        .values_list("error_category", "error_message")
-        .annotate(n=Count("pk"))
-        .order_by("-n")[:GROUP_SCAN]
-    )
-    groups: dict[tuple[str, str], dict] = {}
-    for category, message, n in rows:
-        key = (category, message_pattern(message))
-        group = groups.get(key)
-        if group is None:
-            groups[key] = {
-                "category": category,
-                "category_label": str(Item.ErrorCategory(category).label),
-                "pattern": key[1],
-                "sample": Truncator(message).chars(SAMPLE_CHARS),
-                "prefix": message[:100],
-                "count": n,
-            }
-        else:
-            group["count"] += n
-            group["prefix"] = os.path.commonprefix([group["prefix"], message])
-    return sorted(groups.values(), key=lambda g: -g["count"])
 
 
 @admin.register(Item)
@@ -315,7 +274,9 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
             for value, label in Item.ErrorCategory.choices
             if by_category.get(value)
         ]
-        groups = failure_groups(failed.filter(error_category=category) if category else failed)
+        groups = selectors.failure_groups(
+            failed.filter(error_category=category) if category else failed
+        )
         for group in groups:
             group["url"] = failures_url(
                 job=job and job.pk,

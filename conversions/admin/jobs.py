@@ -7,10 +7,6 @@ aggregating the whole item table.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.serializers.json import DjangoJSONEncoder
@@ -27,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from conversions import selectors, services
+from conversions import exporting, selectors, services
 from conversions.admin import dashboard
 from conversions.admin.access import (
     RUN_JOBS,
@@ -36,13 +32,11 @@ from conversions.admin.access import (
     with_csp,
 )
 from conversions.admin.lists import CappedCountPaginator
-from conversions.exporting import neutralise
 from conversions.models import Item, Job, ModelPrice
 
-UNFINISHED = (Item.Status.PENDING, Item.Status.RUNNING)
+UNFINISHED = Item.UNFINISHED_STATUSES
 UNSUCCESSFUL = (Item.Status.FAILED, Item.Status.NEEDS_REVIEW, Item.Status.SKIPPED)
-EXPORT_FORMATS = ("csv", "xlsx", "json")
-EXPORT_PAGE = 2000
+EXPORT_FORMATS = exporting.FORMATS
 SAMPLE_CHARS = 300
 
 
@@ -275,72 +269,24 @@ def _control(request, job: Job, op: str):
     return redirect("admin:conversions_job_change", job.pk)
 
 
-# --- job results export ---------------------------------------------------------------
-
-EXPORT_COLUMNS = services.RESULT_COLUMNS
-
-
-def job_result_rows(job: Job):
-    """Every item of the job as a plain row, read in primary-key pages."""
-    return services.result_rows(Item.objects.filter(job_id=job.pk), page=EXPORT_PAGE)
-
-
-def _cell(value):
-    if isinstance(value, dict | list):
-        value = json.dumps(value, ensure_ascii=False)
-    return neutralise("" if value is None else value)
-
-
-class _Echo:
-    def write(self, value):
-        return value
+# --- job results export (the rows and columns: exporting.py) ---------------------------
 
 
 def job_export_response(job: Job, fmt: str):
-    filename = f"job-{job.pk}-results.{fmt}"
-    disposition = f'attachment; filename="{filename}"'
     if fmt == "json":
-
-        def chunks():
-            yield "["
-            for n, row in enumerate(job_result_rows(job)):
-                yield ("\n" if n == 0 else ",\n") + json.dumps(row, ensure_ascii=False)
-            yield "\n]\n"
-
-        response = StreamingHttpResponse(chunks(), content_type="application/json")
+        response = StreamingHttpResponse(
+            exporting.job_results_json_chunks(job), content_type="application/json"
+        )
     elif fmt == "csv":
-        writer = csv.writer(_Echo())
-
-        def lines():
-            yield "\ufeff" + writer.writerow(EXPORT_COLUMNS)
-            for row in job_result_rows(job):
-                yield writer.writerow([_cell(row[c]) for c in EXPORT_COLUMNS])
-
-        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(
+            exporting.job_results_csv_lines(job), content_type="text/csv; charset=utf-8"
+        )
     else:
         response = HttpResponse(
-            _xlsx_bytes(job),
-            content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            exporting.job_results_xlsx(job), content_type=exporting.CONTENT_TYPES["xlsx"]
         )
-    response["Content-Disposition"] = disposition
+    response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-results.{fmt}"'
     return response
-
-
-def _xlsx_bytes(job: Job) -> bytes:
-    from openpyxl import Workbook
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("results")
-    sheet.append(EXPORT_COLUMNS)
-    for row in job_result_rows(job):
-        cells = [_cell(row[c]) for c in EXPORT_COLUMNS]
-        sheet.append(
-            [ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v for v in cells]
-        )
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
 
 
 @admin.register(ModelPrice)

@@ -24,13 +24,11 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from conversions import labeling, services
+from conversions import labeling, selectors, services
 from conversions.admin.access import RUN_JOBS, require_perm, with_csp
-from conversions.engine.prompts import ConversionTask, estimate_text_tokens
-from conversions.engine.types import WorkItem
+from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
 from conversions.models import Job, LabelSchema, ModelPrice, Question
 
-ESTIMATE_SAMPLE = 200
 NOT_FILTERS = {"p", "o", "all", "e", "_facets", "_popup", "_to_field", "_changelist_filters"}
 MAX_TICKED = 10_000
 KINDS = (Job.Kind.CONVERT, Job.Kind.LABEL)
@@ -148,70 +146,13 @@ def runnable_questions(
     """The part of the selection a job with these settings will work on."""
     if kind == Job.Kind.CONVERT and data.get("only_unconverted"):
         # The same rule job_create applies; used here to count and estimate.
-        questions = questions.filter(
-            conversion_state__in=[
-                Question.ConversionState.UNCONVERTED,
-                Question.ConversionState.FAILED,
-            ]
-        )
+        questions = questions.unconverted()
     if kind == Job.Kind.LABEL and data.get("only_unlabeled") and data.get("label_schema"):
         questions = labeling.questions_unlabeled(questions, schema=data["label_schema"])
     return questions
 
 
 # --- estimate ----------------------------------------------------------------------------
-
-
-def _task(kind: str, schema: LabelSchema | None):
-    if kind == Job.Kind.LABEL:
-        return labeling.label_task(schema) if schema else None
-    return ConversionTask()
-
-
-def _typical_output_tokens(kind: str, mathml: str) -> int:
-    # LaTeX is roughly a twentieth of its MathML's length; labels are a short JSON object.
-    if kind == Job.Kind.LABEL:
-        return 80
-    return 12 + len(mathml) // 25
-
-
-def estimate_job(
-    questions: QuerySet[Question], *, kind: str, backend: str, model: str, schema=None, count: int
-) -> dict:
-    """Tokens and cost of running `count` questions, from a sample of them."""
-    llm = backend in services.LLM_BACKENDS
-    estimate = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
-    estimate.update(model=model, price=None, tokens_in=0, tokens_out=0, tokens_out_max=0)
-    estimate.update(cost_usd=None, cost_max_usd=None)
-    task = _task(kind, schema)
-    if not llm or not count or task is None:
-        return estimate
-    sample = list(
-        questions.order_by()[:ESTIMATE_SAMPLE].values_list("question_id", "mathml", "text")
-    )
-    tokens_in = tokens_out = tokens_out_max = 0
-    for ref, mathml, text in sample:
-        item = WorkItem(item_id=0, ref=ref, mathml=mathml, text=text)
-        try:
-            prompt = task.build_messages(item)
-        except Exception:  # noqa: S112 - an invalid question fails without a call
-            continue
-        tokens_in += estimate_text_tokens(*(m["content"] for m in prompt))
-        tokens_out += _typical_output_tokens(kind, mathml)
-        cap = task.request_options(item).get("max_completion_tokens", 0)
-        tokens_out_max += cap
-    scale = count / len(sample) if sample else 0
-    estimate.update(
-        tokens_in=round(tokens_in * scale),
-        tokens_out=round(tokens_out * scale),
-        tokens_out_max=round(tokens_out_max * scale),
-    )
-    price = services.price_for(model=model)
-    if price is not None:
-        estimate["price"] = price
-        estimate["cost_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out"])
-        estimate["cost_max_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out_max"])
-    return estimate
 
 
 # --- the confirmation page ----------------------------------------------------------------
@@ -229,10 +170,10 @@ def launch_response(request, model_admin, *, kind: str, selection: dict, form=No
     runnable = runnable_questions(questions, kind=kind, data=data)
     count = runnable.count()
     if data.get("test_mode"):
-        count = min(count, services.TEST_MODE_ITEMS)
+        count = min(count, TEST_MODE_ITEMS)
     backend = form.backend if kind == Job.Kind.LABEL else data.get("backend", Job.Backend.RULES)
-    model = data.get("model") or services.default_model(kind=kind, backend=backend)
-    estimate = estimate_job(
+    model = data.get("model") or default_model(kind=kind, backend=backend)
+    estimate = selectors.launch_estimate(
         runnable,
         kind=kind,
         backend=backend,
@@ -292,22 +233,10 @@ def _launch(request, model_admin, *, kind, selection, form):
     backend = form.backend if kind == Job.Kind.LABEL else data["backend"]
     try:
         job = services.job_create(
-            kind=kind,
+            job_settings=JobSettings.from_form(kind=kind, backend=backend, data=data),
             questions=questions,
             selection=selection,
-            backend=backend,
-            model=data["model"],
-            batch_size=data["batch_size"],
-            max_concurrent=data["max_concurrent"],
-            rpm_limit=data["rpm_limit"],
-            tpm_limit=data["tpm_limit"],
-            test_mode=data["test_mode"],
-            only_unconverted=bool(data.get("only_unconverted")),
-            use_cache=data["use_cache"],
-            overwrite_reviewed=data["overwrite_reviewed"],
-            label_schema=data.get("label_schema"),
             created_by=request.user,
-            name=data["name"],
         )
     except services.ConfigurationError as exc:
         form.add_error(None, str(exc))

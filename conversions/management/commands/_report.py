@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from conversions.exporting import export_dir
 from conversions.joblog import log_path
-from conversions.services import export_dir
 
 
 def _pct(value: float | None) -> str:

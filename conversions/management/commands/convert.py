@@ -18,6 +18,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from conversions import selectors, services
+from conversions.jobsettings import JobSettings
 from conversions.management.commands._report import format_stats, progress_line
 from conversions.models import Job, Question
 from conversions.tasks import job_run_inline
@@ -123,24 +124,32 @@ def create_job(opts: dict, *, enqueue: bool) -> Job:
     }
     try:
         return services.job_create(
+            job_settings=job_settings(opts),
             questions=Question.objects.all(),
             selection=selection,
-            backend=opts["backend"],
-            model=opts["model"],
-            batch_size=opts["batch_size"],
-            max_concurrent=opts["max_concurrent"],
-            rpm_limit=opts["rpm"],
-            tpm_limit=opts["tpm"],
-            test_mode=opts["test"],
-            only_unconverted=opts["only_unconverted"],
-            use_cache=not opts["no_cache"],
-            overwrite_reviewed=opts["overwrite_reviewed"],
-            name=opts["name"],
-            limit=opts["limit"],
             enqueue=enqueue,
         )
     except services.ConfigurationError as exc:
         raise CommandError(str(exc)) from None
+
+
+def job_settings(opts: dict) -> JobSettings:
+    """The command's options as job settings."""
+    return JobSettings(
+        kind=Job.Kind.CONVERT,
+        backend=opts["backend"],
+        model=opts["model"],
+        batch_size=opts["batch_size"],
+        max_concurrent=opts["max_concurrent"],
+        rpm_limit=opts["rpm"],
+        tpm_limit=opts["tpm"],
+        test_mode=opts["test"],
+        only_unconverted=opts["only_unconverted"],
+        use_cache=not opts["no_cache"],
+        overwrite_reviewed=opts["overwrite_reviewed"],
+        name=opts["name"],
+        limit=opts["limit"],
+    )
 
 
 class _Bar:
@@ -206,7 +215,7 @@ def watch(job: Job, out, stdout) -> bool:
     with _StopOnSignal() as stop:
         while not stop.is_set():
             job.refresh_from_db()
-            if job.status not in services.RUNNABLE_STATUSES:
+            if job.status not in Job.ACTIVE_STATUSES:
                 break
             bar.draw(job)
             waited = time.monotonic() - started
@@ -223,6 +232,6 @@ def watch(job: Job, out, stdout) -> bool:
         out.write(f"Stopped watching; job {job.pk} goes on (`python manage.py monitor {job.pk}`).")
         return False
     job.refresh_from_db()
-    if job.status in services.RUNNABLE_STATUSES:
+    if job.status in Job.ACTIVE_STATUSES:
         run_with_progress(job, out)
     return True

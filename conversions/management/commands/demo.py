@@ -29,6 +29,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from conversions import selectors, services
 from conversions.cache import repeated_share
+from conversions.jobsettings import JobSettings
 from conversions.management.commands._report import format_stats
 from conversions.models import Job, Question
 from conversions.tasks import job_run_inline
@@ -88,10 +89,11 @@ class Command(BaseCommand):
     def run_main_job(self) -> Job:
         try:
             job = services.job_create(
+                job_settings=JobSettings(
+                    backend=Job.Backend.RULES, name="demo: rules backend, whole bank"
+                ),
                 questions=Question.objects.all(),
                 selection={"source": "demo"},
-                backend=Job.Backend.RULES,
-                name="demo: rules backend, whole bank",
                 enqueue=False,
             )
         except services.ConfigurationError as exc:

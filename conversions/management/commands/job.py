@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from conversions import selectors, services
+from conversions import exporting, selectors, services
 from conversions.management.commands._report import format_stats
 from conversions.models import Item, Job
 
@@ -54,7 +54,7 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(format_stats(stats))
         else:
-            paths = services.job_export(job=job)
+            paths = exporting.job_export(job=job)
             self.stdout.write(f"Job {job.pk}: wrote {paths[0]}")
             if len(paths) > 1:
                 self.stdout.write(f"and {len(paths) - 1} batch file(s) in {paths[1].parent}")

@@ -27,11 +27,13 @@ from django.db.models import Q, QuerySet
 from conversions import labeling, selectors, services
 from conversions.exporting import neutralise
 from conversions.importing import FileSource, SourceError, import_file, layout_for
+from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings
 from conversions.management.commands._report import format_stats
 from conversions.management.commands.convert import run_with_progress
 from conversions.models import Item, Job, LabelSchema, Question
+from conversions.preflight import check_backend_config
 
-TEST_MODE_ROWS = services.TEST_MODE_ITEMS
+TEST_MODE_ROWS = TEST_MODE_ITEMS
 ERROR_SAMPLES = 5
 CHUNK = 1000
 # SQLite refuses a statement with more than 32766 parameters: a larger selection is
@@ -227,7 +229,7 @@ def questions_in(pks: list[int]) -> QuerySet[Question]:
 
 def check_config(model: str) -> None:
     try:
-        services.check_backend_config(backend=Job.Backend.OPENAI, model=model)
+        check_backend_config(backend=Job.Backend.OPENAI, model=model)
     except services.ConfigurationError as exc:
         raise CommandError(str(exc)) from None
 
@@ -235,22 +237,24 @@ def check_config(model: str) -> None:
 def create_job(key: dict, pks: list[int], *, schema: LabelSchema, model: str, opts: dict) -> Job:
     try:
         return services.job_create(
-            kind=Job.Kind.LABEL,
+            job_settings=JobSettings(
+                kind=Job.Kind.LABEL,
+                backend=Job.Backend.OPENAI,
+                model=model,
+                batch_size=opts["batch_size"],
+                max_concurrent=opts["max_concurrent"],
+                rpm_limit=opts["rpm"],
+                tpm_limit=opts["tpm"],
+                test_mode=opts["mode"] == "test",
+                label_schema=schema,
+                name=f"label {Path(key['input_csv']).name}",
+            ),
             questions=questions_in(pks),
             selection={
                 "run": key,
                 "rows": len(pks),
                 "skip_labeled": opts["skip_labeled"],
             },
-            backend=Job.Backend.OPENAI,
-            model=model,
-            batch_size=opts["batch_size"],
-            max_concurrent=opts["max_concurrent"],
-            rpm_limit=opts["rpm"],
-            tpm_limit=opts["tpm"],
-            test_mode=opts["mode"] == "test",
-            label_schema=schema,
-            name=f"label {Path(key['input_csv']).name}",
             enqueue=False,
         )
     except services.ConfigurationError as exc:

@@ -1,0 +1,228 @@
+"""The pure step from what a backend produced to what an item records.
+
+Plain functions over plain data: no query, no clock but the one passed in, so tests call
+them without a database. The worker (conversions/worker.py) calls them for every item and
+hands the ItemResults to services.outcomes_record.
+
+- rules_result: the deterministic converter's LaTeX, validated (or a failure);
+- outcome_result: an engine Outcome (conversion or labeling), validated, with its cost;
+- cached_result: an earlier validated result for the same input (no call);
+- skipped_result: the question's LaTeX is locked by a reviewer;
+- needs_llm: the hybrid routing decision (rules first, the LLM for the rest).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from conversions import labeling
+from conversions.cache import CachedResult
+from conversions.converters import ConversionError, mathml_to_latex, validate
+from conversions.converters.errors import InvalidMathML
+from conversions.engine.types import Outcome
+from conversions.models import Item, ModelPrice
+
+COST_PLACES = Decimal("0.000001")
+
+
+@dataclass
+class ItemResult:
+    """What a worker computed for one claimed item; services.outcomes_record writes it."""
+
+    item_id: int
+    question_id: int
+    status: str
+    latex: str = ""
+    labels: dict | None = None
+    route: str = ""
+    cached: bool = False
+    validation_score: float | None = None
+    validation_reasons: list = field(default_factory=list)
+    error_category: str = ""
+    error_message: str = ""
+    latency_ms: int | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: Decimal = Decimal("0")
+    cost_saved_usd: Decimal = Decimal("0")
+    api_calls: int = 0
+    retries: int = 0
+    request_excerpt: str = ""
+    response_excerpt: str = ""
+    cache_key: str = ""  # set on fresh results to store, and on cache hits to count
+    finished_at: datetime | None = None  # when the result came back (default: when written)
+    refused: bool = False  # the endpoint refused the call (401/403/404): not stored
+
+    def cache_entry(self) -> CachedResult:
+        return CachedResult(
+            key=self.cache_key,
+            latex=self.latex,
+            validation_score=self.validation_score,
+            tokens_in=self.tokens_in,
+            tokens_out=self.tokens_out,
+            cost_usd=self.cost_usd,
+        )
+
+
+def validated_result(
+    *, item_id: int, question_id: int, mathml: str, latex: str, route: str
+) -> ItemResult:
+    """LaTeX checked against its MathML: succeeded, or needs review with the reasons."""
+    check = validate(mathml, latex)
+    ok = bool(check.ok)
+    reasons = list(check.reasons)
+    problem = "; ".join(str(r) for r in reasons) or (
+        f"validation score {check.score:.2f} is below the threshold"
+    )
+    return ItemResult(
+        item_id=item_id,
+        question_id=question_id,
+        status=Item.Status.SUCCEEDED if ok else Item.Status.NEEDS_REVIEW,
+        latex=latex,
+        route=route,
+        validation_score=float(check.score),
+        validation_reasons=reasons,
+        error_category="" if ok else Item.ErrorCategory.VALIDATION_FAILED,
+        error_message="" if ok else problem[:2000],
+    )
+
+
+def failed_result(
+    *, item_id: int, question_id: int, category: str, message: str, route: str, seconds: float
+) -> ItemResult:
+    return ItemResult(
+        item_id=item_id,
+        question_id=question_id,
+        status=Item.Status.FAILED,
+        route=route,
+        error_category=category,
+        error_message=message,
+        latency_ms=round(seconds * 1000),
+    )
+
+
+def skipped_result(*, item_id: int, question_id: int) -> ItemResult:
+    """The result of an item whose question's LaTeX a reviewer locked (Question.locked_for)."""
+    return ItemResult(
+        item_id=item_id,
+        question_id=question_id,
+        status=Item.Status.SKIPPED,
+        error_message="the question's LaTeX is locked by review",
+    )
+
+
+def rules_result(*, item_id: int, question_id: int, mathml: str) -> ItemResult:
+    """Convert with the deterministic converter and validate; latency_ms is the whole step.
+
+    Unreadable MathML fails as invalid_input, a converter gap as invalid_output.
+    """
+    started = time.perf_counter()
+    try:
+        latex = mathml_to_latex(mathml)
+    except ConversionError as exc:
+        category = (
+            Item.ErrorCategory.INVALID_INPUT
+            if isinstance(exc, InvalidMathML)
+            else Item.ErrorCategory.INVALID_OUTPUT
+        )
+        return failed_result(
+            item_id=item_id,
+            question_id=question_id,
+            category=category,
+            message=f"rules: {exc}",
+            route=Item.Route.RULES,
+            seconds=time.perf_counter() - started,
+        )
+    result = validated_result(
+        item_id=item_id, question_id=question_id, mathml=mathml, latex=latex, route=Item.Route.RULES
+    )
+    result.latency_ms = round((time.perf_counter() - started) * 1000)
+    return result
+
+
+def needs_llm(rules: ItemResult) -> bool:
+    """Hybrid routing: only a rules result that did not validate goes on to the LLM (with
+    the rules LaTeX as a hint); a validated one is final."""
+    return rules.status != Item.Status.SUCCEEDED
+
+
+def cached_result(*, item_id: int, question_id: int, mathml: str, hit: CachedResult) -> ItemResult:
+    """An earlier result for the same input, validated again against this item's MathML.
+
+    cost_saved_usd is what the call that produced it cost.
+    """
+    result = validated_result(
+        item_id=item_id,
+        question_id=question_id,
+        mathml=mathml,
+        latex=hit.latex,
+        route=Item.Route.CACHE,
+    )
+    result.cached = True
+    result.cache_key = hit.key
+    result.cost_saved_usd = hit.cost_usd
+    return result
+
+
+def call_cost(price: ModelPrice | None, tokens_in: int, tokens_out: int) -> Decimal:
+    """USD for these tokens at this price row, to the micro-dollar; 0 with no price."""
+    if price is None:
+        return Decimal("0")
+    return price.cost(tokens_in, tokens_out).quantize(COST_PLACES)
+
+
+def outcome_result(
+    outcome: Outcome,
+    *,
+    item_id: int,
+    question_id: int,
+    mathml: str,
+    labeling_job: bool,
+    price: ModelPrice | None,
+    cache_key: str = "",
+    rules_ms: float = 0.0,
+) -> ItemResult:
+    """What an engine Outcome means for its item: validated LaTeX, labels, or a failure.
+
+    latency_ms adds the rules step that came before the call (hybrid), cost_usd the
+    tokens at `price`; cache_key is kept on a succeeded conversion so it gets stored.
+    """
+    if labeling_job:
+        result = ItemResult(
+            item_id=item_id,
+            question_id=question_id,
+            route=Item.Route.LLM,
+            **labeling.label_result_fields(outcome),
+        )
+    elif outcome.ok:
+        result = validated_result(
+            item_id=item_id,
+            question_id=question_id,
+            mathml=mathml,
+            latex=outcome.value["latex"],
+            route=Item.Route.LLM,
+        )
+        if result.status == Item.Status.SUCCEEDED:
+            result.cache_key = cache_key
+    else:
+        result = failed_result(
+            item_id=item_id,
+            question_id=question_id,
+            category=str(outcome.error_category),
+            message=outcome.error_message,
+            route=Item.Route.LLM,
+            seconds=0.0,
+        )
+    result.refused = outcome.refused
+    result.latency_ms = round(outcome.latency_s * 1000 + rules_ms)
+    result.tokens_in = outcome.tokens_in
+    result.tokens_out = outcome.tokens_out
+    result.cost_usd = call_cost(price, outcome.tokens_in, outcome.tokens_out)
+    result.api_calls = outcome.api_calls
+    result.retries = outcome.retries
+    result.request_excerpt = outcome.request_excerpt
+    result.response_excerpt = outcome.response_excerpt
+    return result

@@ -1,0 +1,55 @@
+"""Write-side workflows, by concern: jobs (create, steer, retry, reconcile) and items
+(claim, lease, record). Plain sync ORM code with keyword-only arguments.
+
+Reads live in conversions/selectors.py, the HTTP pre-flight check in preflight.py,
+raw SQL in rowwrite.py, prices on ModelPrice.objects.for_model, files in exporting.py.
+Callers use `services.<workflow>`; the modules below hold them.
+"""
+
+from conversions.preflight import ConfigurationError
+from conversions.services.items import (
+    Batch,
+    items_cancel,
+    items_claim,
+    items_release,
+    items_renew_lease,
+    lease_duration,
+    outcomes_record,
+)
+from conversions.services.jobs import (
+    items_retry,
+    job_cancel,
+    job_create,
+    job_enqueue,
+    job_fail,
+    job_finish_if_done,
+    job_parallel_tasks,
+    job_pause,
+    job_resume,
+    job_start,
+    jobs_reconcile,
+    task_concurrency,
+)
+
+__all__ = [
+    "Batch",
+    "ConfigurationError",
+    "items_cancel",
+    "items_claim",
+    "items_release",
+    "items_renew_lease",
+    "items_retry",
+    "job_cancel",
+    "job_create",
+    "job_enqueue",
+    "job_fail",
+    "job_finish_if_done",
+    "job_parallel_tasks",
+    "job_pause",
+    "job_resume",
+    "job_start",
+    "jobs_reconcile",
+    "lease_duration",
+    "outcomes_record",
+    "task_concurrency",
+]

@@ -1,0 +1,296 @@
+"""Item workflows of a running job: claim under a lease, renew, release, cancel, record.
+
+The rules that keep a job correct under crashes and duplicate task deliveries
+(DESIGN invariants 1, 5 and 8):
+
+- an Item is claimed with a lease by a conditional UPDATE (only pending items, or
+  running ones whose lease expired), so two workers never hold the same item;
+- a result is written only WHERE status=running AND lease_owner=<the claimer>, so a
+  finished item never gets a second result, and a worker that lost its lease cannot
+  overwrite the worker that took over;
+- results go onto the Question only when validated, and never over LaTeX a reviewer
+  locked (Question.locked_for).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from conversions.cache import cache_count_hits, cache_store
+from conversions.labeling import questions_labels_store
+from conversions.models import Item, Job, Question
+from conversions.results import ItemResult
+from conversions.rowwrite import rows_update
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_no: int
+    items: list[Item]
+
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=settings.MATHCONV_LEASE_SECONDS)
+
+
+def items_claim(
+    *, job: Job, owner: str, limit: int, share: int = 1, floor: int = 1
+) -> Batch | None:
+    """Take up to `limit` pending (or lease-expired) items of the job under a new batch no.
+
+    share > 1: that many tasks work on the job, so near its end take only a share of
+    the pending items left (at least `floor`): a task that took a full batch when little
+    is left would still be working on it while the others, with nothing left to claim,
+    idle (at the end of a 1,000-item job, a tenth of the run).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # The job row first, as job_cancel does: a claim and a cancel then queue on it
+        # instead of deadlocking on each other's item rows (PostgreSQL). A job paused or
+        # cancelled since the worker last looked gets no new claims.
+        this_job = Job.objects.filter(pk=job.pk)
+        if connection.features.has_select_for_update:
+            this_job = this_job.select_for_update()
+        if this_job.values_list("status", flat=True).first() not in Job.ACTIVE_STATUSES:
+            return None
+        expired = Item.objects.filter(
+            job_id=job.pk, status=Item.Status.RUNNING, lease_expires_at__lt=now
+        )
+        pending = Item.objects.filter(job_id=job.pk, status=Item.Status.PENDING)
+        if share > 1:
+            # Counted up to limit * share only: a claim never counts a whole 100k job.
+            left = pending.order_by().values("pk")[: limit * share].count()
+            limit = min(limit, max(floor, math.ceil(left / share)))
+        if connection.features.has_select_for_update_skip_locked:
+            # PostgreSQL: concurrent claimers skip each other's rows instead of waiting.
+            expired = expired.select_for_update(skip_locked=True)
+            pending = pending.select_for_update(skip_locked=True)
+        ids = list(expired.order_by("id").values_list("id", flat=True)[:limit])
+        if len(ids) < limit:
+            ids += pending.order_by("id").values_list("id", flat=True)[: limit - len(ids)]
+        if not ids:
+            return None
+        Job.objects.filter(pk=job.pk).update(last_batch_no=F("last_batch_no") + 1)
+        batch_no = Job.objects.values_list("last_batch_no", flat=True).get(pk=job.pk)
+        claimed = (
+            Item.objects.filter(pk__in=ids)
+            .filter(
+                Q(status=Item.Status.PENDING)
+                | Q(status=Item.Status.RUNNING, lease_expires_at__lt=now)
+            )
+            .update(
+                status=Item.Status.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=now + lease_duration(),
+                batch_no=batch_no,
+                attempts=F("attempts") + 1,
+                started_at=now,
+            )
+        )
+        if not claimed:
+            return None
+        items = list(
+            Item.objects.filter(
+                pk__in=ids, status=Item.Status.RUNNING, lease_owner=owner, batch_no=batch_no
+            )
+            .select_related("question")
+            .only(*CLAIM_FIELDS)
+            .order_by("id")
+        )
+    return Batch(batch_no=batch_no, items=items)
+
+
+CLAIM_FIELDS = [
+    "id",
+    "job",
+    "question",
+    "attempts",
+    "batch_no",
+    "question__id",
+    "question__question_id",
+    "question__mathml",
+    "question__text",
+    "question__latex",
+    "question__latex_locked",
+]
+
+
+def items_renew_lease(*, job: Job, owner: str) -> int:
+    """Extend the lease of everything this worker holds; also the job's heartbeat."""
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=now)
+    return Item.objects.filter(job_id=job.pk, status=Item.Status.RUNNING, lease_owner=owner).update(
+        lease_expires_at=now + lease_duration()
+    )
+
+
+def items_release(*, job: Job, owner: str, item_ids: Iterable[int] | None = None) -> int:
+    """Hand claimed, unfinished items back as pending (pause, time budget, shutdown)."""
+    items = Item.objects.filter(job_id=job.pk, status=Item.Status.RUNNING, lease_owner=owner)
+    if item_ids is not None:
+        items = items.filter(pk__in=list(item_ids))
+    return items.update(status=Item.Status.PENDING, lease_owner="", lease_expires_at=None)
+
+
+def items_cancel(*, job: Job, owner: str, item_ids: Iterable[int] | None = None) -> int:
+    items = Item.objects.filter(job_id=job.pk, status=Item.Status.RUNNING, lease_owner=owner)
+    if item_ids is not None:
+        items = items.filter(pk__in=list(item_ids))
+    return items_mark_cancelled(items)
+
+
+def items_mark_cancelled(items: QuerySet[Item]) -> int:
+    return items.update(
+        status=Item.Status.CANCELLED,
+        error_category=Item.ErrorCategory.CANCELLED,
+        error_message=_("The job was cancelled before this item finished."),
+        lease_owner="",
+        lease_expires_at=None,
+        finished_at=timezone.now(),
+    )
+
+
+RESULT_FIELDS = [
+    "status",
+    "result_latex",
+    "result_labels",
+    "route",
+    "cached",
+    "validation_score",
+    "validation_reasons",
+    "error_category",
+    "error_message",
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "cost_saved_usd",
+    "api_calls",
+    "retries",
+    "request_excerpt",
+    "response_excerpt",
+    "lease_owner",
+    "lease_expires_at",
+    "finished_at",
+]
+
+
+def outcomes_record(*, job: Job, owner: str, results: Sequence[ItemResult]) -> list[int]:
+    """Write results of items this worker still holds; returns the ids written.
+
+    A result for an item that is no longer running under this owner (a duplicate, or a
+    lease lost to another worker) is dropped: a finished item never gets a second result.
+    Tokens, cost and API calls add up over attempts, so retries show what they cost.
+    """
+    if not results:
+        return []
+    now = timezone.now()
+    by_id = {r.item_id: r for r in results}
+    with transaction.atomic():
+        held = Item.objects.filter(pk__in=by_id, status=Item.Status.RUNNING, lease_owner=owner)
+        if connection.features.has_select_for_update:
+            held = held.select_for_update()
+        items = list(
+            held.only(
+                "id", "question_id", "tokens_in", "tokens_out", "cost_usd", "api_calls", "retries"
+            )
+        )
+        for item in items:
+            _apply_result(item, by_id[item.pk], now)
+        rows_update(items, RESULT_FIELDS)
+        written = [by_id[item.pk] for item in items]
+        _questions_apply(job=job, results=written, now=now)
+        cache_store(
+            results=[
+                r.cache_entry()
+                for r in written
+                if r.cache_key and not r.cached and r.status == Item.Status.SUCCEEDED
+            ],
+            kind=job.kind,
+        )
+        cache_count_hits(keys=[r.cache_key for r in written if r.cached and r.cache_key])
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=now)
+    return [item.pk for item in items]
+
+
+def _apply_result(item: Item, result: ItemResult, now) -> None:
+    item.status = result.status
+    item.result_latex = result.latex
+    item.result_labels = result.labels
+    item.route = result.route
+    item.cached = result.cached
+    item.validation_score = result.validation_score
+    item.validation_reasons = result.validation_reasons
+    item.error_category = result.error_category
+    item.error_message = result.error_message[:2000]
+    item.latency_ms = result.latency_ms
+    item.tokens_in += result.tokens_in
+    item.tokens_out += result.tokens_out
+    item.cost_usd += result.cost_usd
+    item.cost_saved_usd = result.cost_saved_usd
+    item.api_calls += result.api_calls
+    item.retries += result.retries
+    item.request_excerpt = result.request_excerpt[:2000]
+    item.response_excerpt = result.response_excerpt[:2000]
+    item.lease_owner = ""
+    item.lease_expires_at = None
+    item.finished_at = result.finished_at or now
+
+
+def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
+    """Carry results onto their questions (DESIGN invariant 8: locked results stay)."""
+    if job.kind == Job.Kind.LABEL:
+        succeeded = [r for r in results if r.status == Item.Status.SUCCEEDED and r.labels]
+        questions_labels_store(
+            job=job, results=[(r.question_id, r.item_id, r.labels) for r in succeeded]
+        )
+        return
+    if job.kind != Job.Kind.CONVERT or not results:
+        return
+    questions = Question.objects.only("id", "latex_locked", "conversion_state").in_bulk(
+        [r.question_id for r in results]
+    )
+    changed = []
+    state = Question.ConversionState
+    for result in results:
+        question = questions[result.question_id]
+        if question.locked_for(job):
+            continue
+        if result.status == Item.Status.SUCCEEDED:
+            question.latex = result.latex
+            question.conversion_state = state.CONVERTED
+            question.latex_locked = False
+            question.latex_accepted_by = None
+            question.latex_accepted_at = now
+        elif result.status == Item.Status.NEEDS_REVIEW and question.conversion_state in (
+            state.UNCONVERTED,
+            state.FAILED,
+        ):
+            question.conversion_state = state.NEEDS_REVIEW
+        elif result.status == Item.Status.FAILED and question.conversion_state == state.UNCONVERTED:
+            question.conversion_state = state.FAILED
+        else:
+            continue
+        question.updated_at = now
+        changed.append(question)
+    fields = [
+        "latex",
+        "conversion_state",
+        "latex_locked",
+        "latex_accepted_by",
+        "latex_accepted_at",
+        "updated_at",
+    ]
+    if job.overwrite_reviewed:
+        rows_update(changed, fields)
+    else:  # a reviewer may have locked it since it was read (PostgreSQL)
+        rows_update(changed, fields, where="latex_locked = %s", params=(False,))

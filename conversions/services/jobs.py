@@ -1,0 +1,294 @@
+"""Job workflows: create, queue, steer (pause, resume, cancel), retry, start, finish, reconcile.
+
+Plain sync ORM code, keyword-only. A job's tasks are queued on django-q2 only once the
+transaction that made them runnable commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_q.tasks import async_task
+
+from conversions import selectors
+from conversions.exporting import export_dir
+from conversions.joblog import log_path
+from conversions.jobsettings import JobSettings
+from conversions.models import Item, Job, Question
+from conversions.preflight import ConfigurationError, check_backend_config
+from conversions.services.items import items_mark_cancelled, lease_duration
+
+log = logging.getLogger("conversions.jobs")
+
+CREATE_CHUNK = 2000
+
+
+def job_create(
+    *,
+    job_settings: JobSettings,
+    questions: QuerySet[Question],
+    selection: dict,
+    created_by=None,
+    enqueue: bool = True,
+    check_config: bool = True,
+) -> Job:
+    """A job with one Item per selected question, queued on django-q2 after commit.
+
+    selection is kept on the job for the record ({"ids": [...]}, an admin filter, or
+    what a command was given). Raises ConfigurationError before writing anything when
+    the settings cannot work (check_config: also asks the endpoint, preflight.py).
+    """
+    chosen = job_settings.resolved()
+    kind, backend = chosen.kind, chosen.backend
+    if chosen.batch_size < 1 or chosen.max_concurrent < 1:
+        raise ConfigurationError(_("Batch size and concurrency must be at least 1."))
+    if check_config:
+        check_backend_config(backend=backend, model=chosen.model)
+    if kind == Job.Kind.LABEL and chosen.label_schema is None:
+        raise ConfigurationError(_("A labeling job needs a label schema."))
+    if kind == Job.Kind.LABEL and backend != Job.Backend.OPENAI:
+        raise ConfigurationError(_("Labeling jobs run on the openai backend."))
+
+    questions = questions.order_by("id")
+    if chosen.only_unconverted and kind == Job.Kind.CONVERT:
+        questions = questions.unconverted()
+    question_ids = questions.values_list("id", flat=True)
+    if limit := chosen.item_limit():
+        question_ids = question_ids[:limit]
+
+    with transaction.atomic():
+        job = Job.objects.create(**chosen.job_fields(), selection=selection, created_by=created_by)
+        total = 0
+        chunk: list[Item] = []
+        for question_id in question_ids.iterator(chunk_size=CREATE_CHUNK):
+            chunk.append(Item(job=job, question_id=question_id))
+            if len(chunk) >= CREATE_CHUNK:
+                Item.objects.bulk_create(chunk)
+                total += len(chunk)
+                chunk = []
+        Item.objects.bulk_create(chunk)
+        total += len(chunk)
+        job.total_items = total
+        job.save(update_fields=["total_items", "updated_at"])
+        if enqueue:
+            job_enqueue(job=job)
+    _outputs_clear(job_id=job.pk)
+    log.info("job=%s created: %s items, backend %s", job.pk, total, backend)
+    return job
+
+
+def _outputs_clear(*, job_id: int) -> None:
+    """Remove the log and exports of an earlier job with this id (from a database since
+    reset), so that they are not taken for this job's."""
+    shutil.rmtree(export_dir(job_id=job_id), ignore_errors=True)
+    log_path(job_id).unlink(missing_ok=True)
+
+
+def job_parallel_tasks(*, job: Job) -> int:
+    """How many tasks work on an LLM job side by side, each with its share of concurrency.
+
+    One Python process spends most of a core on HTTP and validation at a few hundred
+    requests a second, so a job with high concurrency is spread over several workers
+    (processes, possibly machines); the endpoint budget is shared between them anyway.
+    """
+    if job.backend not in Job.LLM_BACKENDS:
+        return 1
+    per_task = max(1, settings.MATHCONV_CONCURRENCY_PER_TASK)
+    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    return max(1, min(workers, math.ceil(job.max_concurrent / per_task)))
+
+
+def task_concurrency(*, job: Job, share: int) -> int:
+    return max(1, math.ceil(job.max_concurrent / max(1, share)))
+
+
+def job_enqueue(*, job: Job, tasks: int | None = None) -> None:
+    """Queue the job's tasks (or `tasks` of them) once the current transaction commits."""
+    job_id = job.pk
+    share = job_parallel_tasks(job=job)
+    for _copy in range(tasks or share):
+        transaction.on_commit(
+            lambda: async_task(
+                "conversions.tasks.job_run",
+                job_id,
+                share,
+                task_name=f"job-{job_id}",
+                group=f"job-{job_id}",
+            )
+        )
+
+
+def job_pause(*, job: Job) -> bool:
+    """Stop a job's work soon; its running task hands claimed items back as pending."""
+    changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
+        status=Job.Status.PAUSED, updated_at=timezone.now()
+    )
+    job.refresh_from_db()
+    return bool(changed)
+
+
+def job_resume(*, job: Job) -> bool:
+    """Queue a paused (or failed) job again; it continues with its unfinished items."""
+    with transaction.atomic():
+        changed = Job.objects.filter(
+            pk=job.pk, status__in=[Job.Status.PAUSED, Job.Status.FAILED]
+        ).update(
+            status=Job.Status.QUEUED, error_message="", finished_at=None, updated_at=timezone.now()
+        )
+        if changed:
+            job_enqueue(job=job)
+    job.refresh_from_db()
+    return bool(changed)
+
+
+def job_cancel(*, job: Job) -> bool:
+    """Cancel a job: items not started become cancelled (category cancelled).
+
+    Items a live worker holds are its to finish or cancel; items whose worker died
+    (lease expired) are cancelled here.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        changed = (
+            Job.objects.filter(pk=job.pk)
+            .exclude(status__in=Job.FINAL_STATUSES)
+            .update(status=Job.Status.CANCELLED, finished_at=now, updated_at=now)
+        )
+        if changed:
+            items_mark_cancelled(
+                Item.objects.filter(job_id=job.pk).filter(
+                    Q(status=Item.Status.PENDING)
+                    | Q(status=Item.Status.RUNNING, lease_expires_at__lt=now)
+                )
+            )
+    job.refresh_from_db()
+    return bool(changed)
+
+
+def items_retry(
+    *,
+    job: Job | None = None,
+    items: QuerySet[Item] | None = None,
+    category: str | None = None,
+) -> int:
+    """Put failed items back to pending and queue their jobs again; returns how many.
+
+    The items of `job` (or among `items`) that ItemQuerySet.retryable picks: failed and
+    cancelled ones, or with a category those of that category.
+    """
+    if items is None:
+        if job is None:
+            raise ValueError("items_retry needs a job or items")
+        items = Item.objects.filter(job_id=job.pk)
+    items = items.retryable(category=category)
+    with transaction.atomic():
+        job_ids = set(items.order_by().values_list("job_id", flat=True).distinct())
+        count = Item.objects.filter(pk__in=items.values("pk")).update(
+            status=Item.Status.PENDING,
+            error_category="",
+            error_message="",
+            lease_owner="",
+            lease_expires_at=None,
+            result_latex="",
+            result_labels=None,
+            validation_score=None,
+            validation_reasons=[],
+            route="",
+            cached=False,
+            finished_at=None,
+        )
+        now = timezone.now()
+        Job.objects.filter(pk__in=job_ids, status__in=Job.FINAL_STATUSES).update(
+            status=Job.Status.QUEUED, finished_at=None, error_message="", updated_at=now
+        )
+        for queued in Job.objects.filter(pk__in=job_ids, status__in=Job.ACTIVE_STATUSES):
+            job_enqueue(job=queued)
+    return count
+
+
+def job_start(*, job: Job) -> bool:
+    """Mark the job running for a task that is about to work on it; False: leave it be."""
+    now = timezone.now()
+    changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
+        status=Job.Status.RUNNING, heartbeat_at=now, updated_at=now
+    )
+    Job.objects.filter(pk=job.pk, started_at__isnull=True).update(started_at=now)
+    job.refresh_from_db()
+    return bool(changed)
+
+
+def job_finish_if_done(*, job: Job) -> str | None:
+    """Give the job its final status once no item is pending or running; else None."""
+    with transaction.atomic():
+        unfinished = Item.objects.filter(
+            job_id=job.pk, status__in=[Item.Status.PENDING, Item.Status.RUNNING]
+        )
+        if unfinished.exists():
+            return None
+        with_errors = Item.objects.filter(job_id=job.pk).retryable().exists()
+        final = Job.Status.COMPLETED_WITH_ERRORS if with_errors else Job.Status.COMPLETED
+        now = timezone.now()
+        changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
+            status=final, finished_at=now, updated_at=now
+        )
+    job.refresh_from_db()
+    return final if changed else None
+
+
+def job_fail(*, job: Job, message: str) -> bool:
+    now = timezone.now()
+    changed = (
+        Job.objects.filter(pk=job.pk)
+        .exclude(status__in=Job.FINAL_STATUSES)
+        .update(
+            status=Job.Status.FAILED, error_message=message[:2000], finished_at=now, updated_at=now
+        )
+    )
+    job.refresh_from_db()
+    return bool(changed)
+
+
+def jobs_reconcile() -> list[int]:
+    """Queue a task again for active jobs that no live worker is working on.
+
+    A task can be lost (Redis broker, a killed worker) or still be waiting in the queue;
+    either way its job's heartbeat grows old and nothing it holds has a live lease. The
+    heartbeat is set here too, so a job is re-queued at most once per lease period, and a
+    second delivery is harmless anyway. Also cancels leftovers of cancelled jobs.
+    """
+    now = timezone.now()
+    stale = now - lease_duration()
+    requeued = []
+    candidates = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).filter(
+        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, updated_at__lt=stale)
+    )
+    waiting = selectors.jobs_waiting_in_queue(now) if candidates else set()
+    for job in candidates:
+        live = Item.objects.filter(
+            job_id=job.pk, status=Item.Status.RUNNING, lease_expires_at__gte=now
+        ).exists()
+        if live or job.pk in waiting:
+            continue
+        with transaction.atomic():
+            if Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
+                heartbeat_at=now
+            ):
+                job_enqueue(job=job)
+                requeued.append(job.pk)
+    items_mark_cancelled(
+        Item.objects.filter(
+            job__status=Job.Status.CANCELLED,
+            status__in=[Item.Status.PENDING, Item.Status.RUNNING],
+            lease_expires_at__lt=now,
+        )
+    )
+    if requeued:
+        log.warning("reconciler re-queued jobs %s (no live worker)", requeued)
+    return requeued

@@ -1,0 +1,495 @@
+"""The run loop of one task on one job: claim, work, tick, flush, lease, continuation.
+
+JobWorker.run() works on a job until it is done, paused or cancelled, or until its time
+budget is spent (the task then queues a continuation of itself, so no task comes near
+the Q_CLUSTER timeout). It claims items in batches of job.batch_size under a lease,
+works them through the backend, and writes results as they come (every FLUSH_S seconds
+or FLUSH_N results), never all at the end:
+
+- rules: the deterministic converter, in this thread;
+- openai: the async engine (BatchRunner, on its own event loop in a background thread);
+  the next batch is claimed while the last one is still in flight, so the pool never
+  drains between batches;
+- hybrid: rules first; only items whose rules result failed or validated low go to the
+  LLM, with the rules result as a hint (results.needs_llm).
+
+What a result is (validation, cost, cache hits) is decided in conversions/results.py;
+this module decides only when and where. A task delivered twice is harmless: the second
+one claims other items or none (services.items_claim / outcomes_record).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import reset_queries
+from django.utils import timezone
+
+from conversions import exporting, labeling, selectors, services
+from conversions.cache import CachedResult, cache_key, cache_lookup
+from conversions.engine.prompts import ConversionTask
+from conversions.engine.runner import BatchRunner, EngineConfig
+from conversions.engine.types import Endpoint, ErrorCategory, Outcome, WorkItem
+from conversions.joblog import JobLog
+from conversions.models import Item, Job, ModelPrice
+from conversions.preflight import ConfigurationError
+from conversions.ratelimit import endpoint_limiter
+from conversions.results import (
+    ItemResult,
+    cached_result,
+    needs_llm,
+    outcome_result,
+    rules_result,
+    skipped_result,
+)
+
+STATUS_CHECK_S = 0.5
+FLUSH_S = 0.5
+FLUSH_N = 200
+# Consecutive refused calls (401/403/404: Outcome.refused) that stop a job.
+REFUSALS_TO_STOP = 10
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class _Pending:
+    """A claimed item on its way through the backend."""
+
+    item: Item
+    batch_no: int
+    key: str = ""
+    hint: str = ""
+    rules_ms: float = 0.0
+    followers: list[_Pending] = field(default_factory=list)
+
+    def work_item(self) -> WorkItem:
+        q = self.item.question
+        return WorkItem(
+            item_id=self.item.pk,
+            ref=q.question_id,
+            mathml=q.mathml,
+            text=q.text,
+            hint=self.hint,
+            batch_no=self.batch_no,
+        )
+
+
+class JobWorker:
+    """One task's run on one job (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        job: Job,
+        log: JobLog,
+        budget_s: float | None,
+        continue_: bool = False,
+        stop: threading.Event | None = None,
+        on_progress=None,
+        concurrency: int | None = None,
+        share: int = 1,
+    ) -> None:
+        self.job = job
+        self.concurrency = concurrency or job.max_concurrent
+        self.share = max(1, share)
+        self.log = log
+        self.owner = worker_id()
+        self.deadline = time.monotonic() + budget_s if budget_s else None
+        self.continue_ = continue_
+        self.stop_event = stop or threading.Event()
+        self.on_progress = on_progress
+        self.price = ModelPrice.objects.for_model(job.model)
+        self.renew_every = max(0.5, settings.MATHCONV_LEASE_SECONDS / 4)
+        self.stop_reason = ""  # "paused", "cancelled", ... when the job must stop
+        self.results: list[ItemResult] = []
+        self.batch_left: dict[int, int] = {}
+        self.batch_started: dict[int, float] = {}
+        self.batches_done: list[int] = []
+        self.recorded = 0
+        # Validated results of this run not yet flushed to the cache table, so an input
+        # repeated in a later batch is not called again before the flush.
+        self.fresh: dict[str, CachedResult] = {}
+        self.endpoint_refusals = 0  # consecutive 401/403/404 answers
+        now = time.monotonic()
+        self.last_check = self.last_flush = self.last_renew = now
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self) -> str:
+        job = self.job
+        self.log.job(
+            "run %s started: backend=%s model=%s batch_size=%s concurrency=%s",
+            self.owner,
+            job.backend,
+            job.model or "-",
+            job.batch_size,
+            self.concurrency,
+        )
+        try:
+            if job.kind == Job.Kind.LABEL and job.backend != Job.Backend.OPENAI:
+                raise ConfigurationError("labeling jobs run on the openai backend")
+            if job.backend == Job.Backend.RULES:
+                self._run_rules()
+            else:
+                self._run_llm()
+            self._flush()
+        except Exception as exc:
+            self.log.exception("run %s failed", self.owner)
+            if isinstance(exc, ConfigurationError):
+                # Keep what came back before the endpoint started refusing; the refused
+                # items go back to pending with the rest.
+                self.results = [r for r in self.results if not r.refused]
+                self._flush()
+            services.items_release(job=job, owner=self.owner)
+            services.job_fail(job=job, message=f"{type(exc).__name__}: {exc}")
+            return "failed"
+        return self._wrap_up()
+
+    def _wrap_up(self) -> str:
+        job = self.job
+        if not self.stop_reason:
+            status = selectors.job_status(job_id=job.pk)
+            if status not in Job.ACTIVE_STATUSES:
+                self.stop_reason = status  # paused or cancelled since the last check
+        if self.stop_reason == Job.Status.CANCELLED:
+            n = services.items_cancel(job=job, owner=self.owner)
+            self.log.job("cancelled: %s claimed item(s) marked cancelled", n)
+            return "cancelled"
+        released = services.items_release(job=job, owner=self.owner)
+        if self.stop_reason:
+            self.log.job("stopped (%s): %s item(s) handed back", self.stop_reason, released)
+            return self.stop_reason
+        if self._over_budget():
+            self.log.job("time budget spent: %s item(s) handed back, continuing", released)
+            if self.continue_:
+                services.job_enqueue(job=job, tasks=1)
+            return "more work"
+        final = services.job_finish_if_done(job=job)
+        if final:
+            paths = self._export_final()
+            self.log.job("finished: %s; stats in %s", final, paths[0] if paths else "-")
+            return final
+        return "done (other workers finish the job)"
+
+    def _export_final(self):
+        try:
+            return exporting.job_export(job=self.job, missing_only=True)
+        except OSError:
+            self.log.exception("could not write the exports")
+            return []
+
+    # -- steering: status, leases, flushing ---------------------------------------------
+
+    def _over_budget(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _tick(self) -> None:
+        """Periodic duties: check the job's status, renew leases, flush results."""
+        now = time.monotonic()
+        if self.stop_event.is_set() and not self.stop_reason:
+            services.job_pause(job=self.job)
+            self.stop_reason = Job.Status.PAUSED
+        if now - self.last_check >= STATUS_CHECK_S and not self.stop_reason:
+            self.last_check = now
+            status = selectors.job_status(job_id=self.job.pk)
+            if status not in Job.ACTIVE_STATUSES:
+                self.stop_reason = status
+                self.log.job("job is now %s: stopping", status)
+        if now - self.last_renew >= self.renew_every:
+            self.last_renew = now
+            services.items_renew_lease(job=self.job, owner=self.owner)
+        if self.results and (len(self.results) >= FLUSH_N or now - self.last_flush >= FLUSH_S):
+            self._flush()
+
+    def _flush(self) -> None:
+        self.last_flush = time.monotonic()
+        # With DEBUG=1 (make demo) Django keeps the last 9,000 queries per connection;
+        # bulk updates are large, so a long run would hold hundreds of MB.
+        reset_queries()
+        if self.results:
+            results, self.results = self.results, []
+            written = services.outcomes_record(job=self.job, owner=self.owner, results=results)
+            self.fresh.clear()
+            self.recorded += len(written)
+            if len(written) < len(results):
+                self.log.job(
+                    "%s result(s) dropped: their items are no longer held by this worker",
+                    len(results) - len(written),
+                    level=logging.WARNING,
+                )
+            if self.on_progress:
+                self.on_progress(self.job)
+        for batch_no in self.batches_done:
+            exporting.batch_export(job=self.job, batch_no=batch_no)
+        self.batches_done = []
+
+    def _claim(self) -> services.Batch | None:
+        # Near the end of a job shared by several tasks, claims shrink to this task's
+        # share of what is left, down to half its pool (services.items_claim).
+        batch = services.items_claim(
+            job=self.job,
+            owner=self.owner,
+            limit=self.job.batch_size,
+            share=self.share,
+            floor=max(1, self.concurrency // 2),
+        )
+        if batch is not None:
+            self.batch_left[batch.batch_no] = len(batch.items)
+            self.batch_started[batch.batch_no] = time.monotonic()
+            first, last = batch.items[0].question, batch.items[-1].question
+            self.log.batch(
+                batch.batch_no,
+                "claimed %s item(s) %s..%s",
+                len(batch.items),
+                first.question_id,
+                last.question_id,
+            )
+        return batch
+
+    def _add(self, batch_no: int, item: Item, result: ItemResult) -> None:
+        result.finished_at = timezone.now()
+        self.results.append(result)
+        level = logging.DEBUG
+        if result.status == Item.Status.FAILED:
+            level = logging.WARNING
+        self.log.item(
+            batch_no,
+            item.question.question_id,
+            "%s route=%s%s score=%s latency=%sms tokens=%s/%s calls=%s%s",
+            result.status,
+            result.route or "-",
+            " (cache)" if result.cached else "",
+            f"{result.validation_score:.2f}" if result.validation_score is not None else "-",
+            result.latency_ms if result.latency_ms is not None else "-",
+            result.tokens_in,
+            result.tokens_out,
+            result.api_calls,
+            f" {result.error_category}: {result.error_message}" if result.error_category else "",
+            level=level,
+        )
+        self.batch_left[batch_no] -= 1
+        if self.batch_left[batch_no] == 0:
+            self.batches_done.append(batch_no)
+            took = time.monotonic() - self.batch_started.pop(batch_no)
+            del self.batch_left[batch_no]
+            self.log.batch(batch_no, "done in %.2f s", took)
+
+    # -- results (the pure step: conversions/results.py) --------------------------------
+
+    def _skip_locked(self, item: Item) -> ItemResult | None:
+        if item.question.locked_for(self.job):
+            return skipped_result(item_id=item.pk, question_id=item.question_id)
+        return None
+
+    def _rules(self, item: Item) -> ItemResult:
+        return rules_result(
+            item_id=item.pk, question_id=item.question_id, mathml=item.question.mathml
+        )
+
+    def _cached(self, pending: _Pending, hit: CachedResult) -> ItemResult:
+        item = pending.item
+        return cached_result(
+            item_id=item.pk, question_id=item.question_id, mathml=item.question.mathml, hit=hit
+        )
+
+    def _from_outcome(self, pending: _Pending, outcome: Outcome) -> ItemResult:
+        item = pending.item
+        return outcome_result(
+            outcome,
+            item_id=item.pk,
+            question_id=item.question_id,
+            mathml=item.question.mathml,
+            labeling_job=self.job.kind == Job.Kind.LABEL,
+            price=self.price,
+            cache_key=pending.key,
+            rules_ms=pending.rules_ms,
+        )
+
+    # -- rules backend ------------------------------------------------------------------
+
+    def _run_rules(self) -> None:
+        while True:
+            self._tick()
+            if self.stop_reason or self._over_budget():
+                return
+            batch = self._claim()
+            if batch is None:
+                return
+            for item in batch.items:
+                result = self._skip_locked(item) or self._rules(item)
+                self._add(batch.batch_no, item, result)
+                self._tick()
+                if self.stop_reason:
+                    return
+            self._flush()
+
+    # -- LLM backends (openai, hybrid) --------------------------------------------------
+
+    def _run_llm(self) -> None:
+        job = self.job
+        if not settings.OPENAI_API_KEY:
+            raise ConfigurationError("OPENAI_API_KEY is not set")
+        endpoint = Endpoint(
+            base_url=settings.OPENAI_BASE_URL,
+            api_key=settings.OPENAI_API_KEY,
+            model=job.model,
+            timeout_s=settings.OPENAI_TIMEOUT,
+            rpm=job.rpm_limit,
+            tpm=job.tpm_limit,
+        )
+        # One budget per endpoint, shared with every other worker (conversions/ratelimit.py).
+        limiter = endpoint_limiter(endpoint)
+        runner = BatchRunner(
+            endpoint=endpoint,
+            task=(
+                labeling.label_task(job.label_schema)
+                if job.kind == Job.Kind.LABEL
+                else ConversionTask()
+            ),
+            config=EngineConfig(max_concurrent=self.concurrency),
+            limiter=limiter,
+            log=self.log.adapter(),
+        )
+        self.in_flight: dict[int, _Pending] = {}  # claimed and not yet resolved
+        self.leaders: dict[str, _Pending] = {}  # one call per identical input at a time
+        self.backlog: deque[_Pending] = deque()  # waiting for room in the runner's queue
+        try:
+            with runner:
+                self._drive(runner)
+        finally:
+            close = getattr(limiter, "close", None)
+            if close is not None:
+                close()
+
+    def _drive(self, runner) -> None:
+        """Keep the runner's queue fed from claimed batches; record outcomes as they come."""
+        exhausted = False
+        while True:
+            self._tick()
+            if self.stop_reason:
+                break
+            if (
+                not exhausted
+                and not self.backlog
+                and not self._over_budget()
+                and len(self.in_flight) <= 2 * self.concurrency
+            ):
+                batch = self._claim()
+                if batch is None:
+                    exhausted = True
+                else:
+                    self._route_batch(batch)
+            while self.backlog and runner.submit(self.backlog[0].work_item(), timeout=0):
+                self.backlog.popleft()
+            if not self.in_flight and (exhausted or self._over_budget()):
+                break
+            wait = 0.02 if self.in_flight else 0.0
+            for outcome in runner.poll(timeout=wait):
+                self._on_outcome(outcome)
+        if self.stop_reason:
+            # A pause lets the calls in flight finish (they are paid for); a cancel
+            # abandons them. Either way no new call starts.
+            abandon = self.stop_reason == Job.Status.CANCELLED
+            for outcome in runner.cancel(abandon=abandon):
+                if outcome.error_category != ErrorCategory.CANCELLED:
+                    self._on_outcome(outcome)
+
+    def _check_endpoint(self, outcome: Outcome) -> None:
+        """Stop a job whose endpoint refuses every call (key revoked, model retired).
+
+        The job fails with the server's message and its unrecorded items go back to
+        pending, instead of every remaining item failing one by one; `job resume`
+        continues once the configuration is fixed.
+        """
+        self.endpoint_refusals = self.endpoint_refusals + 1 if outcome.refused else 0
+        if self.endpoint_refusals >= REFUSALS_TO_STOP:
+            raise ConfigurationError(
+                f"the endpoint refused {self.endpoint_refusals} calls in a row: "
+                f"{outcome.error_message}"
+            )
+
+    def _route_batch(self, batch: services.Batch) -> None:
+        job = self.job
+        # The cache is keyed on the MathML alone: right for conversions, not for labels
+        # (text-only documents would all share one key).
+        use_cache = job.use_cache and job.kind == Job.Kind.CONVERT
+        to_llm: list[_Pending] = []
+        for item in batch.items:
+            skipped = self._skip_locked(item)
+            if skipped:
+                self._add(batch.batch_no, item, skipped)
+                continue
+            pending = _Pending(item=item, batch_no=batch.batch_no)
+            if job.backend == Job.Backend.HYBRID:
+                started = time.perf_counter()
+                result = self._rules(item)
+                pending.rules_ms = (time.perf_counter() - started) * 1000
+                if not needs_llm(result):
+                    self._add(batch.batch_no, item, result)
+                    continue
+                pending.hint = result.latex
+            if job.kind == Job.Kind.LABEL:
+                pending.hint = item.question.latex  # formulas as LaTeX when converted
+            if use_cache:
+                pending.key = cache_key(
+                    kind=job.kind,
+                    backend=job.backend,
+                    model=job.model,
+                    prompt_version=job.prompt_version,
+                    mathml=item.question.mathml,
+                )
+            to_llm.append(pending)
+        hits = {}
+        if use_cache and to_llm:
+            hits = cache_lookup(keys=[p.key for p in to_llm if p.key not in self.fresh])
+            hits.update(self.fresh)
+        for pending in to_llm:
+            if pending.key in hits:
+                self._add(pending.batch_no, pending.item, self._cached(pending, hits[pending.key]))
+                continue
+            self.in_flight[pending.item.pk] = pending
+            leader = self.leaders.get(pending.key) if use_cache else None
+            if leader is not None:
+                leader.followers.append(pending)
+            else:
+                self._send(pending)
+
+    def _send(self, pending: _Pending) -> None:
+        self.leaders[pending.key] = pending
+        self.backlog.append(pending)
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        pending = self.in_flight.pop(outcome.item_id, None)
+        if pending is None:
+            return
+        self._check_endpoint(outcome)
+        result = self._from_outcome(pending, outcome)
+        self._add(pending.batch_no, pending.item, result)
+        if result.cache_key and result.status == Item.Status.SUCCEEDED:
+            self.fresh[result.cache_key] = result.cache_entry()
+        if self.leaders.get(pending.key) is pending:
+            del self.leaders[pending.key]
+        followers = pending.followers
+        if not followers:
+            return
+        if result.status == Item.Status.SUCCEEDED and pending.key:
+            hit = self.fresh[pending.key]
+            for follower in followers:
+                self.in_flight.pop(follower.item.pk, None)
+                self._add(follower.batch_no, follower.item, self._cached(follower, hit))
+        else:
+            # The leader failed: the next identical input gets its own call.
+            leader, *rest = followers
+            leader.followers = rest
+            self._send(leader)
