@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Protocol
 
+import redis
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F, Q, Value
@@ -143,8 +144,6 @@ class RedisWindowStore:
     """One Redis hash per (endpoint, window), changed atomically by Lua scripts."""
 
     def __init__(self, url: str, window_s: float) -> None:
-        import redis
-
         self.client = redis.Redis.from_url(url)
         self.ttl = max(60, math.ceil(window_s * 120))
         self._reserve = self.client.register_script(_RESERVE_LUA)

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from conversions.admin.items import message_pattern
 from conversions.models import Item, Job, Question
+from conversions.selectors import message_pattern
 from tests import jobutil
 from tests.adminutil import login, make_job, set_items, staff_user
 from tests.jobutil import make_questions

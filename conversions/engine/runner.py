@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.util
 import logging
 import queue
 import random
@@ -144,11 +145,8 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _have_aiohttp() -> bool:
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether openai's aiohttp transport can be used (the openai[aiohttp] extra)."""
+    return importlib.util.find_spec("aiohttp") is not None
 
 
 @dataclass
