@@ -149,3 +149,29 @@ def test_selectors_read_and_services_write_in_that_direction():
     known = {module_name(p) for p in app_modules()}
     reads = top_level_imports(APP / "selectors.py", known)
     assert not {m for m in reads if m.startswith("conversions.services")}
+
+
+def defined_in(predicate) -> list[str]:
+    """The app files with a top-level or class-level definition that predicate accepts."""
+    files = []
+    for path in app_modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if predicate(node):
+                files.append(path.relative_to(ROOT).as_posix())
+                break
+    return files
+
+
+def test_error_categories_and_the_secret_redactor_are_defined_once():
+    def error_category_class(node) -> bool:
+        return isinstance(node, ast.ClassDef) and node.name == "ErrorCategory"
+
+    def redacting_function(node) -> bool:
+        return isinstance(node, ast.FunctionDef) and "redact" in node.name
+
+    def redaction_text(node) -> bool:
+        return isinstance(node, ast.Constant) and "[redacted" in str(node.value)
+
+    assert defined_in(error_category_class) == ["conversions/engine/types.py"]
+    assert defined_in(redacting_function) == ["conversions/engine/redact.py"]
+    assert defined_in(redaction_text) == ["conversions/engine/redact.py"]
