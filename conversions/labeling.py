@@ -171,7 +171,7 @@ def label_schema_save(*, schema: LabelSchema, changed: Iterable[str] = ()) -> La
 
 
 def label_result_fields(outcome: Outcome) -> dict:
-    """What a labeling outcome means for its item (the tasks.py bridge calls this).
+    """What a labeling outcome means for its item (results.outcome_result calls this).
 
     Labels that passed the schema check succeed. An answer outside the schema was asked
     again once by the engine (EngineConfig.invalid_output_retries); if it is still

@@ -1,7 +1,7 @@
 """Data in and out of the engine: frozen dataclasses, errors as data.
 
 This module is the contract between the engine (conversions/engine/) and the one
-bridge to the ORM (conversions/tasks.py). Nothing here imports Django.
+bridge to the ORM (conversions/worker.py and results.py). Nothing here imports Django.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from django.db.models import Q, QuerySet
 from conversions import labeling, selectors, services
 from conversions.exporting import neutralise
 from conversions.importing import FileSource, SourceError, import_file, layout_for
-from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings
+from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
 from conversions.management.commands._report import format_stats
 from conversions.management.commands.convert import run_with_progress
 from conversions.models import Item, Job, LabelSchema, Question
@@ -106,7 +106,7 @@ class Command(BaseCommand):
             schema = labeling.label_schema_get(opts["schema"])
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        model = opts["model"] or settings.MATHCONV_DEFAULT_LABEL_MODEL
+        model = opts["model"] or default_model(kind=Job.Kind.LABEL, backend=Job.Backend.OPENAI)
         self.stdout.write("\n".join(import_rows(path, opts["encoding"])))
         refs = csv_question_ids(path, opts["encoding"])[: opts["limit"] or None]
         job, message = job_for_run(path, refs, schema=schema, model=model, opts=opts)
