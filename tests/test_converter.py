@@ -273,7 +273,7 @@ def test_outputs_are_mathlive_latex(mathml, latex):
         ('<menclose notation="northeastarrow"><mi>x</mi></menclose>', "northeastarrow"),
         ("<merror><mtext>oops</mtext></merror>", "<merror>"),
         ('<mi><mglyph src="x.png" alt="x"/></mi>', "<mglyph>"),
-        ("<apply><plus/><ci>a</ci><ci>b</ci></apply>", "content MathML <apply>"),
+        ("<apply><int/><ci>f</ci></apply>", "콘텐츠 MathML <int>"),
         ("<foo>x</foo>", "unsupported element <foo>"),
         ("<mfrac><mn>1</mn></mfrac>", "<mfrac> needs 2 children, it has 1"),
         ("<mrow>loose text</mrow>", "text 'loose text' directly inside <mrow>"),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from lxml import etree
 
+from conversions.converters import content
 from conversions.converters import symbols as sym
 from conversions.converters.errors import ConversionError
 from conversions.converters.parse import MATHML_NS, local_name, parse_mathml
@@ -1537,6 +1538,15 @@ def _maction(el: etree._Element, v: str | None) -> str:
     return _conv(kids[index], v)
 
 
+def _content(el: etree._Element, v: str | None) -> str:
+    """Content MathML: the school subset drawn as a textbook would (content.py)."""
+
+    def token(text: str, token_el: etree._Element) -> str:
+        return _mn(token_el, v) if _tag(token_el) == "cn" else _mi(token_el, v)
+
+    return content.Writer(token, lambda kid: _conv(kid, v)).latex(el)
+
+
 def _merror(el: etree._Element, v: str | None) -> str:
     raise ConversionError("the MathML contains an error message (<merror>)")
 
@@ -1628,4 +1638,5 @@ _BY_NAME: dict[str, Handler] = {
     "annotation": _none,
     "annotation-xml": _none,
 }
+_BY_NAME.update({name: _content for name in content.ELEMENTS | content.REFUSED})
 _HANDLERS: dict[str, Handler] = {**_BY_NAME, **{_NS + name: h for name, h in _BY_NAME.items()}}
