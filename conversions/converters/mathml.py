@@ -570,7 +570,7 @@ def _mo(el: etree._Element, v: str | None) -> str:
         if text in sym.PRIMES:
             # A prime in a row (not a superscript of its own) is drawn at the row's size, as
             # \prime is; "'" would be a superscript prime, smaller and raised (x^{a'}).
-            return "\\prime"
+            return "\\prime" * len(sym.PRIMES[text])
         if el.get("minsize") is not None and text in sym.DELIMITERS:
             big = _big(el)
             if big is not None:
