@@ -46,6 +46,9 @@ _DISPLAY_RE = re.compile(r"""\b(?:display\s*=\s*["']block["']|mode\s*=\s*["']dis
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 _MARK_RE = re.compile(_MARK_OPEN + r"(\d+)" + _MARK_CLOSE)
 _TAG_RE = re.compile(r"<[^>]*>")
+_LOOSE_MATHML_RE = re.compile(
+    r"<(?:[A-Za-z][\w.-]*:)?(?:mi|mn|mo|mrow|mfrac|msup|msub|msqrt|mtext|mtable)\b", re.I
+)
 
 # Text markup a stem keeps; everything else is unwrapped (its text kept) or, for scripts
 # and styles, dropped with its content.
@@ -156,7 +159,10 @@ def is_document(text: str) -> bool:
     count = len(_MATH_RE.findall(stripped))
     if count > 1:
         return True
-    outside = _TAG_RE.sub("", _MATH_RE.sub("", stripped))
+    outside_markup = _MATH_RE.sub("", stripped)
+    if _LOOSE_MATHML_RE.search(outside_markup):
+        return False  # MathML elements outside <math>: broken MathML, not a stem
+    outside = _TAG_RE.sub("", outside_markup)
     # no formula and no text: neither a stem nor a formula, left to the MathML parser to say
     return bool(html.unescape(outside).strip())
 
