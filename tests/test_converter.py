@@ -124,7 +124,13 @@ FENCES = [
 UNDER_OVER = [
     ("<mover><mi>x</mi><mo>^</mo></mover>", "\\hat{x}"),
     ("<mover><mrow><mi>A</mi><mi>B</mi></mrow><mo>¯</mo></mover>", "\\overline{AB}"),
-    ('<mover accent="true"><mi>v</mi><mo>→</mo></mover>', "\\vec{v}"),
+    # MathJax stretches the arrow over one letter too: \vec draws a smaller, lower arrow
+    ('<mover accent="true"><mi>v</mi><mo>→</mo></mover>', "\\overrightarrow{v}"),
+    # a fixed-size bar (LibreOffice) is the narrow accent, whatever its base
+    (
+        '<mover accent="true"><mrow><mi>A</mi><mi>B</mi></mrow><mo stretchy="false">¯</mo></mover>',
+        "\\bar{AB}",
+    ),
     ("<mover><mrow><mi>A</mi><mi>B</mi></mrow><mo>→</mo></mover>", "\\overrightarrow{AB}"),
     ("<mover><mrow><mi>A</mi><mi>B</mi></mrow><mo>⏜</mo></mover>", "\\overparen{AB}"),
     ("<mover><mrow><mi>A</mi><mi>B</mi></mrow><mo>⌒</mo></mover>", "\\overset{⌒}{AB}"),

@@ -173,6 +173,15 @@ REFUSED = frozenset(
 )
 
 
+def _joined(operator: str, operands: list[str]) -> str:
+    """Operands with an infix operator, a space where a command would run into a letter."""
+    out = operands[0]
+    for operand in operands[1:]:
+        space = " " if operator[-1].isalpha() and operand[:1].isalpha() else ""
+        out += operator + space + operand
+    return out
+
+
 class ContentRefused(ConversionError):
     """Content MathML outside the school subset; the message (Korean) names the element."""
 
@@ -310,9 +319,9 @@ class Writer:
         elif head == "factorial" and len(args) == 1:
             return self.wrapped(args[0], ATOM) + "!", POWER
         elif head in RELATIONS and len(args) >= 2:
-            return RELATIONS[head].join(self.wrapped(a, SUM) for a in args), RELATION
+            return _joined(RELATIONS[head], [self.wrapped(a, SUM) for a in args]), RELATION
         elif head in SET_OPERATORS and len(args) >= 2:
-            return SET_OPERATORS[head].join(self.wrapped(a, PRODUCT) for a in args), SUM
+            return _joined(SET_OPERATORS[head], [self.wrapped(a, PRODUCT) for a in args]), SUM
         elif head in FUNCTIONS and len(args) == 1:
             if head == "exp":
                 return "e^{" + self.latex(args[0]) + "}", POWER

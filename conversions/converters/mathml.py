@@ -812,7 +812,13 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
                 break
         if middle and _is_middle(kid):
             parts.append("\\middle" + _delimiter(sym.DELIMITERS[_text(_fence_op(kid))]))
-        elif _is_syllable(kid) and i + 1 < count and _is_syllable(kids[i + 1]):
+        elif (
+            i + 1 < count
+            and kid.text
+            and kid.text.strip()[:1] >= "\u1100"
+            and _is_syllable(kid)
+            and _is_syllable(kids[i + 1])
+        ):
             # Word writes a Korean word one syllable per <mi>: the word as one text
             end = i + 2
             while end < count and _is_syllable(kids[end]):
@@ -820,7 +826,12 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
             parts.append(_text_command("".join(_text(k) for k in kids[i:end]), None))
             i = end
             continue
-        elif _tag(kid) == "mo" and _text(kid) in _CJK_ANGLES and _is_relation_angle(kids, i):
+        elif (
+            kid.text
+            and kid.text.strip() in _CJK_ANGLES
+            and _tag(kid) == "mo"
+            and _is_relation_angle(kids, i)
+        ):
             parts.append(_CJK_ANGLES[_text(kid)])
         else:
             parts.append(_conv(kid, v))
@@ -1139,7 +1150,16 @@ def _accent_command(
         return None
     if not over:
         return commands
+    if char in _ARROW_ACCENTS:
+        # MathJax draws the arrow itself (U+2192) at its own height, stretched or not;
+        # \vec's combining arrow sits lower
+        return commands[1]
+    if op is not None and op.get("stretchy") == "false":
+        return commands[0]  # a fixed-size accent (LibreOffice's bar) over any base
     return commands[0] if _is_single_letter(base) else commands[1]
+
+
+_ARROW_ACCENTS = frozenset("\u2192\u27f6")
 
 
 def _under_over(el: etree._Element, v: str | None, under: bool, over: bool) -> str:
