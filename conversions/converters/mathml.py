@@ -1150,9 +1150,12 @@ def _accent_command(
         return None
     if not over:
         return commands
-    if char in _ARROW_ACCENTS:
-        # MathJax draws the arrow itself (U+2192) at its own height, stretched or not;
-        # \vec's combining arrow sits lower
+    if char in _ARROW_ACCENTS and (
+        el.get("accent") == "true" or op is None or op.get("stretchy") != "false"
+    ):
+        # MathJax draws this arrow itself (U+2192) at its own height, stretched or not;
+        # only a non-stretchy arrow that is an accent by the operator dictionary (what
+        # MathJax writes for \vec) is drawn as \vec's lower combining arrow
         return commands[1]
     if op is not None and op.get("stretchy") == "false":
         return commands[0]  # a fixed-size accent (LibreOffice's bar) over any base

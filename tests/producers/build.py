@@ -430,7 +430,11 @@ class MathType(Presentation):
     invisible_times = True
 
     def math(self, t):
-        mtef = "MathType@MTEF@5@5@+=feaagKart1ev2aaatCvAUfeBSjuyZL2yd9gzLbvyNv2CaerbuLwBLnhiov2DGi1BTfMBaeXatLxBI9gBaerbd9wDYLwzYbItLDharqqtubsr4rNCHbGeaGqiVu0Je9sqqrpepC0xbbL8F4rqqrFfpeea0xe9Lq"
+        mtef = (
+            "MathType@MTEF@5@5@+=feaagKart1ev2aaatCvAUfeBSjuyZL2yd9gzLbvyNv2CaerbuLwBLnhiov2D"
+            "Gi1BTfMBaeXatLxBI9gBaerbd9wDYLwzYbItLDharqqtubsr4rNCHbGeaGqiVu0Je9sqqrpepC0xbbL8"
+            "F4rqqrFfpeea0xe9Lq"
+        )
         return (
             f'<math xmlns="{NS}" display="block"><semantics>'
             + self.write(t)
