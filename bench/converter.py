@@ -76,7 +76,7 @@ def parse_args() -> argparse.Namespace:
         "--producers",
         type=Path,
         default=PRODUCERS,
-        help="Folder of the producers' corpora (*.jsonl with id, producer, mathml, reference_latex).",
+        help="Folder of the producers' corpora (*.jsonl: id, producer, mathml, reference_latex).",
     )
     return parser.parse_args()
 

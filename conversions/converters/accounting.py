@@ -353,6 +353,8 @@ def _latex_items(latex: str, out: collections.Counter) -> None:
                 "lower",
             ):
                 _, i = _read_group(latex, i)  # a length, colour or notation: not drawn
+            elif name in ("phantom", "hphantom", "vphantom"):
+                _, i = _read_group(latex, i)  # takes room, draws nothing
             elif name in _DELIMITER_COMMANDS:
                 while i < n and latex[i] == " ":
                     i += 1

@@ -125,7 +125,7 @@ def parse_mathml(
     if "\u00ab" in text and "<" not in text:
         text = decode_safe_xml(text)
     root = _parse_xml(_prepared(text), max_depth)
-    if _UPPER_TAG_RE.search(text) is not None:
+    if isinstance(root.tag, str) and local_name(root.tag) != "math" and _UPPER_TAG_RE.search(text):
         _lower_names(root)
     root = _find_math(root)
     if _too_deep(root, max_depth):
