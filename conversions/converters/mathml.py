@@ -1510,6 +1510,12 @@ def _mpadded(el: etree._Element, v: str | None) -> str:
     if offset:
         command = "\\raise" if offset > 0 else "\\lower"
         body = f"{command}{{{round(abs(offset), 3):g}em}}{{{body}}}"
+    width = (el.get("width") or "").strip()
+    fixed = _length_em(width) if width[:1] not in ("+", "-") else None
+    if fixed is not None and fixed > 0 and (el.get("lspace") or "0").strip() in ("0", "0em"):
+        # A box of a fixed width (MathJax writes \framebox[2cm]{x} this way): the content
+        # overlaps into a space of that width, so what follows starts where the box ends.
+        return "\\mathrlap{" + body + "}\\hspace{" + f"{round(fixed, 3):g}" + "em}"
     if _length_em(el.get("width")) == 0:
         # zero width: the content overlaps its right (rlap) or, moved back, its left (llap)
         lspace = (el.get("lspace") or "0").replace(" ", "")
