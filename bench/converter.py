@@ -8,7 +8,14 @@ Prints, measured in this run:
   the whole corpus (pandoc 3.9: 84.3 % and 65.2 %);
 - the share of outputs MathLive accepts (mathlive_check.mjs), and how many formulas the
   converter refused (ConversionError), by reason;
-- how often validate() passes the outputs the judge rates equivalent, and different.
+- how often validate() passes the outputs the judge rates equivalent, and different;
+- the accounting check (accounting.account: does the LaTeX draw every character, fence,
+  accent and line break of its MathML?) on every output: outputs that lose content must be 0,
+  and its speed;
+- the producers' corpora (tests/producers/*.jsonl: MathType, Wiris, Word, HWP, MathJax,
+  LibreOffice, Google Docs, GeoGebra): judged equivalent per producer, MathLive acceptance,
+  losses. MathJax cannot draw content MathML, so GeoGebra's cases are judged against their
+  hand-written reference LaTeX drawn as MathML by latex2mathml.
 
     .venv/bin/python bench/converter.py            # or: make bench-converter
     .venv/bin/python bench/converter.py --no-judge # speed and refusals only
@@ -35,7 +42,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from latex2mathml.converter import convert as latex_to_mathml  # noqa: E402
+
 from conversions.converters import ConversionError, mathml_to_latex, validate  # noqa: E402
+from conversions.converters.accounting import account  # noqa: E402
 
 OUT = ROOT / "var" / "bench"
 SHARED = ROOT.parent / "shared"
@@ -43,6 +53,7 @@ SHARED = ROOT.parent / "shared"
 # (MATHCONV_MAX_MATHML_BYTES, 200 kB) would refuse them unread, so the benchmark raises it
 # to convert every formula.
 MAX_BYTES = 1_000_000
+PRODUCERS = ROOT / "tests" / "producers"
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,6 +72,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=3, help="Timed passes; the best counts.")
     parser.add_argument("--no-judge", action="store_true", help="Skip the node tools.")
+    parser.add_argument(
+        "--producers",
+        type=Path,
+        default=PRODUCERS,
+        help="Folder of the producers' corpora (*.jsonl: id, producer, mathml, reference_latex).",
+    )
     return parser.parse_args()
 
 
@@ -149,6 +166,20 @@ def main() -> None:
     for reason, count in refused.most_common():
         print(f"  {count:4d}  {reason}")
     print(f"candidates: {path.relative_to(ROOT)}")
+    print(accounting_report(rows, candidates))
+    producer_rows = [
+        json.loads(line)
+        for corpus in sorted(args.producers.glob("*.jsonl"))
+        for line in corpus.open(encoding="utf-8")
+        if line.strip()
+    ]
+    producer_candidates, _ = convert_all(producer_rows)
+    producer_path = OUT / "producers-candidates.jsonl"
+    with producer_path.open("w", encoding="utf-8") as fp:
+        for candidate in producer_candidates:
+            fp.write(json.dumps(candidate, ensure_ascii=False) + "\n")
+    print(f"producers' corpora ({len(producer_rows)} formulas): {producer_path.relative_to(ROOT)}")
+    print("  " + accounting_report(producer_rows, producer_candidates))
     if args.no_judge:
         return
 
@@ -177,6 +208,54 @@ def main() -> None:
         f"MathLive check of the {converted} outputs: {summary_line(accepted, 'mathlive-accepted')}"
     )
     print(validator_agreement(rows, candidates, all_out))
+    print(producers_report(judge, producer_rows, producer_path))
+
+
+def accounting_report(rows: list[dict], candidates: list[dict]) -> str:
+    """How many outputs lose content by the accounting check, and its speed (CPU time)."""
+    mathml = {row["id"]: row["mathml"] for row in rows}
+    lossy: list[str] = []
+    checked = 0
+    cpu = time.process_time()
+    for candidate in candidates:
+        if candidate["latex"] is None or len(mathml[candidate["id"]]) > 200_000:
+            continue  # the 320-510 kB texmath tables exceed the parser's production limit
+        checked += 1
+        if account(mathml[candidate["id"]], candidate["latex"]):
+            lossy.append(candidate["id"])
+    cpu = time.process_time() - cpu
+    shown = (": " + ", ".join(lossy[:5])) if lossy else ""
+    return (
+        f"accounting: {len(lossy)}/{checked} outputs lose content{shown} "
+        f"({checked / max(cpu, 1e-9):,.0f} checks/s on one core)"
+    )
+
+
+def producers_report(judge: Path, rows: list[dict], candidates: Path) -> str:
+    """Judged equivalent and MathLive-accepted, per producer."""
+    cases = OUT / "producers-cases.jsonl"
+    with cases.open("w", encoding="utf-8") as fp:
+        for row in rows:
+            if "<apply" in row["mathml"] or row["producer"] == "geogebra":
+                # content MathML: MathJax cannot draw it; its reference, drawn, stands in
+                row = {**row, "mathml": latex_to_mathml(row["reference_latex"])}
+            fp.write(json.dumps(row, ensure_ascii=False) + "\n")
+    judged = OUT / "producers-judged.jsonl"
+    run_node(judge, "judge.mjs", str(cases), str(candidates), "--quiet", "--out", str(judged))
+    accepted = run_node(judge, "mathlive_check.mjs", str(candidates), "--skip-empty")
+    producer_of = {row["id"]: row["producer"] for row in rows}
+    good: collections.Counter = collections.Counter()
+    total: collections.Counter = collections.Counter()
+    for line in judged.open():
+        verdict = json.loads(line)
+        total[producer_of[verdict["id"]]] += 1
+        good[producer_of[verdict["id"]]] += verdict["verdict"] in ("identical", "equivalent")
+    lines = ["producers, judged equivalent:"]
+    for producer in sorted(total):
+        share = 100 * good[producer] / total[producer]
+        lines.append(f"  {producer:12s} {good[producer]:3d}/{total[producer]:3d} ({share:.1f}%)")
+    lines.append(f"  {summary_line(accepted, 'mathlive-accepted')}")
+    return "\n".join(lines)
 
 
 def validator_agreement(rows: list[dict], candidates: list[dict], judged: Path) -> str:

@@ -124,7 +124,13 @@ FENCES = [
 UNDER_OVER = [
     ("<mover><mi>x</mi><mo>^</mo></mover>", "\\hat{x}"),
     ("<mover><mrow><mi>A</mi><mi>B</mi></mrow><mo>¯</mo></mover>", "\\overline{AB}"),
-    ('<mover accent="true"><mi>v</mi><mo>→</mo></mover>', "\\vec{v}"),
+    # MathJax stretches the arrow over one letter too: \vec draws a smaller, lower arrow
+    ('<mover accent="true"><mi>v</mi><mo>→</mo></mover>', "\\overrightarrow{v}"),
+    # a fixed-size bar (LibreOffice) is the narrow accent, whatever its base
+    (
+        '<mover accent="true"><mrow><mi>A</mi><mi>B</mi></mrow><mo stretchy="false">¯</mo></mover>',
+        "\\bar{AB}",
+    ),
     ("<mover><mrow><mi>A</mi><mi>B</mi></mrow><mo>→</mo></mover>", "\\overrightarrow{AB}"),
     ("<mover><mrow><mi>A</mi><mi>B</mi></mrow><mo>⏜</mo></mover>", "\\overparen{AB}"),
     ("<mover><mrow><mi>A</mi><mi>B</mi></mrow><mo>⌒</mo></mover>", "\\overset{⌒}{AB}"),
@@ -273,7 +279,7 @@ def test_outputs_are_mathlive_latex(mathml, latex):
         ('<menclose notation="northeastarrow"><mi>x</mi></menclose>', "northeastarrow"),
         ("<merror><mtext>oops</mtext></merror>", "<merror>"),
         ('<mi><mglyph src="x.png" alt="x"/></mi>', "<mglyph>"),
-        ("<apply><plus/><ci>a</ci><ci>b</ci></apply>", "content MathML <apply>"),
+        ("<apply><int/><ci>f</ci></apply>", "콘텐츠 MathML <int>"),
         ("<foo>x</foo>", "unsupported element <foo>"),
         ("<mfrac><mn>1</mn></mfrac>", "<mfrac> needs 2 children, it has 1"),
         ("<mrow>loose text</mrow>", "text 'loose text' directly inside <mrow>"),

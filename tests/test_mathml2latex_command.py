@@ -80,3 +80,38 @@ def test_as_a_process_on_a_pipe():
 def test_missing_input_file(tmp_path):
     with pytest.raises(CommandError, match="cannot open .*missing.jsonl"):
         call_command("mathml2latex", str(tmp_path / "missing.jsonl"), "-", stdout=io.StringIO())
+
+
+def test_a_question_stem_gives_the_document_and_each_formula(tmp_path):
+    source = tmp_path / "in.jsonl"
+    rows = [
+        {"id": "s1", "mathml": "<p>넓이는 <math><mn>36</mn></math>이다.</p>"},
+        {
+            "id": "s2",
+            "mathml": "<p>a&nbsp;<math><mi>x</mi></math><br>b <math><merror/></math></p>",
+        },
+    ]
+    source.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows), "utf-8")
+    target = tmp_path / "out.jsonl"
+    stdout = io.StringIO()
+    call_command("mathml2latex", str(source), str(target), stdout=stdout)
+    assert lines_of(target.read_text(encoding="utf-8")) == [
+        {
+            "id": "s1",
+            "latex": None,
+            "document": "<p>넓이는 \\(36\\)이다.</p>",
+            "formulas": [{"latex": "36", "error": None}],
+            "error": None,
+        },
+        {
+            "id": "s2",
+            "latex": None,
+            "document": None,
+            "formulas": [
+                {"latex": "x", "error": None},
+                {"latex": None, "error": "the MathML contains an error message (<merror>)"},
+            ],
+            "error": "수식 2/2: the MathML contains an error message (<merror>)",
+        },
+    ]
+    assert stdout.getvalue() == "1 converted, 1 failed\n"

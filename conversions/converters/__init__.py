@@ -1,5 +1,32 @@
-"""Deterministic MathML -> LaTeX conversion and validation of results."""
+"""Deterministic MathML -> LaTeX conversion and validation of results.
 
+The API other parts call (issue 11):
+
+- ``mathml_to_latex(mathml) -> str``: one formula (presentation MathML, the school subset
+  of content MathML, Wiris safe XML, upper-case names); raises ConversionError (its
+  message says why) for anything it cannot write faithfully.
+- ``account(mathml, latex) -> list[str]``: the no-silent-loss check for a result from any
+  backend: one Korean reason per character, fence, accent or line break the source draws
+  and the LaTeX does not; ``[]`` when nothing is lost. Call it on every result.
+- Whole question stems (HTML or text with zero or more formulas):
+  ``is_document(text)`` tells a stem from a bare formula; ``split_document(text) -> Stem``
+  gives ``Stem.formulas`` (``Formula(mathml, display)``) to convert, validate, cache and
+  review one by one, and ``Stem.render(latexes) -> str`` puts the results back as safe
+  HTML with ``\\(...\\)`` / ``\\[...\\]``; ``convert_document(text) -> DocumentResult``
+  (``document``, ``formulas=[FormulaResult(latex, error)]``, ``error``) does it all with
+  the rules converter (``document`` is None when a formula fails).
+"""
+
+from conversions.converters.accounting import account
+from conversions.converters.document import (
+    DocumentResult,
+    Formula,
+    FormulaResult,
+    Stem,
+    convert_document,
+    is_document,
+    split_document,
+)
 from conversions.converters.errors import ConversionError, InvalidMathML
 from conversions.converters.mathml import element_to_latex, mathml_to_latex
 from conversions.converters.parse import normalize_mathml, parse_mathml
@@ -8,11 +35,19 @@ from conversions.converters.validate import VALIDATION_THRESHOLD, Validation, va
 __all__ = [
     "VALIDATION_THRESHOLD",
     "ConversionError",
+    "DocumentResult",
+    "Formula",
+    "FormulaResult",
     "InvalidMathML",
+    "Stem",
     "Validation",
+    "account",
+    "convert_document",
     "element_to_latex",
+    "is_document",
     "mathml_to_latex",
     "normalize_mathml",
     "parse_mathml",
+    "split_document",
     "validate",
 ]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from lxml import etree
 
+from conversions.converters import content
 from conversions.converters import symbols as sym
 from conversions.converters.errors import ConversionError
 from conversions.converters.parse import MATHML_NS, local_name, parse_mathml
@@ -184,8 +185,16 @@ def _join(parts: list[str]) -> str:
     return "".join(out)
 
 
+# Full-width forms (U+FF01-FF5E, what Korean and Japanese input methods type: "２＋３")
+# are the ASCII characters drawn wide; fonts for math have no glyphs for them, so MathJax
+# falls back to a text font and slants them. They are read as their ASCII characters (their
+# Unicode compatibility decomposition), the ideographic space as a space.
+_FULL_WIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
 def _text(el: etree._Element) -> str:
-    """A token's characters with XML whitespace trimmed and collapsed, as MathML says."""
+    """A token's characters with XML whitespace trimmed and collapsed, as MathML says;
+    full-width ASCII forms as ASCII."""
     text = el.text or ""
     if len(el):
         for child in el:
@@ -198,9 +207,17 @@ def _text(el: etree._Element) -> str:
             text += child.tail or ""
     if text and (text[0] in _XML_SPACE or text[-1] in _XML_SPACE or "  " in text or "\n" in text):
         text = " ".join(text.split(None))
-    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)  # a letter and its combining accent as one
+    if not text.isascii():
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)  # a letter and its combining accent as one
+        text = text.translate(_FULL_WIDTH)
     return text
+
+
+def _typed_space(el: etree._Element) -> bool:
+    """A token holding only spaces the author typed (HWP writes <mo> </mo> between words)."""
+    raw = el.text
+    return bool(raw) and len(el) == 0 and raw.strip(" \t\u3000") == "" and "\n" not in raw
 
 
 def _is_groups(s: str, start: int) -> bool:
@@ -515,7 +532,7 @@ def _variant(el: etree._Element, v: str | None) -> str | None:
 def _mi(el: etree._Element, v: str | None) -> str:
     text = _text(el)
     if not text:
-        return ""
+        return "\\ " if _typed_space(el) else ""
     variant = _variant(el, v)
     if len(text) == 1:
         return _ident_char(text, variant or "italic")
@@ -547,12 +564,13 @@ def _mn(el: etree._Element, v: str | None) -> str:
 def _mo(el: etree._Element, v: str | None) -> str:
     text = _text(el)
     if not text:
-        return ""
+        return "\\ " if _typed_space(el) else ""
     variant = _variant(el, v)
     if len(text) == 1:
         if text in sym.PRIMES:
-            # a prime outside a script is drawn at full size, as \prime is
-            return "\\prime" if text != "'" else "'"
+            # A prime in a row (not a superscript of its own) is drawn at the row's size, as
+            # \prime is; "'" would be a superscript prime, smaller and raised (x^{a'}).
+            return "\\prime" * len(sym.PRIMES[text])
         if el.get("minsize") is not None and text in sym.DELIMITERS:
             big = _big(el)
             if big is not None:
@@ -684,6 +702,8 @@ def _explicit_fence(op: etree._Element) -> bool:
 
 
 _Pair = tuple[int, "etree._Element | None", "etree._Element | None"]
+# Operators after which a bar closes, as after an operand: x!|, f'|.
+_POSTFIX_OPERATORS = frozenset("!'\u2032\u2033\u2034%\u00b0")
 
 
 def _pairs(kids: list[etree._Element]) -> dict[int, _Pair]:
@@ -695,20 +715,40 @@ def _pairs(kids: list[etree._Element]) -> dict[int, _Pair]:
     pairs: dict[int, _Pair] = {}
     stack: list[tuple[int, etree._Element, str]] = []
     count = len(kids)
+    # Whether the item before is an operand (a closed fence included): a symmetric fence
+    # after an operand closes, one after an operator or an opener (or first) opens, as
+    # TeX's and MathJax's readers infer |x| pairs; so ||x|-1| nests instead of pairing
+    # the first two bars.
+    after_operand = False
     for i, kid in enumerate(kids):
         op = _fence_op(kid)
         if op is None:
+            if not _is_invisible(kid):
+                after_operand = True
             continue
         kind = _fence_kind(op, i, count)
         if kind is None:
+            text = _text(op)
+            if text:
+                after_operand = text in _POSTFIX_OPERATORS
             continue
         if kind == "either":
-            if stack and stack[-1][2] == "either" and _text(stack[-1][1]) == _text(op):
-                start, opener, _ = stack.pop()
-                pairs[start] = (i, opener, op)
+            top = stack[-1] if stack else None
+            if (
+                after_operand
+                and top is not None
+                and top[2] == "either"
+                and _text(top[1]) == _text(op)
+            ):
+                pairs[top[0]] = (i, top[1], op)
+                stack.pop()
+                after_operand = True
             else:
                 stack.append((i, op, kind))
-        elif kind == "open":
+                after_operand = False
+            continue
+        after_operand = kind != "open"
+        if kind == "open":
             stack.append((i, op, kind))
         else:
             # a symmetric fence left open inside this pair was not a fence
@@ -772,16 +812,96 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
                 break
         if middle and _is_middle(kid):
             parts.append("\\middle" + _delimiter(sym.DELIMITERS[_text(_fence_op(kid))]))
+        elif (
+            i + 1 < count
+            and kid.text
+            and kid.text.strip()[:1] >= "\u1100"
+            and _is_syllable(kid)
+            and _is_syllable(kids[i + 1])
+        ):
+            # Word writes a Korean word one syllable per <mi>: the word as one text
+            end = i + 2
+            while end < count and _is_syllable(kids[end]):
+                end += 1
+            parts.append(_text_command("".join(_text(k) for k in kids[i:end]), None))
+            i = end
+            continue
+        elif (
+            kid.text
+            and kid.text.strip() in _CJK_ANGLES
+            and _tag(kid) == "mo"
+            and _is_relation_angle(kids, i)
+        ):
+            parts.append(_CJK_ANGLES[_text(kid)])
         else:
             parts.append(_conv(kid, v))
         i += 1
     return parts
 
 
+def _is_syllable(el: etree._Element) -> bool:
+    """An <mi> of Hangul (or CJK) only, without a variant of its own."""
+    if _tag(el) != "mi" or el.get("mathvariant"):
+        return False
+    text = _text(el)
+    return bool(text) and all(_is_word_script(c) for c in text)
+
+
+# HWP's equation editor writes the relations < and > as the CJK angle brackets 〈 〉 (U+3008,
+# U+3009; U+2329, U+232A in older exports). Rule: such a bracket that has no partner in its
+# row and stands between two operands (x 〈 3, 1 〈 x 〈 2) is the relation; one with a partner
+# (〈a, b〉) or at either end of the row stays an angle bracket.
+_CJK_ANGLES = {"\u3008": "<", "\u2329": "<", "\u3009": ">", "\u232a": ">"}
+_CJK_PARTNERS = {
+    "\u3008": "\u3009\u232a",
+    "\u2329": "\u3009\u232a",
+    "\u3009": "\u3008\u2329",
+    "\u232a": "\u3008\u2329",
+}
+
+
+def _is_relation_angle(kids: list[etree._Element], i: int) -> bool:
+    if i == 0 or i == len(kids) - 1:
+        return False
+    before = _fence_op(kids[i - 1])
+    if before is not None and _text(before) not in sym.CLOSING_FENCES:
+        return False  # after an operator or an opener: not between two operands
+    text = _text(kids[i])
+    partners = _CJK_PARTNERS[text]
+    others = kids[i + 1 :] if _CJK_ANGLES[text] == "<" else kids[:i]
+    return not any(_tag(k) == "mo" and _text(k) in partners for k in others)
+
+
 def _row(kids: list[etree._Element], v: str | None) -> str:
     if len(kids) == 1:
         return _conv(kids[0], v)
-    return _join(_row_parts(kids, v))
+    return _join(_merge_text(_row_parts(kids, v)))
+
+
+_PLAIN_TEXT = re.compile(r"\\text\{([^{}\\]*)\}\Z")
+
+
+def _merge_text(parts: list[str]) -> list[str]:
+    """Adjacent plain \\text{} pieces (and a typed space between two) as one \\text{}:
+    Word writes a Korean word one syllable per <mi>, HWP a space as <mo> </mo>."""
+    if sum(1 for part in parts if part.startswith("\\text{")) < 2:
+        return parts
+    out: list[str] = []
+    for part in parts:
+        match = _PLAIN_TEXT.match(part) if out else None
+        if match is not None:
+            previous = _PLAIN_TEXT.match(out[-1])
+            if previous is not None:
+                out[-1] = "\\text{" + previous.group(1) + match.group(1) + "}"
+                continue
+            if out[-1] == "\\ " and len(out) > 1:
+                previous = _PLAIN_TEXT.match(out[-2])
+                if previous is not None:
+                    out.pop()
+                    out[-1] = "\\text{" + previous.group(1) + " " + match.group(1) + "}"
+                    continue
+        out.append(part)
+    return out
 
 
 _BIG_SIZES = ((1.2, "\\big"), (1.623, "\\Big"), (2.047, "\\bigg"), (2.470, "\\Bigg"))
@@ -1030,7 +1150,19 @@ def _accent_command(
         return None
     if not over:
         return commands
+    if char in _ARROW_ACCENTS and (
+        el.get("accent") == "true" or op is None or op.get("stretchy") != "false"
+    ):
+        # MathJax draws this arrow itself (U+2192) at its own height, stretched or not;
+        # only a non-stretchy arrow that is an accent by the operator dictionary (what
+        # MathJax writes for \vec) is drawn as \vec's lower combining arrow
+        return commands[1]
+    if op is not None and op.get("stretchy") == "false":
+        return commands[0]  # a fixed-size accent (LibreOffice's bar) over any base
     return commands[0] if _is_single_letter(base) else commands[1]
+
+
+_ARROW_ACCENTS = frozenset("\u2192\u27f6")
 
 
 def _under_over(el: etree._Element, v: str | None, under: bool, over: bool) -> str:
@@ -1158,6 +1290,10 @@ class _Table:
             ]
             self.rows.append(row)
             cell_aligns.append(aligns)
+        # An empty last row (editors leave one after a final Enter) is drawn as a row by
+        # MathJax, but a trailing \\\\ is dropped by TeX and MathJax: "{}" keeps the row.
+        if len(self.rows) > 1 and self.rows[-1] and not any(self.rows[-1]):
+            self.rows[-1][0] = "{}"
         self.width = max((len(row) for row in self.rows), default=0)
         self.aligns = [
             _ALIGN_LETTERS.get(a, "c") for a in _spread(el.get("columnalign"), self.width, "center")
@@ -1374,6 +1510,12 @@ def _mpadded(el: etree._Element, v: str | None) -> str:
     if offset:
         command = "\\raise" if offset > 0 else "\\lower"
         body = f"{command}{{{round(abs(offset), 3):g}em}}{{{body}}}"
+    width = (el.get("width") or "").strip()
+    fixed = _length_em(width) if width[:1] not in ("+", "-") else None
+    if fixed is not None and fixed > 0 and (el.get("lspace") or "0").strip() in ("0", "0em"):
+        # A box of a fixed width (MathJax writes \framebox[2cm]{x} this way): the content
+        # overlaps into a space of that width, so what follows starts where the box ends.
+        return "\\mathrlap{" + body + "}\\hspace{" + f"{round(fixed, 3):g}" + "em}"
     if _length_em(el.get("width")) == 0:
         # zero width: the content overlaps its right (rlap) or, moved back, its left (llap)
         lspace = (el.get("lspace") or "0").replace(" ", "")
@@ -1405,7 +1547,9 @@ def _menclose(el: etree._Element, v: str | None) -> str:
 def _semantics(el: etree._Element, v: str | None) -> str:
     kids = _kids(el)
     if kids and _tag(kids[0]) not in ("annotation", "annotation-xml"):
-        return _conv(kids[0], v)
+        # Some editors put several presentation children in one <semantics>: all are drawn.
+        shown = [kid for kid in kids if _tag(kid) not in ("annotation", "annotation-xml")]
+        return _row(shown, v)
     for kid in kids:
         if _tag(kid) == "annotation-xml" and "presentation" in (kid.get("encoding") or "").lower():
             return _row(_kids(kid), v)
@@ -1423,12 +1567,69 @@ def _maction(el: etree._Element, v: str | None) -> str:
     return _conv(kids[index], v)
 
 
+def _content(el: etree._Element, v: str | None) -> str:
+    """Content MathML: the school subset drawn as a textbook would (content.py)."""
+
+    def token(text: str, token_el: etree._Element) -> str:
+        return _mn(token_el, v) if _tag(token_el) == "cn" else _mi(token_el, v)
+
+    return content.Writer(token, lambda kid: _conv(kid, v)).latex(el)
+
+
 def _merror(el: etree._Element, v: str | None) -> str:
     raise ConversionError("the MathML contains an error message (<merror>)")
 
 
 def _math(el: etree._Element, v: str | None) -> str:
-    return _row(_kids(el), el.get("mathvariant") or v)
+    v = el.get("mathvariant") or v
+    top, v = _top_row(el, v)
+    kids = _kids(top)
+    if any(_is_line_break(kid) for kid in kids):
+        return _lines(kids, v)
+    return _row(_kids(el), v)
+
+
+def _top_row(el: etree._Element, v: str | None) -> tuple[etree._Element, str | None]:
+    """The row that holds a formula's lines: through lone <mrow>, <mstyle>, <semantics>."""
+    top = el
+    while len(top) == 1 and isinstance(top[0].tag, str):
+        name = _tag(top[0])
+        if name not in ("mrow", "mstyle", "semantics"):
+            break
+        top = top[0]
+        if name == "mstyle":
+            v = top.get("mathvariant") or v
+        elif name == "semantics":
+            shown = [kid for kid in top if _tag(kid) not in ("annotation", "annotation-xml")]
+            if len(shown) != 1:
+                break
+            top = shown[0]
+    return top, v
+
+
+def _is_line_break(el: etree._Element) -> bool:
+    return _tag(el) in ("mspace", "mo") and el.get("linebreak") in ("newline", "indentingnewline")
+
+
+def _lines(kids: list[etree._Element], v: str | None) -> str:
+    """A formula with forced line breaks (<mspace|mo linebreak="newline">) at its top level:
+    left-aligned lines of an aligned environment. MathLive refuses a bare \\\\ outside an
+    environment; an <mo> that breaks starts the next line (MathML's linebreakstyle before)."""
+    lines: list[list[etree._Element]] = [[]]
+    for kid in kids:
+        if _is_line_break(kid):
+            lines.append([kid] if _tag(kid) == "mo" and _text(kid) else [])
+        else:
+            lines[-1].append(kid)
+    rows = [_row(line, v) for line in lines]
+    while len(rows) > 1 and not rows[-1]:
+        rows.pop()  # a break after the last content makes no visible line
+    while len(rows) > 1 and not rows[0]:
+        rows.pop(0)
+    if len(rows) == 1:
+        return rows[0]
+    cells = ["&" + ("\\textstyle " + row if _style_matters(row) else row) for row in rows]
+    return "\\begin{aligned}" + " \\\\ ".join(cells) + "\\end{aligned}"
 
 
 _BY_NAME: dict[str, Handler] = {
@@ -1466,4 +1667,5 @@ _BY_NAME: dict[str, Handler] = {
     "annotation": _none,
     "annotation-xml": _none,
 }
+_BY_NAME.update({name: _content for name in content.ELEMENTS | content.REFUSED})
 _HANDLERS: dict[str, Handler] = {**_BY_NAME, **{_NS + name: h for name, h in _BY_NAME.items()}}

@@ -121,10 +121,60 @@ def parse_mathml(
     default_bytes, default_depth = default_limits()
     max_bytes = default_bytes if max_bytes is None else max_bytes
     max_depth = default_depth if max_depth is None else max_depth
-    root = _find_math(_parse_xml(_prepared(_checked_text(text, max_bytes)), max_depth))
+    text = _checked_text(text, max_bytes)
+    if "\u00ab" in text and "<" not in text:
+        text = decode_safe_xml(text)
+    root = _parse_xml(_prepared(text), max_depth)
+    if isinstance(root.tag, str) and local_name(root.tag) != "math" and _UPPER_TAG_RE.search(text):
+        _lower_names(root)
+    root = _find_math(root)
     if _too_deep(root, max_depth):
         raise InvalidMathML(f"too deep: nesting exceeds {max_depth} levels")
     return root
+
+
+# Wiris (MathType web) "safe XML": MathML written with characters that survive HTML
+# attributes (data-mathml="«math xmlns=¨...¨»«mn»2«/mn»«/math»"). The mapping is the one
+# of the Wiris integrations' MathML.safeXmlDecode (Constants.safeXmlCharacters): first the
+# entity forms &laquo; &raquo; &uml; &quot;, then « » ¨ § ` for < > " & ', then the legacy
+# $name; entity form.
+_SAFE_XML_ENTITIES = (
+    ("&laquo;", "\u00ab"),
+    ("&raquo;", "\u00bb"),
+    ("&uml;", "\u00a8"),
+    ("&quot;", "\u00a8"),
+)
+_SAFE_XML_CHARACTERS = str.maketrans(
+    {"\u00ab": "<", "\u00bb": ">", "\u00a8": '"', "\u00a7": "&", "`": "'"}
+)
+_SAFE_XML_LEGACY_ENTITY = re.compile(r"\$(#?[A-Za-z0-9._-]+);")
+_UPPER_TAG_RE = re.compile(r"</?(?:[\w.-]+:)?[a-z-]*[A-Z]")
+
+
+def decode_safe_xml(text: str) -> str:
+    """MathML from Wiris' safe XML encoding ("«math»«mn»2«/mn»«/math»") as ordinary XML."""
+    for entity, character in _SAFE_XML_ENTITIES:
+        text = text.replace(entity, character)
+    text = text.translate(_SAFE_XML_CHARACTERS)
+    return _SAFE_XML_LEGACY_ENTITY.sub(r"&\1;", text)
+
+
+def _lower_names(root: etree._Element) -> None:
+    """Element and attribute names in lower case: <MATH><MI> is drawn by browsers and MathJax
+    (HTML parsers fold case), so it is read as <math><mi>."""
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        qname = etree.QName(el)
+        if qname.localname != qname.localname.lower():
+            el.tag = (
+                etree.QName(qname.namespace, qname.localname.lower()).text
+                if qname.namespace
+                else qname.localname.lower()
+            )
+        for key in list(el.attrib):
+            if key != key.lower() and not key.startswith("{"):
+                el.attrib[key.lower()] = el.attrib.pop(key)
 
 
 def _checked_text(text: str | bytes, max_bytes: int) -> str:

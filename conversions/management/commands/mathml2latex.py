@@ -13,13 +13,16 @@ from typing import TextIO
 from django.core.management.base import BaseCommand, CommandError
 
 from conversions.converters import ConversionError, InvalidMathML, mathml_to_latex
+from conversions.converters.document import convert_document, is_document
 
 
 class Command(BaseCommand):
     help = (
         'Convert lines {"id", "mathml"} to lines {"id", "latex", "error"} (error null on '
         "success) with the deterministic converter, one line at a time, so that the converter "
-        "can be measured from outside the application."
+        "can be measured from outside the application. A whole question stem (HTML or text "
+        'with formulas) gives {"id", "latex": null, "document", "formulas": [{"latex", '
+        '"error"}, ...], "error"}, each formula written \\(...\\) or \\[...\\] in the document.'
     )
     stealth_options = ("stdin",)
 
@@ -93,12 +96,25 @@ def convert_line(line: str, number: int) -> dict:
     mathml = row.get("mathml")
     if not isinstance(mathml, str):
         return {"id": row.get("id"), "latex": None, "error": 'no "mathml" string'}
+    if is_document(mathml):
+        return _document_line(row.get("id"), mathml)
     try:
         return {"id": row.get("id"), "latex": mathml_to_latex(mathml), "error": None}
     except InvalidMathML as exc:
         return {"id": row.get("id"), "latex": None, "error": f"invalid MathML: {exc}"}
     except ConversionError as exc:
         return {"id": row.get("id"), "latex": None, "error": str(exc)}
+
+
+def _document_line(row_id, text: str) -> dict:
+    result = convert_document(text)
+    return {
+        "id": row_id,
+        "latex": None,
+        "document": result.document,
+        "formulas": [{"latex": f.latex, "error": f.error} for f in result.formulas],
+        "error": result.error,
+    }
 
 
 def convert_lines(lines: Iterable[str], out, *, stop: _StopFlag | None = None) -> tuple[int, int]:
