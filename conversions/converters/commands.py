@@ -110,6 +110,7 @@ SPACING_COMMANDS = frozenset(
         "mathrlap",
         "smash",
         "rule",
+        "phantom",
         "hphantom",
         "vphantom",
     }

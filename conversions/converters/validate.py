@@ -27,8 +27,15 @@ from latex2mathml.symbols_parser import convert_symbol
 from lxml import etree
 
 from conversions.converters import symbols as sym
+from conversions.converters.commands import (
+    argument_problems,
+    forbidden_commands,
+    style_commands,
+)
 from conversions.converters.errors import InvalidMathML
+from conversions.converters.messages import _
 from conversions.converters.parse import local_name, parse_mathml
+from conversions.converters.reasons import END, INDEX, OVER, STYLE_MARK, describe, swapped_fractions
 from conversions.converters.tables import (
     LARGEOP_OPERATORS,
     MATHLIVE_COMMANDS,
@@ -39,6 +46,8 @@ from conversions.converters.tables import (
 
 VALIDATION_THRESHOLD = 0.9
 _ERROR_FACTOR = 0.85
+# Normal-form markers that no character token can be: the end of every structure, the
+# fraction bar and the index of a root; a styled letter is "x" + STYLE_MARK + "it".
 
 
 @dataclass(frozen=True)
@@ -50,25 +59,68 @@ class Validation:
 
 
 def validate(mathml: str, latex: str, *, threshold: float = VALIDATION_THRESHOLD) -> Validation:
-    """Check `latex` against the `mathml` it should draw."""
-    reasons = syntax_problems(latex)
+    """Check `latex` against the `mathml` it should draw.
+
+    Returns a Validation: score 0..1 (1.0 when the round trip gives back the source), ok
+    (the LaTeX may be stored as a success), reasons (short sentences in the active
+    language) and syntax_ok (MathLive would read the LaTeX). Never raises on bad input.
+    LaTeX with a forbidden command (commands.forbidden_commands) scores 0 whatever it
+    draws; a missing argument is a syntax problem; a colour, size or spacing command
+    where the source draws none fails, as does any difference in what is drawn,
+    letter styles (italic, upright, bold, ...) included.
+    """
+    forbidden = forbidden_commands(latex)
+    if forbidden:
+        reason = _("the LaTeX uses %(commands)s, which may link, style or script") % {
+            "commands": ", ".join(forbidden)
+        }
+        return Validation(0.0, False, [reason], False)
+    reasons = syntax_problems(latex) + argument_problems(latex)
     syntax_ok = not reasons
     try:
-        source = normal_form(parse_mathml(mathml))
+        root = parse_mathml(mathml)
+        source = normal_form(root)
     except InvalidMathML as exc:
         return Validation(
-            0.0, False, [*reasons, f"the source MathML is not usable: {exc}"], syntax_ok
+            0.0, False, [*reasons, _("the source MathML is not usable: %s") % exc], syntax_ok
         )
     try:
         result = latex_normal_form(latex)
-    except Exception as exc:  # latex2mathml raises many types for LaTeX it cannot read
-        reasons.append(
-            f"the LaTeX could not be converted back to MathML: {type(exc).__name__} {exc}"
-        )
+    except Exception:  # latex2mathml raises many types for LaTeX it cannot read
+        reasons.append(_("the LaTeX cannot be read back"))
         return Validation(0.0, False, reasons, syntax_ok)
+    styling = style_problems(root, latex)
     score, differences = compare(source, result)
+    reasons.extend(styling)
     reasons.extend(differences)
-    return Validation(score, syntax_ok and score >= threshold, reasons, syntax_ok)
+    score = round(score * _ERROR_FACTOR ** len(styling), 4)
+    ok = syntax_ok and not styling and score >= threshold
+    return Validation(score, ok, reasons, syntax_ok)
+
+
+def style_problems(root: etree._Element, latex: str) -> list[str]:
+    """Colour, size and spacing commands of `latex` where the source draws no such thing."""
+    drawn = {"colour": False, "size": False, "spacing": False}
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        attributes = el.attrib
+        if {"mathcolor", "mathbackground", "color", "background"} & set(attributes):
+            drawn["colour"] = True
+        if {"mathsize", "fontsize"} & set(attributes):
+            drawn["size"] = True
+        if local_name(el.tag) in ("mspace", "mpadded", "mphantom"):
+            drawn["spacing"] = True
+    messages = {
+        "colour": _("%(commands)s: the source draws no colour"),
+        "size": _("%(commands)s: the source draws no size change"),
+        "spacing": _("%(commands)s: the source draws no such space"),
+    }
+    return [
+        messages[kind] % {"commands": ", ".join(names)}
+        for kind, names in style_commands(latex).items()
+        if not drawn[kind]
+    ]
 
 
 # ---------------------------------------------------------------- syntax
@@ -338,6 +390,32 @@ _SAME = {
     "\u2060": "",
     "\ufeff": "",
 }
+_VARIANT_STYLES = {
+    "normal": "",
+    "bold": "bf",
+    "italic": "it",
+    "bold-italic": "bfit",
+    "double-struck": "bb",
+    "bold-fraktur": "bffrak",
+    "script": "scr",
+    "bold-script": "scr",
+    "fraktur": "frak",
+    "sans-serif": "sf",
+    "bold-sans-serif": "bfsf",
+    "sans-serif-italic": "sfit",
+    "sans-serif-bold-italic": "bfsfit",
+    "monospace": "tt",
+}
+_ALNUM_STYLES = ("bf", "it", "bfit", "scr", "bfscr", "frak", "bb", "bffrak", "sf", "bfsf", "sfit", "bfsfit", "tt")
+_LETTERLIKE_STYLES = {
+    **dict.fromkeys((0x2102, 0x210D, 0x2115, 0x2119, 0x211A, 0x211D, 0x2124), "bb"),
+    **dict.fromkeys(
+        (0x210B, 0x2110, 0x2112, 0x211B, 0x212C, 0x2130, 0x2131, 0x2133, 0x212F, 0x210A, 0x2134),
+        "scr",
+    ),
+    **dict.fromkeys((0x210C, 0x2111, 0x211C, 0x2128, 0x212D), "frak"),
+    0x210E: "it",
+}
 _NEGATED = {}
 for _cp in list(range(0x2190, 0x2300)) + list(range(0x2A00, 0x2B00)) + [0x3C, 0x3D, 0x3E]:
     _decomposed = unicodedata.normalize("NFD", chr(_cp))
@@ -350,7 +428,6 @@ _UNDER_ACCENTS["\u2015"] = "\\underline"
 _ACCENTS["\u2015"] = "\\bar"
 _SKIPPED = frozenset(
     [
-        "mphantom",
         "mspace",
         "none",
         "annotation",
@@ -387,23 +464,83 @@ _BRACE_PLACEHOLDERS = {"{": "\ue000", "}": "\ue001"}
 _BRACE_PLACEHOLDERS_BACK = str.maketrans({"\ue000": "{", "\ue001": "}"})
 
 
-def _chars(text: str, out: list[str], same: dict[str, str]) -> None:
+def _chars(text: str, out: list[str], same: dict[str, str], style: str = "") -> None:
+    """The characters of a token element; letters and digits carry their style."""
     if text.startswith("\\") and len(text) > 1:
         # a command latex2mathml left as it is (\{ after \Big, \arg): the symbol or its name
         code = convert_symbol(text)
         text = chr(int(code, 16)) if code else text[1:]
-    for c in unicodedata.normalize("NFKC", text):
-        if c.isspace():
-            continue
-        if c in _NEGATED:
-            out.extend(("not", _NEGATED[c]))
-            continue
-        if c == "\u0338" and out:
-            out.insert(len(out) - 1, "not")
-            continue
-        c = same.get(c, c)
-        if c:
-            out.append(c)
+    for original in text:
+        char_style = _alnum_style(ord(original))
+        for c in unicodedata.normalize("NFKC", original):
+            if c.isspace():
+                continue
+            if c in _NEGATED:
+                out.extend(("not", _NEGATED[c]))
+                continue
+            if c == "\u0338" and out:
+                out.insert(len(out) - 1, "not")
+                continue
+            c = same.get(c, c)
+            if c:
+                out.append(_styled(c, _combined_style(style, char_style)))
+
+
+def _combined_style(element: str, character: str | None) -> str:
+    """𝑥 in a bold element is bold italic; otherwise the character's own style wins."""
+    if character is None:
+        return element
+    if character == "it" and element.startswith("bf"):
+        return "bfit"
+    return character
+
+
+def _styled(c: str, style: str) -> str:
+    """The token of one character: letters and digits as "x" + STYLE_MARK + style.
+
+    As the judge draws them (shared/tools/judge, lenientChar): only letters and digits
+    have a style; digits have no italic form (MathJax slants <mi>2</mi>, browsers do not).
+    """
+    if not style or not (c.isalpha() or c.isdigit()):
+        return c
+    if style == "bfscr":
+        style = "scr"
+    if c.isdigit():
+        style = {"it": "", "bfit": "bf"}.get(style, style)
+    return c + STYLE_MARK + style if style else c
+
+
+def _alnum_style(cp: int) -> str | None:
+    """The style a mathematical alphanumeric character carries in its code point (𝑥: it)."""
+    if cp in _LETTERLIKE_STYLES:
+        return _LETTERLIKE_STYLES[cp]
+    if 0x1D400 <= cp <= 0x1D6A3:
+        return _ALNUM_STYLES[(cp - 0x1D400) // 52]
+    if 0x1D6A8 <= cp <= 0x1D7C9:
+        return ("bf", "it", "bfit", "bfsf", "bfsfit")[(cp - 0x1D6A8) // 58]
+    if 0x1D7CE <= cp <= 0x1D7FF:
+        return ("bf", "bb", "sf", "bfsf", "tt")[(cp - 0x1D7CE) // 10]
+    return None
+
+
+def _token_style(el: etree._Element, tag: str) -> str:
+    """The style a token element draws its letters in: its mathvariant (also from an
+    enclosing <mstyle>), the deprecated fontweight/fontstyle, or MathML's default
+    (a single-character <mi> is italic, everything else upright)."""
+    variant = el.get("mathvariant")
+    if variant is None:
+        for ancestor in el.iterancestors():
+            if local_name(ancestor.tag) in ("mstyle", "math") and ancestor.get("mathvariant"):
+                variant = ancestor.get("mathvariant")
+                break
+    if variant is not None:
+        return _VARIANT_STYLES.get(variant.strip(), "")
+    text = "".join((el.text or "").split())
+    italic = tag == "mi" and len(text) == 1
+    if el.get("fontstyle"):
+        italic = el.get("fontstyle", "").strip() == "italic"
+    bold = el.get("fontweight", "").strip() == "bold"
+    return ("bf" if bold else "") + ("it" if italic else "")
 
 
 def _script_token(el: etree._Element, accents: dict[str, str]) -> str | None:
@@ -423,47 +560,47 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
     tag = local_name(el.tag)
     kids = [kid for kid in el if isinstance(kid.tag, str)]
     if tag in ("mi", "mn", "mo"):
-        _chars(el.text or "", out, same)
+        _chars(el.text or "", out, same, _token_style(el, tag))
     elif tag == "ms":
         text = el.get("lquote", "\u201c") + (el.text or "") + el.get("rquote", "\u201d")
-        _chars(text, out, same)
+        _chars(text, out, same, _token_style(el, tag))
     elif tag == "mtext":
         text = el.text or ""
         if same is _LATEX2MATHML_SAME:
             text = _TEXT_MARKUP.sub(_unescape, text).translate(_BRACE_PLACEHOLDERS_BACK)
-        _chars(text, out, same)
+        _chars(text, out, same, _token_style(el, tag))
     elif tag in _SKIPPED:
         return
     elif tag == "mfrac" and len(kids) == 2:
         if el.get("bevelled") == "true":
             out.append("^(")
             _walk(kids[0], out, same)
-            out.extend((")", "/", "_("))
+            out.extend((END, "/", "_("))
             _walk(kids[1], out, same)
-            out.append(")")
+            out.append(END)
             return
         out.append("frac(")
         _walk(kids[0], out, same)
-        out.append("/")
+        out.append(OVER)
         _walk(kids[1], out, same)
-        out.append(")")
+        out.append(END)
     elif tag == "msqrt" or (tag == "menclose" and el.get("notation") == "radical"):
         out.append("sqrt(")
         _walk_all(kids, out, same)
-        out.append(")")
+        out.append(END)
     elif tag == "mroot" and len(kids) == 2:
         out.append("root(")
         _walk(kids[1], out, same)
-        out.append("|")
+        out.append(INDEX)
         _walk(kids[0], out, same)
-        out.append(")")
+        out.append(END)
     elif tag in ("msub", "msup", "msubsup") and kids:
         _walk(kids[0], out, same)
         markers = ("^(",) if tag == "msup" else ("_(", "^(")
         for marker, script in zip(markers, kids[1:], strict=False):
             out.append(marker)
             _walk(script, out, same)
-            out.append(")")
+            out.append(END)
     elif tag in ("munder", "mover", "munderover") and kids:
         _walk_under_over(tag, kids, out, same)
     elif tag == "mmultiscripts" and kids:
@@ -472,10 +609,12 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
         _walk_table(kids, out, same)
     elif tag == "mfenced":
         _walk_fenced(el, kids, out, same)
+    elif tag == "mphantom":
+        return  # not drawn; LaTeX's \\phantom is checked as spacing (commands.py)
     elif tag == "menclose":
         out.append("enclose(")
         _walk_all(kids, out, same)
-        out.append(")")
+        out.append(END)
     elif tag == "semantics":
         if kids:
             _walk(kids[0], out, same)
@@ -505,11 +644,11 @@ def _walk_under_over(
             continue
         accent = _script_token(script, accents)
         if accent is not None:
-            tokens = [accent + "(", *tokens, ")"]
+            tokens = [accent + "(", *tokens, END]
         else:
             tokens.append(marker)
             _walk(script, tokens, same)
-            tokens.append(")")
+            tokens.append(END)
     out.extend(tokens)
 
 
@@ -531,7 +670,7 @@ def _walk_multiscripts(kids: list[etree._Element], out: list[str], same: dict[st
                 continue
             out.append(("_" if i % 2 == 0 else "^") + "(")
             _walk(script, out, same)
-            out.append(")")
+            out.append(END)
 
 
 def _walk_table(rows: list[etree._Element], out: list[str], same: dict[str, str]) -> None:
@@ -556,9 +695,9 @@ def _walk_table(rows: list[etree._Element], out: list[str], same: dict[str, str]
     for row_tokens in table:
         out.append("row(")
         for cell_tokens in row_tokens:
-            out.extend(("cell(", *cell_tokens, ")"))
-        out.append(")")
-    out.append(")")
+            out.extend(("cell(", *cell_tokens, END))
+        out.append(END)
+    out.append(END)
 
 
 def _walk_fenced(
@@ -591,6 +730,10 @@ _LATEX_REWRITES = (
     (re.compile(r"\\bbox\[[^\]]*\]"), ""),
     (re.compile(r"\\rule(?:\[[^\]]*\])?\{[^{}]*\}\{[^{}]*\}"), ""),
     (re.compile(r"\\middle(?![A-Za-z])"), ""),
+    # latex2mathml reads \operatorname as an empty operator and italic letters; TeX draws
+    # its argument upright, as \mathrm does. \mathnormal is TeX's math italic.
+    (re.compile(r"\\operatorname\*?(?![A-Za-z])"), r"\\mathrm"),
+    (re.compile(r"\\mathnormal(?![A-Za-z])"), r"\\mathit"),
     (re.compile(r"\\(?:no)?limits(?![A-Za-z])"), ""),
     (
         re.compile(
@@ -627,6 +770,9 @@ def _protect_text_braces(latex: str) -> str:
     return "".join(out)
 
 
+# latex2mathml writes \mathrm{d} and \Gamma as a bare <mi> with a padded character
+# reference, where TeX draws them upright (TeX's capital Greek letters are upright).
+_UPRIGHT_MI = re.compile(r"<mi>(&#x000(?:4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]);|&#x0039[1-9A-F];|&#x003A[0-9];)</mi>")
 _TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|textrm|textsf|texttt|mbox)\{")
 _MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.DOTALL)
 _BARE_AMPERSAND = re.compile(r"&(?!#?[0-9A-Za-z]+;)")
@@ -644,6 +790,7 @@ def latex_normal_form(latex: str) -> list[str]:
         latex = pattern.sub(replacement, latex)
     latex = _protect_text_braces(latex)
     mathml = _MTEXT.sub(_escape_mtext, latex_to_mathml(latex))
+    mathml = _UPRIGHT_MI.sub(r'<mi mathvariant="normal">\1</mi>', mathml)
     out: list[str] = []
     _walk(etree.fromstring(mathml.encode()), out, _LATEX2MATHML_SAME)
     return out
@@ -658,7 +805,7 @@ def _merge_primes(tokens: list[str]) -> list[str]:
             j = i + 1
             while j < len(tokens) and tokens[j] == "\u2032":
                 j += 1
-            if j > i + 1 and j < len(tokens) and tokens[j] == ")":
+            if j > i + 1 and j < len(tokens) and tokens[j] == END:
                 out.extend(tokens[i + 1 : j])
                 i = j + 1
                 continue
@@ -676,25 +823,16 @@ def compare(source: list[str], result: list[str]) -> tuple[float, list[str]]:
         return 1.0, []
     matcher = difflib.SequenceMatcher(None, source, result, autojunk=False)
     errors = 0
-    reasons = []
+    # A swapped fraction shows as several edits; its own reason says it better.
+    swapped = swapped_fractions(source, result)
+    reasons = list(swapped)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             continue
         errors += max(i2 - i1, j2 - j1)
-        if len(reasons) < 3:
-            reasons.append(_describe(op, source, i1, i2, result, j1, j2))
+        if not swapped and len(reasons) < 3:
+            reason = describe(op, source, i1, i2, result, j1, j2)
+            if reason and reason not in reasons:
+                reasons.append(reason)
     share = 1 - errors / max(len(source), len(result), 1)
     return round(max(0.0, share) * _ERROR_FACTOR**errors, 4), reasons
-
-
-def _describe(
-    op: str, source: list[str], i1: int, i2: int, result: list[str], j1: int, j2: int
-) -> str:
-    before = " ".join(source[max(0, i1 - 3) : i1])
-    where = f" after “{before}”" if before else " at the start"
-    if op == "delete":
-        return f"the LaTeX lacks “{' '.join(source[i1:i2])}”{where}"
-    if op == "insert":
-        return f"the LaTeX adds “{' '.join(result[j1:j2])}”{where}"
-    has, instead = " ".join(result[j1:j2]), " ".join(source[i1:i2])
-    return f"the LaTeX has “{has}” where the MathML has “{instead}”{where}"
