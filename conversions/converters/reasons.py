@@ -278,7 +278,10 @@ def swapped_fractions(source: list[str], result: list[str]) -> list[str]:
             if (numerator, denominator) not in after:
                 reasons.append(
                     _("the numerator %(numerator)s and the denominator %(denominator)s are swapped")
-                    % {"numerator": readable(list(numerator)), "denominator": readable(list(denominator))}
+                    % {
+                        "numerator": readable(list(numerator)),
+                        "denominator": readable(list(denominator)),
+                    }
                 )
     return reasons
 

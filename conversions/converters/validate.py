@@ -406,7 +406,21 @@ _VARIANT_STYLES = {
     "sans-serif-bold-italic": "bfsfit",
     "monospace": "tt",
 }
-_ALNUM_STYLES = ("bf", "it", "bfit", "scr", "bfscr", "frak", "bb", "bffrak", "sf", "bfsf", "sfit", "bfsfit", "tt")
+_ALNUM_STYLES = (
+    "bf",
+    "it",
+    "bfit",
+    "scr",
+    "bfscr",
+    "frak",
+    "bb",
+    "bffrak",
+    "sf",
+    "bfsf",
+    "sfit",
+    "bfsfit",
+    "tt",
+)
 _LETTERLIKE_STYLES = {
     **dict.fromkeys((0x2102, 0x210D, 0x2115, 0x2119, 0x211A, 0x211D, 0x2124), "bb"),
     **dict.fromkeys(
@@ -772,7 +786,9 @@ def _protect_text_braces(latex: str) -> str:
 
 # latex2mathml writes \mathrm{d} and \Gamma as a bare <mi> with a padded character
 # reference, where TeX draws them upright (TeX's capital Greek letters are upright).
-_UPRIGHT_MI = re.compile(r"<mi>(&#x000(?:4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]);|&#x0039[1-9A-F];|&#x003A[0-9];)</mi>")
+_UPRIGHT_MI = re.compile(
+    r"<mi>(&#x000(?:4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]);|&#x0039[1-9A-F];|&#x003A[0-9];)</mi>"
+)
 _TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|textrm|textsf|texttt|mbox)\{")
 _MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.DOTALL)
 _BARE_AMPERSAND = re.compile(r"&(?!#?[0-9A-Za-z]+;)")
