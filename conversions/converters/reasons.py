@@ -186,7 +186,7 @@ def _whole_script(tokens: list[str]) -> bool:
     )
 
 
-def _style_change(old: list[str], new: list[str]) -> str | None:
+def _style_change(old: list[str], new: list[str], where: str) -> str | None:
     if len(old) != len(new) or not old:
         return None
     pairs = [(split_style(a), split_style(b)) for a, b in zip(old, new, strict=True)]
@@ -194,7 +194,8 @@ def _style_change(old: list[str], new: list[str]) -> str | None:
         return None
     names = _style_names()
     changed = [(a, b) for a, b in pairs if a[1] != b[1]]
-    return _("%(symbol)s is %(new)s where the source draws it %(old)s") % {
+    return _("%(symbol)s is %(new)s where the source draws it %(old)s%(where)s") % {
+        "where": where,
         "symbol": "".join(a[0] for a, _b in changed)[:MAX_SYMBOL_CHARS],
         "new": names.get(changed[0][1][1], changed[0][1][1]),
         "old": names.get(changed[0][0][1], changed[0][0][1]),
@@ -245,9 +246,9 @@ def describe(
     if op == "delete" and old == ["frac("]:
         return _("the fraction is missing%(where)s") % {"where": where}
     if op == "replace":
-        style = _style_change(old, new)
+        style = _style_change(old, new, where)
         if style:
-            return style + where
+            return style
         if len(old) == len(new) == 1 and old[0] in _FENCES and new[0] in _FENCES:
             return _("the bracket “%(new)s” instead of “%(old)s”%(where)s") % {
                 "new": new[0],
