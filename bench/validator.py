@@ -392,7 +392,8 @@ def main() -> None:
     print(f"right answers (judge-valid, MathLive-accepted references): {len(right)}")
     all_caught, all_total = sum(caught.values()), sum(total.values())
     print(
-        f"wrong answers caught: {all_caught}/{all_total} ({100 * all_caught / max(all_total, 1):.1f} %)"
+        f"wrong answers caught: {all_caught}/{all_total} "
+        f"({100 * all_caught / max(all_total, 1):.1f} %)"
     )
     for kind in MUTATIONS:
         share = 100 * caught[kind] / max(total[kind], 1)

@@ -1,6 +1,6 @@
 """Reasons a reviewer can read for the differences between two normal forms.
 
-validate.py compares the source MathML and the LaTeX as token lists (characters with
+validate.py compares the source MathML and the LaTeX as tok lists (characters with
 their style, and structure markers). This module turns the differing stretches into short
 sentences that name the symbol and where it sits ("the exponent 2 of x is missing",
 "“5” instead of “4” in the denominator", "x is upright where the source draws it
@@ -8,6 +8,8 @@ italic"), translated into the active language (Korean in the admin).
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from conversions.converters.messages import _
 
@@ -52,9 +54,9 @@ def _style_names() -> dict[str, str]:
     }
 
 
-def split_style(token: str) -> tuple[str, str]:
-    """("x", "it") for "x\\x01it"; (token, "") for a token without a style."""
-    char, _mark, style = token.partition(STYLE_MARK)
+def split_style(tok: str) -> tuple[str, str]:
+    """("x", "it") for "x\\x01it"; (tok, "") for a tok without a style."""
+    char, _mark, style = tok.partition(STYLE_MARK)
     return char, style
 
 
@@ -64,26 +66,24 @@ def readable(tokens: list[str]) -> str:
     stack: list[str] = []
     i = 0
     while i < len(tokens):
-        token = tokens[i]
-        if token == "not" and i + 1 < len(tokens):
-            import unicodedata
-
+        tok = tokens[i]
+        if tok == "not" and i + 1 < len(tokens):
             out.append(unicodedata.normalize("NFC", split_style(tokens[i + 1])[0] + "\u0338"))
             i += 2
             continue
-        if token in _OPEN or (token.endswith("(") and len(token) > 1):
-            stack.append(token)
-            out.append(_OPEN.get(token, token.lstrip("\\")))
-        elif token == END:
+        if tok in _OPEN or (tok.endswith("(") and len(tok) > 1):
+            stack.append(tok)
+            out.append(_OPEN.get(tok, tok.lstrip("\\")))
+        elif tok == END:
             out.append(_CLOSE.get(stack.pop(), ")") if stack else "")
-        elif token == OVER:
+        elif tok == OVER:
             out.append(")/(")
-        elif token == INDEX:
+        elif tok == INDEX:
             out.append("]{")
             if stack:
                 stack[-1] = "index"
         else:
-            out.append(split_style(token)[0])
+            out.append(split_style(tok)[0])
         i += 1
     text = "".join(out).strip("; ")
     for short in ("^(", "_("):  # x^(2) -> x^2
@@ -127,16 +127,16 @@ def _where(tokens: list[str], i: int) -> str:
     depth = 0
     part_seen = False
     for j in range(i - 1, -1, -1):
-        token = tokens[j]
-        if token == END:
+        tok = tokens[j]
+        if tok == END:
             depth += 1
-        elif token in (OVER, INDEX) and depth == 0:
+        elif tok in (OVER, INDEX) and depth == 0:
             part_seen = True
-        elif token.endswith("(") and len(token) > 1 and token not in (OVER, INDEX):
+        elif tok.endswith("(") and len(tok) > 1 and tok not in (OVER, INDEX):
             if depth:
                 depth -= 1
                 continue
-            return _place(tokens, j, token, part_seen)
+            return _place(tokens, j, tok, part_seen)
     return ""
 
 
@@ -161,17 +161,17 @@ def _cell_position(tokens: list[str], j: int) -> tuple[int, int]:
     depth = 0
     row = column = 1
     for k in range(j - 1, -1, -1):
-        token = tokens[k]
-        if token == END:
+        tok = tokens[k]
+        if tok == END:
             depth += 1
-        elif token.endswith("(") and len(token) > 1 and token not in (OVER, INDEX):
-            if depth == 1 and token == "cell(":
+        elif tok.endswith("(") and len(tok) > 1 and tok not in (OVER, INDEX):
+            if depth == 1 and tok == "cell(":
                 column += 1
-            elif depth == 1 and token == "row(":
+            elif depth == 1 and tok == "row(":
                 row += 1
-            elif depth == 0 and token == "row(":
+            elif depth == 0 and tok == "row(":
                 continue
-            elif depth == 0 and token == "table(":
+            elif depth == 0 and tok == "table(":
                 break
             depth = max(0, depth - 1)
     return row, column
@@ -275,22 +275,25 @@ def swapped_fractions(source: list[str], result: list[str]) -> list[str]:
     before, after = _fractions(source), _fractions(result)
     reasons = []
     for numerator, denominator in before:
-        if numerator != denominator and (denominator, numerator) in after:
-            if (numerator, denominator) not in after:
-                reasons.append(
-                    _("the numerator %(numerator)s and the denominator %(denominator)s are swapped")
-                    % {
-                        "numerator": readable(list(numerator)),
-                        "denominator": readable(list(denominator)),
-                    }
-                )
+        if (
+            numerator != denominator
+            and (denominator, numerator) in after
+            and (numerator, denominator) not in after
+        ):
+            reasons.append(
+                _("the numerator %(numerator)s and the denominator %(denominator)s are swapped")
+                % {
+                    "numerator": readable(list(numerator)),
+                    "denominator": readable(list(denominator)),
+                }
+            )
     return reasons
 
 
 def _fractions(tokens: list[str]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
     found = []
-    for i, token in enumerate(tokens):
-        if token != "frac(":
+    for i, tok in enumerate(tokens):
+        if tok != "frac(":
             continue
         depth = 0
         over = None
