@@ -186,3 +186,43 @@ COMMAND_ARGUMENTS = {
     "xtwoheadrightarrow": "[{",
     "~": "{",
 }
+
+# Every environment MathLive defines, starred forms included.
+ENVIRONMENTS = frozenset(
+    {
+        "Bmatrix",
+        "Bmatrix*",
+        "Vmatrix",
+        "Vmatrix*",
+        "align",
+        "align*",
+        "aligned",
+        "array",
+        "bmatrix",
+        "bmatrix*",
+        "cases",
+        "center",
+        "dcases",
+        "displaymath",
+        "eqnarray",
+        "equation",
+        "equation*",
+        "gather",
+        "gather*",
+        "gathered",
+        "math",
+        "matrix",
+        "matrix*",
+        "multline",
+        "multline*",
+        "pmatrix",
+        "pmatrix*",
+        "rcases",
+        "smallmatrix",
+        "smallmatrix*",
+        "split",
+        "subequations",
+        "vmatrix",
+        "vmatrix*",
+    }
+)

@@ -27,6 +27,7 @@ from latex2mathml.symbols_parser import convert_symbol
 from lxml import etree
 
 from conversions.converters import symbols as sym
+from conversions.converters.arguments import COMMAND_ARGUMENTS, ENVIRONMENTS
 from conversions.converters.commands import (
     argument_problems,
     forbidden_commands,
@@ -105,7 +106,9 @@ def style_problems(root: etree._Element, latex: str) -> list[str]:
         if not isinstance(el.tag, str):
             continue
         attributes = el.attrib
-        if {"mathcolor", "mathbackground", "color", "background"} & set(attributes):
+        if {"mathcolor", "mathbackground", "color", "background"} & set(attributes) or (
+            "color" in attributes.get("style", "")
+        ):
             drawn["colour"] = True
         if {"mathsize", "fontsize"} & set(attributes):
             drawn["size"] = True
@@ -183,10 +186,17 @@ _LEFT_DELIMITERS = frozenset(
         "\\urcorner",
         "\\llcorner",
         "\\lrcorner",
+        "<",
+        ">",
+        "\\lparen",
+        "\\rparen",
     ]
 ) - {"/"}
 
 
+# tables.py lists MathLive's symbols and commands; its functions with arguments come
+# from arguments.py (both read from MathLive 0.111.1).
+_KNOWN_COMMANDS = MATHLIVE_COMMANDS | frozenset(COMMAND_ARGUMENTS)
 _RAW_ARGUMENT_COMMANDS = frozenset(
     [
         "textcolor",
@@ -302,7 +312,7 @@ class _SyntaxScan:
         elif name in ("left", "right", "middle"):
             delimiter, i = _read_delimiter(latex, i)
             _fence_problem(name, delimiter, self.groups[-1], self.found)
-        elif not text_mode and name and name not in MATHLIVE_COMMANDS:
+        elif not text_mode and name and name not in _KNOWN_COMMANDS:
             self.found.append(f"\\{name} is not a command MathLive knows")
         return i
 
@@ -316,7 +326,8 @@ class _SyntaxScan:
                 self.found.append("\\left without \\right")
         elif c == "%":
             self.found.append("an unescaped % comments out the rest of the LaTeX")
-        elif c in "$#":
+        elif c == "#" or c == "$" and not self.groups[-1].text:
+            # MathLive reads $...$ inside \text as math, as LaTeX does
             self.found.append(f'an unescaped "{c}"')
         elif c == "&" and not self.environments:
             self.found.append('"&" outside an environment')
@@ -332,7 +343,7 @@ def _environment_problem(
     if env is None:
         problems.append(f"\\{command} without an environment name")
     elif command == "begin":
-        if env not in MATHLIVE_ENVIRONMENTS:
+        if env not in MATHLIVE_ENVIRONMENTS and env not in ENVIRONMENTS:
             problems.append(f"the environment {env} is not one MathLive knows")
         environments.append(env)
     elif not environments or environments[-1] != env:
@@ -360,6 +371,8 @@ def _fence_problem(command: str, delimiter: str, group: _Group, problems: list[s
 _SAME = {
     "\u2212": "-",
     "\u2010": "-",
+    "\u2018": "\u2032",
+    "\u2019": "\u2032",
     "\u2217": "*",
     "\u00b7": "\u22c5",
     "\u2219": "\u22c5",
@@ -474,6 +487,12 @@ def _symbol_rewrites() -> re.Pattern:
 _SYMBOL_REWRITE = _symbol_rewrites()
 _SYMBOL_CHARACTERS = {name: char for char, name, _as_mi, _as_mo in SYMBOL_COMMANDS}
 _LATEX2MATHML_SAME = dict(_SAME)
+_LATIN_GREEK = re.compile(
+    "[A-Za-z\u0391-\u03a9\u03b1-\u03c9\u03d1\u03d5\u03d6\u03f1\u03f5\u0131\u0237]$"
+)
+# latex2mathml writes the corners as box-drawing characters
+_LATEX2MATHML_SAME.update({"┌": "⌜", "┐": "⌝", "└": "⌞", "┘": "⌟"})
+_LINE_NOTATIONS = {"top": _ACCENTS["\u2015"] + "(", "bottom": _UNDER_ACCENTS["\u2015"] + "("}
 _BRACE_PLACEHOLDERS = {"{": "\ue000", "}": "\ue001"}
 _BRACE_PLACEHOLDERS_BACK = str.maketrans({"\ue000": "{", "\ue001": "}"})
 
@@ -519,7 +538,9 @@ def _styled(c: str, style: str) -> str:
         return c
     if style == "bfscr":
         style = "scr"
-    if c.isdigit():
+    if c.isdigit() or "\u2100" <= c <= "\u214f" or "\u05d0" <= c <= "\u05ea":
+        # digits and the letter-like symbols MathJax's fonts hold (ℵ, ℏ) are never
+        # slanted in MathML Core; the judge ignores italic for them too
         style = {"it": "", "bfit": "bf"}.get(style, style)
     return c + STYLE_MARK + style if style else c
 
@@ -574,7 +595,11 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
     tag = local_name(el.tag)
     kids = [kid for kid in el if isinstance(kid.tag, str)]
     if tag in ("mi", "mn", "mo"):
-        _chars(el.text or "", out, same, _token_style(el, tag))
+        style = _token_style(el, tag)
+        text = (el.text or "").strip()
+        if same is _LATEX2MATHML_SAME and style == "it" and not _LATIN_GREEK.match(text):
+            style = ""  # TeX draws only Latin and Greek letters as italic variables
+        _chars(el.text or "", out, same, style)
     elif tag == "ms":
         text = el.get("lquote", "\u201c") + (el.text or "") + el.get("rquote", "\u201d")
         _chars(text, out, same, _token_style(el, tag))
@@ -582,6 +607,7 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
         text = el.text or ""
         if same is _LATEX2MATHML_SAME:
             text = _TEXT_MARKUP.sub(_unescape, text).translate(_BRACE_PLACEHOLDERS_BACK)
+            text = text.replace("~", " ")  # TeX's no-break space
         _chars(text, out, same, _token_style(el, tag))
     elif tag in _SKIPPED:
         return
@@ -626,7 +652,9 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
     elif tag == "mphantom":
         return  # not drawn; LaTeX's \\phantom is checked as spacing (commands.py)
     elif tag == "menclose":
-        out.append("enclose(")
+        # a lone top or bottom line is drawn as \overline / \underline draws it
+        notation = " ".join(el.get("notation", "").split())
+        out.append(_LINE_NOTATIONS.get(notation, "enclose("))
         _walk_all(kids, out, same)
         out.append(END)
     elif tag == "semantics":
@@ -730,7 +758,7 @@ def normal_form(math: etree._Element) -> list[str]:
     """The tokens a formula is compared by: characters and structure markers."""
     out: list[str] = []
     _walk(math, out, _SAME)
-    return out
+    return _without_empty_scripts(out)
 
 
 # Rewrites for what latex2mathml does not read but MathLive does; they keep every token.
@@ -740,10 +768,26 @@ _LATEX_REWRITES = (
     (re.compile(r"\\(begin|end)\{dcases\}"), r"\\\1{cases}"),
     (re.compile(r"\\begin\{rcases\}"), r"\\left.\\begin{matrix}"),
     (re.compile(r"\\end\{rcases\}"), r"\\end{matrix}\\right\\}"),
+    (re.compile(r"(\\[bx]?cancel|\\enclose\{[^{}]*\})\[[^\]]*\]"), r"\1"),
     (re.compile(r"\\enclose\{[^{}]*\}"), r"\\boxed"),
+    (re.compile(r"\\(begin|end)\{eqnarray\*?\}"), r"\\\1{matrix}"),
+    (re.compile(r"\\begin\{([pbBvV]?matrix|smallmatrix)\*\}(?:\[[lcr]\])?"), r"\\begin{\1}"),
+    (re.compile(r"\\end\{([pbBvV]?matrix|smallmatrix)\*\}"), r"\\end{\1}"),
+    (re.compile(r"\\lparen(?![A-Za-z])"), "("),
+    (re.compile(r"\\rparen(?![A-Za-z])"), ")"),
+    # inline math inside text: \text{if $x>1$} is \text{if }x>1
+    (re.compile(r"\$([^$]*)\$(?=[^{}]*\})"), r"}\1\\text{"),
+    (re.compile(r"\\omicron(?![A-Za-z])"), "ο"),
+    (re.compile(r"\\(?:math)?[lr]lap(?:\[[^\]]*\])?(?![A-Za-z])"), ""),
+    (re.compile(r"\\cfrac\[[lr]\]"), r"\\cfrac"),
     (re.compile(r"\\bbox\[[^\]]*\]"), ""),
     (re.compile(r"\\rule(?:\[[^\]]*\])?\{[^{}]*\}\{[^{}]*\}"), ""),
     (re.compile(r"\\middle(?![A-Za-z])"), ""),
+    # latex2mathml drops the argument of the class commands; the class only sets spacing
+    (re.compile(r"\\math(?:rel|bin|open|close|ord|punct|inner)(?![A-Za-z])"), ""),
+    # colour models, \cancel and \enclose options: how it is drawn, not what
+    (re.compile(r"\\(color|textcolor|colorbox)\[[^\]]*\]\{[^{}]*\}"), r"\\\1{black}"),
+    (re.compile(r"(\\begin\{array\}\{[^{}:]*):([^{}]*\})"), r"\1\2"),
     # latex2mathml reads \operatorname as an empty operator and italic letters; TeX draws
     # its argument upright, as \mathrm does. \mathnormal is TeX's math italic.
     (re.compile(r"\\operatorname\*?(?![A-Za-z])"), r"\\mathrm"),
@@ -809,6 +853,17 @@ def latex_normal_form(latex: str) -> list[str]:
     mathml = _UPRIGHT_MI.sub(r'<mi mathvariant="normal">\1</mi>', mathml)
     out: list[str] = []
     _walk(etree.fromstring(mathml.encode()), out, _LATEX2MATHML_SAME)
+    return _without_empty_scripts(out)
+
+
+def _without_empty_scripts(tokens: list[str]) -> list[str]:
+    """An empty sub- or superscript draws nothing (\\overset{\\phantom{x}}{P})."""
+    out: list[str] = []
+    for tok in tokens:
+        if tok == END and out and out[-1] in ("^(", "_("):
+            out.pop()
+        else:
+            out.append(tok)
     return out
 
 
