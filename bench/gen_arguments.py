@@ -34,6 +34,9 @@ def signatures(source: str) -> dict[str, str]:
     """Command name -> its parameters as a string of "{" (required) and "[" (optional)."""
     table: dict[str, str] = {}
     for match in _FUNCTION.finditer(source):
+        options = source[match.end() : match.end() + 200].split("defineFunction(")[0]
+        if "infix: true" in options:
+            continue  # \\over and the like take what stands before them, not arguments
         names = [_unquote(name) for name in re.findall(_STRING, match.group(1))]
         shape = "".join(
             p[0] for p in _PARAMETER.findall(_unquote(match.group(2))) if ":rest" not in p
@@ -56,6 +59,14 @@ def signatures(source: str) -> dict[str, str]:
     }
 
 
+def functions(source: str) -> list[str]:
+    """Every command MathLive defines with defineFunction (with or without arguments)."""
+    names = set()
+    for match in _FUNCTION.finditer(source):
+        names.update(_unquote(name) for name in re.findall(_STRING, match.group(1)))
+    return sorted(names)
+
+
 def environments(source: str) -> list[str]:
     """Every environment name MathLive defines (matrix*, align*, ... included)."""
     names = set()
@@ -76,6 +87,13 @@ def main() -> None:
         "COMMAND_ARGUMENTS = {",
         *(f"    {name!r}: {shape!r}," for name, shape in sorted(table.items())),
         "}",
+        "",
+        "# Every command MathLive defines as a function, infix ones (\\over) included.",
+        "FUNCTIONS = frozenset(",
+        "    {",
+        *(f"        {name!r}," for name in functions(source)),
+        "    }",
+        ")",
         "",
         "# Every environment MathLive defines, starred forms included.",
         "ENVIRONMENTS = frozenset(",

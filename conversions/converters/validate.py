@@ -27,7 +27,7 @@ from latex2mathml.symbols_parser import convert_symbol
 from lxml import etree
 
 from conversions.converters import symbols as sym
-from conversions.converters.arguments import COMMAND_ARGUMENTS, ENVIRONMENTS
+from conversions.converters.arguments import ENVIRONMENTS, FUNCTIONS
 from conversions.converters.commands import (
     argument_problems,
     forbidden_commands,
@@ -194,9 +194,9 @@ _LEFT_DELIMITERS = frozenset(
 ) - {"/"}
 
 
-# tables.py lists MathLive's symbols and commands; its functions with arguments come
-# from arguments.py (both read from MathLive 0.111.1).
-_KNOWN_COMMANDS = MATHLIVE_COMMANDS | frozenset(COMMAND_ARGUMENTS)
+# tables.py lists MathLive's symbols and commands; arguments.py adds the functions it
+# leaves out (\\genfrac, \\overwithdelims; both are read from MathLive 0.111.1).
+_KNOWN_COMMANDS = MATHLIVE_COMMANDS | FUNCTIONS
 _RAW_ARGUMENT_COMMANDS = frozenset(
     [
         "textcolor",
@@ -487,11 +487,16 @@ def _symbol_rewrites() -> re.Pattern:
 _SYMBOL_REWRITE = _symbol_rewrites()
 _SYMBOL_CHARACTERS = {name: char for char, name, _as_mi, _as_mo in SYMBOL_COMMANDS}
 _LATEX2MATHML_SAME = dict(_SAME)
+_TEXT_SCRIPTS = re.compile(
+    "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]$"
+)
 _LATIN_GREEK = re.compile(
     "[A-Za-z\u0391-\u03a9\u03b1-\u03c9\u03d1\u03d5\u03d6\u03f1\u03f5\u0131\u0237]$"
 )
 # latex2mathml writes the corners as box-drawing characters
 _LATEX2MATHML_SAME.update({"┌": "⌜", "┐": "⌝", "└": "⌞", "┘": "⌟"})
+# and some of AMS's small triangles and squares as their large look-alikes
+_LATEX2MATHML_SAME.update({"▲": "▴", "▼": "▾", "◀": "◂", "▶": "▸", "■": "◼", "□": "◻"})
 _LINE_NOTATIONS = {"top": _ACCENTS["\u2015"] + "(", "bottom": _UNDER_ACCENTS["\u2015"] + "("}
 _BRACE_PLACEHOLDERS = {"{": "\ue000", "}": "\ue001"}
 _BRACE_PLACEHOLDERS_BACK = str.maketrans({"\ue000": "{", "\ue001": "}"})
@@ -538,9 +543,10 @@ def _styled(c: str, style: str) -> str:
         return c
     if style == "bfscr":
         style = "scr"
-    if c.isdigit() or "\u2100" <= c <= "\u214f" or "\u05d0" <= c <= "\u05ea":
-        # digits and the letter-like symbols MathJax's fonts hold (ℵ, ℏ) are never
-        # slanted in MathML Core; the judge ignores italic for them too
+    if c.isdigit() or not _LATIN_GREEK.match(c) and not _TEXT_SCRIPTS.match(c):
+        # Only Latin and Greek letters have an italic form in MathML Core; MathJax slants
+        # the others its fonts hold (ℏ, ð, ℵ), browsers do not, and the judge ignores it.
+        # Hangul and CJK are drawn as text, where the slant is real.
         style = {"it": "", "bfit": "bf"}.get(style, style)
     return c + STYLE_MARK + style if style else c
 
@@ -597,8 +603,8 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
     if tag in ("mi", "mn", "mo"):
         style = _token_style(el, tag)
         text = (el.text or "").strip()
-        if same is _LATEX2MATHML_SAME and style == "it" and not _LATIN_GREEK.match(text):
-            style = ""  # TeX draws only Latin and Greek letters as italic variables
+        if same is _LATEX2MATHML_SAME and style == "it" and _TEXT_SCRIPTS.match(text):
+            style = ""  # TeX draws a Hangul or CJK character in math mode upright
         _chars(el.text or "", out, same, style)
     elif tag == "ms":
         text = el.get("lquote", "\u201c") + (el.text or "") + el.get("rquote", "\u201d")
@@ -774,6 +780,10 @@ _LATEX_REWRITES = (
     (re.compile(r"\\begin\{([pbBvV]?matrix|smallmatrix)\*\}(?:\[[lcr]\])?"), r"\\begin{\1}"),
     (re.compile(r"\\end\{([pbBvV]?matrix|smallmatrix)\*\}"), r"\\end{\1}"),
     (re.compile(r"\\lparen(?![A-Za-z])"), "("),
+    # mathtools' colon relations, as the characters they are built of
+    (re.compile(r"\\dblcolon(?![A-Za-z])"), "::"),
+    (re.compile(r"\\colon(approx|sim)(?![A-Za-z])"), r":\\\1"),
+    (re.compile(r"\\Colon(approx|sim)(?![A-Za-z])"), r"::\\\1"),
     (re.compile(r"\\rparen(?![A-Za-z])"), ")"),
     # inline math inside text: \text{if $x>1$} is \text{if }x>1
     (re.compile(r"\$([^$]*)\$(?=[^{}]*\})"), r"}\1\\text{"),
