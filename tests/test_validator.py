@@ -333,3 +333,17 @@ def test_a_reviewers_edit_with_a_link_or_a_missing_argument_is_refused():
         reviews.item_edit_approve(item=item, user=reviewer, latex="\\frac{1}")
     item.refresh_from_db()
     assert item.review_status == Item.ReviewStatus.UNREVIEWED
+
+
+def test_syntax_problems_and_style_reasons_in_korean():
+    with translation.override("ko"):
+        problems = syntax_problems("\\begin{CD}a\\end{CD}+\\dots")
+        check = validate("<math><mi>x</mi><mo>+</mo><mn>1</mn></math>", "\\mathrm{x}+\\frac{1}")
+    assert problems == [
+        "CD 환경은 MathLive가 모르는 환경입니다",
+        "\\dots은(는) MathLive가 모르는 명령입니다",
+    ]
+    assert check.reasons == [
+        "\\frac의 2번째 인수가 빠졌습니다",
+        "x이(가) 원본의 기울임꼴이 아니라 똑바른 글꼴입니다",
+    ]

@@ -260,7 +260,7 @@ def _read_delimiter(latex: str, i: int) -> tuple[str, int]:
 def syntax_problems(latex: str) -> list[str]:
     """Why MathLive would refuse or misread this LaTeX; an empty list when it is fine."""
     if not latex or not latex.strip():
-        return ["the LaTeX is empty"]
+        return [_("the LaTeX is empty")]
     return _SyntaxScan(latex).problems()
 
 
@@ -279,18 +279,18 @@ class _SyntaxScan:
         while i < len(self.latex):
             if self.latex[i] == "\\":
                 if i + 1 >= len(self.latex):
-                    self.found.append("a lone backslash ends the LaTeX")
+                    self.found.append(_("a lone backslash ends the LaTeX"))
                     break
                 i = self._command(i)
             else:
                 self._character(self.latex[i])
                 i += 1
         if len(self.groups) > 1:
-            self.found.append(f'{len(self.groups) - 1} "{{" not closed')
+            self.found.append(_('%(count)d "{" not closed') % {"count": len(self.groups) - 1})
         if self.groups[0].lefts:
-            self.found.append("\\left without \\right")
+            self.found.append(_("\\left without \\right"))
         for env in self.environments:
-            self.found.append(f"\\begin{{{env}}} without \\end{{{env}}}")
+            self.found.append(_("\\begin{%(env)s} without \\end{%(env)s}") % {"env": env})
         return list(dict.fromkeys(self.found))
 
     def _command(self, i: int) -> int:
@@ -304,16 +304,18 @@ class _SyntaxScan:
             _environment_problem(name, env, self.environments, self.found)
         elif name == "\\":
             if not self.environments and not text_mode:
-                self.found.append("\\\\ (a new line) outside an environment")
+                self.found.append(_("\\\\ (a new line) outside an environment"))
         elif name == "bbox" and latex.startswith("[", i):
             i = latex.find("]", i) + 1 or len(latex)  # a colour and padding, not math
         elif name in _RAW_ARGUMENT_COMMANDS:
-            _, i = _read_group(latex, i)  # a colour, length or code point, not math
+            _argument, i = _read_group(latex, i)  # a colour, length or code point, not math
         elif name in ("left", "right", "middle"):
             delimiter, i = _read_delimiter(latex, i)
             _fence_problem(name, delimiter, self.groups[-1], self.found)
         elif not text_mode and name and name not in _KNOWN_COMMANDS:
-            self.found.append(f"\\{name} is not a command MathLive knows")
+            self.found.append(
+                _("\\%(command)s is not a command MathLive knows") % {"command": name}
+            )
         return i
 
     def _character(self, c: str) -> None:
@@ -321,18 +323,18 @@ class _SyntaxScan:
             self.groups.append(_Group(text=self.text_next or self.groups[-1].text))
         elif c == "}":
             if len(self.groups) == 1:
-                self.found.append('an extra "}"')
+                self.found.append(_('an extra "}"'))
             elif self.groups.pop().lefts:
-                self.found.append("\\left without \\right")
+                self.found.append(_("\\left without \\right"))
         elif c == "%":
-            self.found.append("an unescaped % comments out the rest of the LaTeX")
+            self.found.append(_("an unescaped % comments out the rest of the LaTeX"))
         elif c == "#" or c == "$" and not self.groups[-1].text:
             # MathLive reads $...$ inside \text as math, as LaTeX does
-            self.found.append(f'an unescaped "{c}"')
+            self.found.append(_('an unescaped "%(char)s"') % {"char": c})
         elif c == "&" and not self.environments:
-            self.found.append('"&" outside an environment')
+            self.found.append(_('"&" outside an environment'))
         elif not self.groups[-1].text and c in MATHLIVE_REJECTED_CHARACTERS:
-            self.found.append(f"MathLive does not accept {c!r} in math mode")
+            self.found.append(_("MathLive does not accept %(char)r in math mode") % {"char": c})
         if c != " ":
             self.text_next = False
 
@@ -341,13 +343,13 @@ def _environment_problem(
     command: str, env: str | None, environments: list[str], problems: list[str]
 ) -> None:
     if env is None:
-        problems.append(f"\\{command} without an environment name")
+        problems.append(_("\\%(command)s without an environment name") % {"command": command})
     elif command == "begin":
         if env not in MATHLIVE_ENVIRONMENTS and env not in ENVIRONMENTS:
-            problems.append(f"the environment {env} is not one MathLive knows")
+            problems.append(_("the environment %(env)s is not one MathLive knows") % {"env": env})
         environments.append(env)
     elif not environments or environments[-1] != env:
-        problems.append(f"\\end{{{env}}} does not close the open environment")
+        problems.append(_("\\end{%(env)s} does not close the open environment") % {"env": env})
     else:
         environments.pop()
 
@@ -355,12 +357,13 @@ def _environment_problem(
 def _fence_problem(command: str, delimiter: str, group: _Group, problems: list[str]) -> None:
     if delimiter not in _LEFT_DELIMITERS:
         problems.append(
-            f"\\{command} with {delimiter or 'nothing'}, not a delimiter MathLive accepts"
+            _("\\%(command)s with %(delimiter)s, not a delimiter MathLive accepts")
+            % {"command": command, "delimiter": delimiter or _("nothing")}
         )
     if command == "left":
         group.lefts += 1
     elif group.lefts == 0:
-        problems.append(f"\\{command} without \\left")
+        problems.append(_("\\%(command)s without \\left") % {"command": command})
     elif command == "right":
         group.lefts -= 1
 
