@@ -118,6 +118,7 @@ SPACING_COMMANDS = frozenset(
 # What may not stand where a required argument is expected.
 _NOT_AN_ARGUMENT = frozenset({"}", "&", "^", "_", "#", "%"})
 _NOT_AN_ARGUMENT_COMMANDS = frozenset({"\\", "right", "end", "middle", "cr"})
+_PADDING_ONLY = re.compile(r"\s*\[\s*-?[\d.]+\s*[a-z]{2}\s*\]")
 _HEX_ESCAPE = re.compile(r"\^\^(?:[0-9a-f]{2}|[\x00-\x7f])")
 
 
@@ -163,7 +164,10 @@ def style_commands(latex: str) -> dict[str, list[str]]:
     """Colour, size and spacing commands of `latex`: {"colour"|"size"|"spacing": [names]}."""
     kinds = {"colour": COLOUR_COMMANDS, "size": SIZE_COMMANDS, "spacing": SPACING_COMMANDS}
     found: dict[str, list[str]] = {}
-    for name, _end in commands(latex):
+    for name, end in commands(latex):
+        if name == "bbox" and _PADDING_ONLY.match(latex, end):
+            found.setdefault("spacing", []).append("\\bbox")  # \bbox[5px]: padding, no colour
+            continue
         for kind, names in kinds.items():
             if name in names and f"\\{name}" not in found.get(kind, []):
                 found.setdefault(kind, []).append(f"\\{name}")

@@ -36,6 +36,7 @@ from conversions.converters.commands import (
 from conversions.converters.errors import InvalidMathML
 from conversions.converters.messages import _
 from conversions.converters.parse import local_name, parse_mathml
+from conversions.converters.readback import readable_by_latex2mathml
 from conversions.converters.reasons import END, INDEX, OVER, STYLE_MARK, describe, swapped_fractions
 from conversions.converters.tables import (
     LARGEOP_OPERATORS,
@@ -663,6 +664,11 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
     elif tag == "menclose":
         # a lone top or bottom line is drawn as \overline / \underline draws it
         notation = " ".join(el.get("notation", "").split())
+        if set(notation.split()) <= {"left", "right"} and [local_name(k.tag) for k in kids] == [
+            "mtable"
+        ]:
+            _walk_all(kids, out, same)  # an array's outer column lines (\\begin{array}{|c|})
+            return
         out.append(_LINE_NOTATIONS.get(notation, "enclose("))
         _walk_all(kids, out, same)
         out.append(END)
@@ -772,6 +778,7 @@ def normal_form(math: etree._Element) -> list[str]:
 
 # Rewrites for what latex2mathml does not read but MathLive does; they keep every token.
 _LATEX_REWRITES = (
+    (re.compile(r"\\begin\{aligned\}\s*\[[tcb]\]"), r"\\begin{aligned}"),
     (re.compile(r"\\\\\[[^\]]*\]"), r"\\\\"),
     (re.compile(r"\\(begin|end)\{(aligned|gathered|split|align\*?|gather\*?)\}"), r"\\\1{matrix}"),
     (re.compile(r"\\(begin|end)\{dcases\}"), r"\\\1{cases}"),
@@ -779,10 +786,16 @@ _LATEX_REWRITES = (
     (re.compile(r"\\end\{rcases\}"), r"\\end{matrix}\\right\\}"),
     (re.compile(r"(\\[bx]?cancel|\\enclose\{[^{}]*\})\[[^\]]*\]"), r"\1"),
     (re.compile(r"\\enclose\{[^{}]*\}"), r"\\boxed"),
-    (re.compile(r"\\(begin|end)\{eqnarray\*?\}"), r"\\\1{matrix}"),
+    (re.compile(r"\\(begin|end)\{(?:eqnarray|multline)\*?\}"), r"\\\1{matrix}"),
     (re.compile(r"\\begin\{([pbBvV]?matrix|smallmatrix)\*\}(?:\[[lcr]\])?"), r"\\begin{\1}"),
     (re.compile(r"\\end\{([pbBvV]?matrix|smallmatrix)\*\}"), r"\\end{\1}"),
     (re.compile(r"\\lparen(?![A-Za-z])"), "("),
+    (re.compile(r"\\left<"), r"\\left\\langle "),
+    (re.compile(r"\\right>"), r"\\right\\rangle "),
+    (re.compile(r"\\(math[a-z]+|boldsymbol) +([A-Za-z0-9])"), r"\\\1{\2}"),
+    (re.compile(r"\\circledS(?![A-Za-z])"), "Ⓢ"),
+    (re.compile(r"\\doublecap(?![A-Za-z])"), "⋒"),
+    (re.compile(r"\\doublecup(?![A-Za-z])"), "⋓"),
     # mathtools' colon relations, as the characters they are built of
     (re.compile(r"\\dblcolon(?![A-Za-z])"), "::"),
     (re.compile(r"\\colon(approx|sim)(?![A-Za-z])"), r":\\\1"),
@@ -808,9 +821,9 @@ _LATEX_REWRITES = (
     (re.compile(r"\\(?:no)?limits(?![A-Za-z])"), ""),
     (
         re.compile(
-            r"\\text(?:bf|it|sf|tt|rm|up|md|normal)\{\\text(?:bf|it|sf|tt|rm|up|md|normal)\{([^{}]*)\}\}"
+            r"\\text(?:bf|it|sf|tt|rm|up|md|normal)?\{\\text(bf|it|sf|tt|rm|up|md|normal)\{([^{}]*)\}\}"
         ),
-        r"\\text{\1}",
+        r"\\text\1{\2}",
     ),
 )
 
@@ -847,7 +860,7 @@ _UPRIGHT_MI = re.compile(
     r"<mi>(&#x000(?:4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]);|&#x0039[1-9A-F];|&#x003A[0-9];)</mi>"
 )
 _TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|textrm|textsf|texttt|mbox)\{")
-_MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.DOTALL)
+_MTEXT = re.compile(r"(<mtext\b[^>]*(?<!/)>)(.*?)(</mtext>)", re.DOTALL)
 _BARE_AMPERSAND = re.compile(r"&(?!#?[0-9A-Za-z]+;)")
 
 
@@ -858,6 +871,9 @@ def _escape_mtext(match: re.Match) -> str:
 
 def latex_normal_form(latex: str) -> list[str]:
     """The normal form of LaTeX, read back into MathML by latex2mathml."""
+    latex = readable_by_latex2mathml(latex)
+    if not latex.strip():
+        return []
     latex = _SYMBOL_REWRITE.sub(lambda m: _SYMBOL_CHARACTERS[m.group(1)], latex)
     for pattern, replacement in _LATEX_REWRITES:
         latex = pattern.sub(replacement, latex)
@@ -918,5 +934,7 @@ def compare(source: list[str], result: list[str]) -> tuple[float, list[str]]:
             reason = describe(op, source, i1, i2, result, j1, j2)
             if reason and reason not in reasons:
                 reasons.append(reason)
+    if errors and not reasons:
+        reasons.append(_("the layout (rows, fractions, scripts) differs from the source"))
     share = 1 - errors / max(len(source), len(result), 1)
     return round(max(0.0, share) * _ERROR_FACTOR**errors, 4), reasons
