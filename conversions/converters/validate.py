@@ -469,7 +469,7 @@ _SKIPPED = frozenset(
     ]
 )
 # latex2mathml leaves escapes and inner text commands in its <mtext>
-_TEXT_MARKUP = re.compile(r"\\([{}$&#_%])|\\[A-Za-z]+|[{}]")
+_TEXT_MARKUP = re.compile(r"\\([{}$&#_%\\])|\\[A-Za-z]+|[{}]")
 
 
 def _symbol_rewrites() -> re.Pattern:
@@ -813,7 +813,8 @@ _LATEX_REWRITES = (
     (re.compile(r"\\math(?:rel|bin|open|close|ord|punct|inner)(?![A-Za-z])"), ""),
     # colour models, \cancel and \enclose options: how it is drawn, not what
     (re.compile(r"\\(color|textcolor|colorbox)\[[^\]]*\]\{[^{}]*\}"), r"\\\1{black}"),
-    (re.compile(r"(\\begin\{array\}\{[^{}:]*):([^{}]*\})"), r"\1\2"),
+    # dashed column lines (c:c) are lines, not content
+    (re.compile(r"\\begin\{array\}\{[^{}]*\}"), lambda m: m.group(0).replace(":", "")),
     # latex2mathml reads \operatorname as an empty operator and italic letters; TeX draws
     # its argument upright, as \mathrm does. \mathnormal is TeX's math italic.
     (re.compile(r"\\operatorname\*?(?![A-Za-z])"), r"\\mathrm"),
@@ -877,6 +878,8 @@ def latex_normal_form(latex: str) -> list[str]:
     latex = _SYMBOL_REWRITE.sub(lambda m: _SYMBOL_CHARACTERS[m.group(1)], latex)
     for pattern, replacement in _LATEX_REWRITES:
         latex = pattern.sub(replacement, latex)
+    if not latex.strip():
+        return []  # only spacing or rules (\\rule{2cm}{1cm}), which are checked apart
     latex = _protect_text_braces(latex)
     mathml = _MTEXT.sub(_escape_mtext, latex_to_mathml(latex))
     mathml = _UPRIGHT_MI.sub(r'<mi mathvariant="normal">\1</mi>', mathml)
