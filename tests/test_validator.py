@@ -347,3 +347,46 @@ def test_syntax_problems_and_style_reasons_in_korean():
         "\\frac의 2번째 인수가 빠졌습니다",
         "x이(가) 원본의 기울임꼴이 아니라 똑바른 글꼴입니다",
     ]
+
+
+@pytest.mark.parametrize(
+    ("mathml", "latex"),
+    [
+        (
+            "<math><mrow><mo>(</mo><mfrac linethickness='0'><mi>n</mi><mi>k</mi></mfrac>"
+            "<mo>)</mo></mrow></math>",
+            "\\genfrac(){0pt}{}{n}{k}",
+        ),
+        (
+            "<math><mtable><mtr><mtd><mi>a</mi></mtd><mtd><mi>b</mi></mtd><mtd></mtd></mtr>"
+            "</mtable></math>",
+            "\\begin{matrix}a & b & \\end{matrix}",
+        ),
+        (
+            "<math><mtable><mtr><mtd><mn>1</mn></mtd></mtr></mtable></math>",
+            "\\begin{pmatrix*}[r]1\\end{pmatrix*}".replace("pmatrix", "matrix"),
+        ),
+        (
+            "<math><mtext>if </mtext><mi>x</mi><mo>&gt;</mo><mn>1</mn></math>",
+            "\\text{if $x>1$}",
+        ),
+        (
+            "<math><menclose notation='top'><mi>E</mi></menclose></math>",
+            "\\overline{E}",
+        ),
+        ("<math><mi>a</mi><mo>:</mo><mo>:</mo><mi>b</mi></math>", "a\\dblcolon b"),
+        ("<math><mtext>a b</mtext></math>", "\\text{a~b}"),
+    ],
+    ids=[
+        "genfrac",
+        "empty last cell",
+        "starred matrix",
+        "math in text",
+        "top line",
+        "colons",
+        "no-break space",
+    ],
+)
+def test_spellings_latex2mathml_misreads_pass(mathml, latex):
+    check = validate(mathml, latex)
+    assert (check.ok, check.reasons) == (True, [])

@@ -514,7 +514,10 @@ def _chars(text: str, out: list[str], same: dict[str, str], style: str = "") -> 
         text = chr(int(code, 16)) if code else text[1:]
     for original in text:
         char_style = _alnum_style(ord(original))
-        for c in unicodedata.normalize("NFKC", original):
+        compatible = unicodedata.normalize("NFKC", original)
+        if len(compatible) > 1:
+            char_style = ""  # ℃, ㎝: one symbol, drawn as it is
+        for c in compatible:
             if c.isspace():
                 continue
             if c in _NEGATED:
@@ -532,8 +535,8 @@ def _combined_style(element: str, character: str | None) -> str:
     """𝑥 in a bold element is bold italic; otherwise the character's own style wins."""
     if character is None:
         return element
-    if character == "it" and element.startswith("bf"):
-        return "bfit"
+    if element.startswith("bf") and character in ("it", "frak", "sf", "sfit"):
+        return "bf" + character  # \\boldsymbol{\\mathfrak{a}}: bold fraktur
     return character
 
 
@@ -664,10 +667,8 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
     elif tag == "menclose":
         # a lone top or bottom line is drawn as \overline / \underline draws it
         notation = " ".join(el.get("notation", "").split())
-        if set(notation.split()) <= {"left", "right"} and [local_name(k.tag) for k in kids] == [
-            "mtable"
-        ]:
-            _walk_all(kids, out, same)  # an array's outer column lines (\\begin{array}{|c|})
+        if notation and set(notation.split()) <= {"left", "right"}:
+            _walk_all(kids, out, same)  # side lines, as an array's outer column lines draw
             return
         out.append(_LINE_NOTATIONS.get(notation, "enclose("))
         _walk_all(kids, out, same)
@@ -785,7 +786,12 @@ _LATEX_REWRITES = (
     (re.compile(r"\\begin\{rcases\}"), r"\\left.\\begin{matrix}"),
     (re.compile(r"\\end\{rcases\}"), r"\\end{matrix}\\right\\}"),
     (re.compile(r"(\\[bx]?cancel|\\enclose\{[^{}]*\})\[[^\]]*\]"), r"\1"),
+    (re.compile(r"\\enclose\{\s*top\s*\}"), r"\\overline"),
+    (re.compile(r"\\enclose\{\s*bottom\s*\}"), r"\\underline"),
+    (re.compile(r"\\enclose\{\s*(?:left|right)(?:\s+(?:left|right))?\s*\}"), ""),
     (re.compile(r"\\enclose\{[^{}]*\}"), r"\\boxed"),
+    # latex2mathml drops a whole table whose row ends in an empty cell
+    (re.compile(r"(?<!\\)&(\s*)(?=\\\\|\\end\{)"), r"&{}\1"),
     (re.compile(r"\\(begin|end)\{(?:eqnarray|multline)\*?\}"), r"\\\1{matrix}"),
     (re.compile(r"\\begin\{([pbBvV]?matrix|smallmatrix)\*\}(?:\[[lcr]\])?"), r"\\begin{\1}"),
     (re.compile(r"\\end\{([pbBvV]?matrix|smallmatrix)\*\}"), r"\\end{\1}"),
@@ -793,7 +799,7 @@ _LATEX_REWRITES = (
     (re.compile(r"\\left<"), r"\\left\\langle "),
     (re.compile(r"\\right>"), r"\\right\\rangle "),
     (re.compile(r"\\(math[a-z]+|boldsymbol) +([A-Za-z0-9])"), r"\\\1{\2}"),
-    (re.compile(r"\\circledS(?![A-Za-z])"), "Ⓢ"),
+    (re.compile(r"\\circledS(?![A-Za-z])"), r"\\mathrm{Ⓢ}"),
     (re.compile(r"\\doublecap(?![A-Za-z])"), "⋒"),
     (re.compile(r"\\doublecup(?![A-Za-z])"), "⋓"),
     # mathtools' colon relations, as the characters they are built of
