@@ -417,7 +417,7 @@ def main() -> None:
         print(f"  {n:4}  {reason}")
     converter_false_alarms(args.judge, rows)
     for kind, examples in missed.items():
-        for example in examples[:3]:
+        for example in examples[:12]:
             print(f"  missed {kind}: {example}")
 
 

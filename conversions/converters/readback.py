@@ -24,6 +24,7 @@ _BRAKET = {
     "Set": ("\\left\\{ ", "\\right\\} "),
     "set": ("\\left\\{ ", "\\right\\} "),
 }
+_ZERO = re.compile(r"\s*[-+]?(?:0+\.?0*|\.0+)\s*(?:[a-z]{2}|%)?\s*$")
 _SCRIPTED = frozenset({"frac", "dfrac", "tfrac", "binom", "dbinom", "tbinom"})
 _INFIX = re.compile(r"\\(over|atop)withdelims(?![A-Za-z])")
 
@@ -73,11 +74,12 @@ def _rewrite_command(name: str, latex: str, end: int) -> tuple[str, int] | None:
         parsed = _arguments(latex, end, 6)
         if parsed is None:
             return None
-        (left, right, _thickness, _style, top, bottom), after = parsed
-        return (
-            f"\\left{_delimiter(left)}\\frac{{{top}}}{{{bottom}}}\\right{_delimiter(right)} ",
-            after,
-        )
+        (left, right, thickness, _style, top, bottom), after = parsed
+        if _ZERO.match(thickness):
+            fraction = f"{{{{{top}}}\\atop{{{bottom}}}}}"
+        else:
+            fraction = f"\\frac{{{top}}}{{{bottom}}}"
+        return f"\\left{_delimiter(left)}{fraction}\\right{_delimiter(right)} ", after
     if name in _BRAKET and latex[end : end + 1] == "{":
         parsed = _arguments(latex, end, 1)
         if parsed is None:
@@ -132,7 +134,11 @@ def _infix(latex: str) -> str:
             depth -= 1
         end += 1
     top, bottom = latex[start : match.start()], latex[right.end() : end]
-    fraction = f"\\left{left.group(0)}\\frac{{{top}}}{{{bottom}}}\\right{right.group(0)}"
+    if match.group(1) == "over":
+        stacked = f"\\frac{{{top}}}{{{bottom}}}"
+    else:  # \\atopwithdelims draws no bar
+        stacked = f"{{{{{top}}}\\atop{{{bottom}}}}}"
+    fraction = f"\\left{left.group(0)}{stacked}\\right{right.group(0)}"
     return _infix(latex[:start] + fraction + latex[end:])
 
 

@@ -24,6 +24,7 @@ _PRIME = "\u2032"
 # What a structure marker looks like when a stretch of tokens is written out.
 _OPEN = {
     "frac(": "(",
+    "stack(": "(",
     "sqrt(": "√(",
     "root(": "√[",
     "^(": "^(",
@@ -33,7 +34,15 @@ _OPEN = {
     "cell(": "",
     "enclose(": "[",
 }
-_CLOSE = {"frac(": ")", "sqrt(": ")", "root(": ")", "^(": ")", "_(": ")", "row(": "; "}
+_CLOSE = {
+    "stack(": ")",
+    "frac(": ")",
+    "sqrt(": ")",
+    "root(": ")",
+    "^(": ")",
+    "_(": ")",
+    "row(": "; ",
+}
 
 
 def _style_names() -> dict[str, str]:
@@ -245,6 +254,13 @@ def describe(
         return _("a root sign that the source does not have%(where)s") % {"where": where}
     if op == "delete" and old == ["frac("]:
         return _("the fraction is missing%(where)s") % {"where": where}
+    if op == "replace" and sorted(old + new) == ["frac(", "stack("]:
+        message = (
+            _("the fraction bar is missing%(where)s")
+            if old == ["frac("]
+            else _("a fraction bar that the source does not draw%(where)s")
+        )
+        return message % {"where": where}
     if op == "replace":
         style = _style_change(old, new, where)
         if style:

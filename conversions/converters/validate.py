@@ -407,6 +407,7 @@ _SAME = {
     "\u2060": "",
     "\ufeff": "",
 }
+_ZERO_LENGTH = re.compile(r"\s*[-+]?(?:0+\.?0*|\.0+)\s*(?:[a-z]{2}|%)?\s*$")
 _VARIANT_STYLES = {
     "normal": "",
     "bold": "bf",
@@ -632,7 +633,8 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
             _walk(kids[1], out, same)
             out.append(END)
             return
-        out.append("frac(")
+        # without a bar (\\binom, {a \\atop b}) it is a different drawing
+        out.append("stack(" if _ZERO_LENGTH.match(el.get("linethickness", "1")) else "frac(")
         _walk(kids[0], out, same)
         out.append(OVER)
         _walk(kids[1], out, same)
