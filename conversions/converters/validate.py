@@ -1,13 +1,17 @@
 """Automatic check of a LaTeX result against the MathML it came from (any backend).
 
-Two checks:
+Checks, in order:
 
-- syntax: balanced braces, \\left/\\right and environments, and only commands and
-  environments MathLive 0.111.1 knows (tables.py is generated from MathLive itself);
-- round trip: the LaTeX is turned back into MathML with latex2mathml and both formulas
-  are reduced to the same normal form - the sequence of their characters with markers
-  for structure (fraction, root, script, table cell ...), with styles, spacing, sizes,
-  colours and fence stretching left out - and compared token by token.
+- commands (commands.py): no command that links, styles or scripts, and every command
+  with its required arguments;
+- syntax (syntax.py): what MathLive would refuse (braces, environments, unknown commands);
+- colour, size and spacing commands only where the source draws colour, size or space;
+- round trip: the LaTeX is turned back into MathML with latex2mathml (readback.py first
+  rewrites what latex2mathml misreads) and both formulas are reduced to the same normal
+  form - the sequence of their characters, each letter or digit with its style (italic,
+  upright, bold, ...; as the judge in shared/tools/judge compares them), with markers for
+  structure (fraction, root, script, table cell ...), spacing, sizes, colours and fence
+  stretching left out - and compared token by token; reasons.py words the differences.
 
 The score is 1.0 when the normal forms agree. Each differing token costs a factor of
 0.85 on top of the share of tokens that differ, so a single swapped, lost or changed
@@ -27,7 +31,6 @@ from latex2mathml.symbols_parser import convert_symbol
 from lxml import etree
 
 from conversions.converters import symbols as sym
-from conversions.converters.arguments import ENVIRONMENTS, FUNCTIONS
 from conversions.converters.commands import (
     argument_problems,
     forbidden_commands,
@@ -38,13 +41,8 @@ from conversions.converters.messages import _
 from conversions.converters.parse import local_name, parse_mathml
 from conversions.converters.readback import readable_by_latex2mathml
 from conversions.converters.reasons import END, INDEX, OVER, STYLE_MARK, describe, swapped_fractions
-from conversions.converters.tables import (
-    LARGEOP_OPERATORS,
-    MATHLIVE_COMMANDS,
-    MATHLIVE_ENVIRONMENTS,
-    MATHLIVE_REJECTED_CHARACTERS,
-    SYMBOL_COMMANDS,
-)
+from conversions.converters.syntax import syntax_problems
+from conversions.converters.tables import LARGEOP_OPERATORS, SYMBOL_COMMANDS
 
 VALIDATION_THRESHOLD = 0.9
 _ERROR_FACTOR = 0.85
@@ -125,248 +123,6 @@ def style_problems(root: etree._Element, latex: str) -> list[str]:
         for kind, names in style_commands(latex).items()
         if not drawn[kind]
     ]
-
-
-# ---------------------------------------------------------------- syntax
-
-_TEXT_COMMANDS = frozenset(
-    [
-        "text",
-        "textbf",
-        "textit",
-        "textrm",
-        "textsf",
-        "texttt",
-        "textup",
-        "textmd",
-        "textnormal",
-        "textsl",
-        "textsc",
-        "mbox",
-    ]
-)
-_LEFT_DELIMITERS = frozenset(
-    [
-        "(",
-        ")",
-        "[",
-        "]",
-        "|",
-        ".",
-        "/",
-        "\\{",
-        "\\}",
-        "\\|",
-        "\\langle",
-        "\\rangle",
-        "\\lfloor",
-        "\\rfloor",
-        "\\lceil",
-        "\\rceil",
-        "\\uparrow",
-        "\\downarrow",
-        "\\updownarrow",
-        "\\Uparrow",
-        "\\Downarrow",
-        "\\Updownarrow",
-        "\\lvert",
-        "\\rvert",
-        "\\lVert",
-        "\\rVert",
-        "\\vert",
-        "\\Vert",
-        "\\lbrace",
-        "\\rbrace",
-        "\\lbrack",
-        "\\rbrack",
-        "\\lgroup",
-        "\\rgroup",
-        "\\lmoustache",
-        "\\rmoustache",
-        "\\ulcorner",
-        "\\urcorner",
-        "\\llcorner",
-        "\\lrcorner",
-        "<",
-        ">",
-        "\\lparen",
-        "\\rparen",
-    ]
-) - {"/"}
-
-
-# tables.py lists MathLive's symbols and commands; arguments.py adds the functions it
-# leaves out (\\genfrac, \\overwithdelims; both are read from MathLive 0.111.1).
-_KNOWN_COMMANDS = MATHLIVE_COMMANDS | FUNCTIONS
-_RAW_ARGUMENT_COMMANDS = frozenset(
-    [
-        "textcolor",
-        "color",
-        "colorbox",
-        "hspace",
-        "mspace",
-        "unicode",
-        "raise",
-        "lower",
-        "rule",
-        "kern",
-        "mkern",
-        "hskip",
-    ]
-)
-
-
-@dataclass
-class _Group:
-    text: bool
-    lefts: int = 0
-
-
-def _read_command(latex: str, i: int) -> tuple[str, int]:
-    """The name of the control sequence starting at latex[i] == '\\' and where it ends."""
-    j = i + 1
-    n = len(latex)
-    if j < n and latex[j].isascii() and latex[j].isalpha():
-        while j < n and latex[j].isascii() and latex[j].isalpha():
-            j += 1
-        return latex[i + 1 : j], j
-    return latex[j : j + 1], j + 1
-
-
-def _read_group(latex: str, i: int) -> tuple[str | None, int]:
-    """The text of a {...} argument starting at or after i (spaces skipped), and its end."""
-    n = len(latex)
-    while i < n and latex[i] == " ":
-        i += 1
-    if i >= n or latex[i] != "{":
-        return None, i
-    end = latex.find("}", i)
-    if end < 0:
-        return None, i
-    return latex[i + 1 : end], end + 1
-
-
-def _read_delimiter(latex: str, i: int) -> tuple[str, int]:
-    n = len(latex)
-    while i < n and latex[i] == " ":
-        i += 1
-    if i >= n:
-        return "", i
-    if latex[i] == "\\":
-        name, j = _read_command(latex, i)
-        return "\\" + name, j
-    return latex[i], i + 1
-
-
-def syntax_problems(latex: str) -> list[str]:
-    """Why MathLive would refuse or misread this LaTeX; an empty list when it is fine."""
-    if not latex or not latex.strip():
-        return [_("the LaTeX is empty")]
-    return _SyntaxScan(latex).problems()
-
-
-class _SyntaxScan:
-    """One pass over the LaTeX: brace groups (text or math), environments, \\left/\\right."""
-
-    def __init__(self, latex: str) -> None:
-        self.latex = latex
-        self.found: list[str] = []
-        self.groups = [_Group(text=False)]
-        self.environments: list[str] = []
-        self.text_next = False  # the next group is the argument of \text and the like
-
-    def problems(self) -> list[str]:
-        i = 0
-        while i < len(self.latex):
-            if self.latex[i] == "\\":
-                if i + 1 >= len(self.latex):
-                    self.found.append(_("a lone backslash ends the LaTeX"))
-                    break
-                i = self._command(i)
-            else:
-                self._character(self.latex[i])
-                i += 1
-        if len(self.groups) > 1:
-            self.found.append(_('%(count)d "{" not closed') % {"count": len(self.groups) - 1})
-        if self.groups[0].lefts:
-            self.found.append(_("\\left without \\right"))
-        for env in self.environments:
-            self.found.append(_("\\begin{%(env)s} without \\end{%(env)s}") % {"env": env})
-        return list(dict.fromkeys(self.found))
-
-    def _command(self, i: int) -> int:
-        """Check the control sequence at i; return where the scan goes on."""
-        latex = self.latex
-        name, i = _read_command(latex, i)
-        text_mode = self.groups[-1].text
-        self.text_next = name in _TEXT_COMMANDS
-        if name in ("begin", "end"):
-            env, i = _read_group(latex, i)
-            _environment_problem(name, env, self.environments, self.found)
-        elif name == "\\":
-            if not self.environments and not text_mode:
-                self.found.append(_("\\\\ (a new line) outside an environment"))
-        elif name == "bbox" and latex.startswith("[", i):
-            i = latex.find("]", i) + 1 or len(latex)  # a colour and padding, not math
-        elif name in _RAW_ARGUMENT_COMMANDS:
-            _argument, i = _read_group(latex, i)  # a colour, length or code point, not math
-        elif name in ("left", "right", "middle"):
-            delimiter, i = _read_delimiter(latex, i)
-            _fence_problem(name, delimiter, self.groups[-1], self.found)
-        elif not text_mode and name and name not in _KNOWN_COMMANDS:
-            self.found.append(
-                _("\\%(command)s is not a command MathLive knows") % {"command": name}
-            )
-        return i
-
-    def _character(self, c: str) -> None:
-        if c == "{":
-            self.groups.append(_Group(text=self.text_next or self.groups[-1].text))
-        elif c == "}":
-            if len(self.groups) == 1:
-                self.found.append(_('an extra "}"'))
-            elif self.groups.pop().lefts:
-                self.found.append(_("\\left without \\right"))
-        elif c == "%":
-            self.found.append(_("an unescaped % comments out the rest of the LaTeX"))
-        elif c == "#" or c == "$" and not self.groups[-1].text:
-            # MathLive reads $...$ inside \text as math, as LaTeX does
-            self.found.append(_('an unescaped "%(char)s"') % {"char": c})
-        elif c == "&" and not self.environments:
-            self.found.append(_('"&" outside an environment'))
-        elif not self.groups[-1].text and c in MATHLIVE_REJECTED_CHARACTERS:
-            self.found.append(_("MathLive does not accept %(char)r in math mode") % {"char": c})
-        if c != " ":
-            self.text_next = False
-
-
-def _environment_problem(
-    command: str, env: str | None, environments: list[str], problems: list[str]
-) -> None:
-    if env is None:
-        problems.append(_("\\%(command)s without an environment name") % {"command": command})
-    elif command == "begin":
-        if env not in MATHLIVE_ENVIRONMENTS and env not in ENVIRONMENTS:
-            problems.append(_("the environment %(env)s is not one MathLive knows") % {"env": env})
-        environments.append(env)
-    elif not environments or environments[-1] != env:
-        problems.append(_("\\end{%(env)s} does not close the open environment") % {"env": env})
-    else:
-        environments.pop()
-
-
-def _fence_problem(command: str, delimiter: str, group: _Group, problems: list[str]) -> None:
-    if delimiter not in _LEFT_DELIMITERS:
-        problems.append(
-            _("\\%(command)s with %(delimiter)s, not a delimiter MathLive accepts")
-            % {"command": command, "delimiter": delimiter or _("nothing")}
-        )
-    if command == "left":
-        group.lefts += 1
-    elif group.lefts == 0:
-        problems.append(_("\\%(command)s without \\left") % {"command": command})
-    elif command == "right":
-        group.lefts -= 1
 
 
 # ---------------------------------------------------------------- normal form
