@@ -12,7 +12,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/mathconv
 JUDGE := ../shared/tools/judge
 
-.PHONY: demo test test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps bench bench-converter clean messages
+.PHONY: demo test test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps bench bench-converter bench-validator clean messages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,8 +79,14 @@ messages: venv
 bench-converter: venv
 	$(PY) bench/converter.py
 
+# Wrong answers made from the dev references, judged, and how many the validator catches;
+# false alarms on right answers (needs the judge's node packages: make judge-deps).
+bench-validator: venv judge-deps
+	$(PY) bench/validator.py
+
 bench: dev-venv judge-deps
 	$(PY) bench/converter.py
+	$(PY) bench/validator.py
 	$(PY) bench/engine.py
 	$(PY) bench/import_questions.py
 	$(PY) bench/admin.py

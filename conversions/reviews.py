@@ -17,6 +17,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from conversions.converters.commands import argument_problems, forbidden_commands
 from conversions.models import Item, Job, Question, ReviewEvent
 
 REVIEWABLE_STATUSES = Item.REVIEWABLE_STATUSES
@@ -69,6 +70,16 @@ def item_edit_approve(*, item: Item, user, latex: str, comment: str = "") -> Rev
         raise InvalidReview(
             _("The LaTeX is longer than %(max)d characters.") % {"max": MAX_LATEX_CHARS}
         )
+    # A reviewer's LaTeX is untrusted like any other (DESIGN invariant 11).
+    forbidden = forbidden_commands(latex)
+    if forbidden:
+        raise InvalidReview(
+            _("The LaTeX uses %(commands)s, which may link, style or script; remove it.")
+            % {"commands": ", ".join(forbidden)}
+        )
+    missing = argument_problems(latex)
+    if missing:
+        raise InvalidReview("; ".join(missing))
     if latex == item.result_latex:  # "edited" back to what the job produced
         return item_approve(item=item, user=user, comment=comment)
     return _decide(

@@ -17,6 +17,8 @@ import re
 import nh3
 from django.conf import settings
 
+from conversions.converters.commands import forbidden_commands
+
 MATHML_TAGS = frozenset(
     {
         "math",
@@ -133,14 +135,8 @@ def sanitize_mathml(mathml: str) -> str:
     )
 
 
-# LaTeX commands that make MathLive emit HTML attributes, classes, styles or links.
-# Results using them are shown as plain text instead of being rendered.
-_HTML_LATEX_COMMANDS = re.compile(
-    r"\\(?:href|url|htmlData|htmlStyle|htmlClass|htmlId|class|cssId|style|includegraphics)"
-    r"(?![A-Za-z])"
-)
-
-
 def latex_is_renderable(latex: str) -> bool:
-    """True when the LaTeX may be handed to MathLive (no HTML-producing commands)."""
-    return not _HTML_LATEX_COMMANDS.search(latex or "")
+    """True when the LaTeX may be handed to MathLive: none of the commands that link,
+    style or script (the validator's list, conversions.converters.commands)."""
+    return not forbidden_commands(latex or "")
+

@@ -1,13 +1,17 @@
 """Automatic check of a LaTeX result against the MathML it came from (any backend).
 
-Two checks:
+Checks, in order:
 
-- syntax: balanced braces, \\left/\\right and environments, and only commands and
-  environments MathLive 0.111.1 knows (tables.py is generated from MathLive itself);
-- round trip: the LaTeX is turned back into MathML with latex2mathml and both formulas
-  are reduced to the same normal form - the sequence of their characters with markers
-  for structure (fraction, root, script, table cell ...), with styles, spacing, sizes,
-  colours and fence stretching left out - and compared token by token.
+- commands (commands.py): no command that links, styles or scripts, and every command
+  with its required arguments;
+- syntax (syntax.py): what MathLive would refuse (braces, environments, unknown commands);
+- colour, size and spacing commands only where the source draws colour, size or space;
+- round trip: the LaTeX is turned back into MathML with latex2mathml (readback.py first
+  rewrites what latex2mathml misreads) and both formulas are reduced to the same normal
+  form - the sequence of their characters, each letter or digit with its style (italic,
+  upright, bold, ...; as the judge in shared/tools/judge compares them), with markers for
+  structure (fraction, root, script, table cell ...), spacing, sizes, colours and fence
+  stretching left out - and compared token by token; reasons.py words the differences.
 
 The score is 1.0 when the normal forms agree. Each differing token costs a factor of
 0.85 on top of the share of tokens that differ, so a single swapped, lost or changed
@@ -27,18 +31,23 @@ from latex2mathml.symbols_parser import convert_symbol
 from lxml import etree
 
 from conversions.converters import symbols as sym
-from conversions.converters.errors import InvalidMathML
-from conversions.converters.parse import local_name, parse_mathml
-from conversions.converters.tables import (
-    LARGEOP_OPERATORS,
-    MATHLIVE_COMMANDS,
-    MATHLIVE_ENVIRONMENTS,
-    MATHLIVE_REJECTED_CHARACTERS,
-    SYMBOL_COMMANDS,
+from conversions.converters.commands import (
+    argument_problems,
+    forbidden_commands,
+    style_commands,
 )
+from conversions.converters.errors import InvalidMathML
+from conversions.converters.messages import _
+from conversions.converters.parse import local_name, parse_mathml
+from conversions.converters.readback import readable_by_latex2mathml
+from conversions.converters.reasons import END, INDEX, OVER, STYLE_MARK, describe, swapped_fractions
+from conversions.converters.syntax import syntax_problems
+from conversions.converters.tables import LARGEOP_OPERATORS, SYMBOL_COMMANDS
 
 VALIDATION_THRESHOLD = 0.9
 _ERROR_FACTOR = 0.85
+# Normal-form markers that no character token can be: the end of every structure, the
+# fraction bar and the index of a root; a styled letter is "x" + STYLE_MARK + "it".
 
 
 @dataclass(frozen=True)
@@ -50,256 +59,70 @@ class Validation:
 
 
 def validate(mathml: str, latex: str, *, threshold: float = VALIDATION_THRESHOLD) -> Validation:
-    """Check `latex` against the `mathml` it should draw."""
-    reasons = syntax_problems(latex)
+    """Check `latex` against the `mathml` it should draw.
+
+    Returns a Validation: score 0..1 (1.0 when the round trip gives back the source), ok
+    (the LaTeX may be stored as a success), reasons (short sentences in the active
+    language) and syntax_ok (MathLive would read the LaTeX). Never raises on bad input.
+    LaTeX with a forbidden command (commands.forbidden_commands) scores 0 whatever it
+    draws; a missing argument is a syntax problem; a colour, size or spacing command
+    where the source draws none fails, as does any difference in what is drawn,
+    letter styles (italic, upright, bold, ...) included.
+    """
+    forbidden = forbidden_commands(latex)
+    if forbidden:
+        reason = _("the LaTeX uses %(commands)s, which may link, style or script") % {
+            "commands": ", ".join(forbidden)
+        }
+        return Validation(0.0, False, [reason], False)
+    reasons = syntax_problems(latex) + argument_problems(latex)
     syntax_ok = not reasons
     try:
-        source = normal_form(parse_mathml(mathml))
+        root = parse_mathml(mathml)
+        source = normal_form(root)
     except InvalidMathML as exc:
         return Validation(
-            0.0, False, [*reasons, f"the source MathML is not usable: {exc}"], syntax_ok
+            0.0, False, [*reasons, _("the source MathML is not usable: %s") % exc], syntax_ok
         )
     try:
         result = latex_normal_form(latex)
-    except Exception as exc:  # latex2mathml raises many types for LaTeX it cannot read
-        reasons.append(
-            f"the LaTeX could not be converted back to MathML: {type(exc).__name__} {exc}"
-        )
+    except Exception:  # latex2mathml raises many types for LaTeX it cannot read
+        reasons.append(_("the LaTeX cannot be read back"))
         return Validation(0.0, False, reasons, syntax_ok)
+    styling = style_problems(root, latex)
     score, differences = compare(source, result)
+    reasons.extend(styling)
     reasons.extend(differences)
-    return Validation(score, syntax_ok and score >= threshold, reasons, syntax_ok)
+    score = round(score * _ERROR_FACTOR ** len(styling), 4)
+    ok = syntax_ok and not styling and score >= threshold
+    return Validation(score, ok, reasons, syntax_ok)
 
 
-# ---------------------------------------------------------------- syntax
-
-_TEXT_COMMANDS = frozenset(
-    [
-        "text",
-        "textbf",
-        "textit",
-        "textrm",
-        "textsf",
-        "texttt",
-        "textup",
-        "textmd",
-        "textnormal",
-        "textsl",
-        "textsc",
-        "mbox",
+def style_problems(root: etree._Element, latex: str) -> list[str]:
+    """Colour, size and spacing commands of `latex` where the source draws no such thing."""
+    drawn = {"colour": False, "size": False, "spacing": False}
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        attributes = el.attrib
+        if {"mathcolor", "mathbackground", "color", "background"} & set(attributes) or (
+            "color" in attributes.get("style", "")
+        ):
+            drawn["colour"] = True
+        if {"mathsize", "fontsize"} & set(attributes):
+            drawn["size"] = True
+        if local_name(el.tag) in ("mspace", "mpadded", "mphantom"):
+            drawn["spacing"] = True
+    messages = {
+        "colour": _("%(commands)s: the source draws no colour"),
+        "size": _("%(commands)s: the source draws no size change"),
+        "spacing": _("%(commands)s: the source draws no such space"),
+    }
+    return [
+        messages[kind] % {"commands": ", ".join(names)}
+        for kind, names in style_commands(latex).items()
+        if not drawn[kind]
     ]
-)
-_LEFT_DELIMITERS = frozenset(
-    [
-        "(",
-        ")",
-        "[",
-        "]",
-        "|",
-        ".",
-        "/",
-        "\\{",
-        "\\}",
-        "\\|",
-        "\\langle",
-        "\\rangle",
-        "\\lfloor",
-        "\\rfloor",
-        "\\lceil",
-        "\\rceil",
-        "\\uparrow",
-        "\\downarrow",
-        "\\updownarrow",
-        "\\Uparrow",
-        "\\Downarrow",
-        "\\Updownarrow",
-        "\\lvert",
-        "\\rvert",
-        "\\lVert",
-        "\\rVert",
-        "\\vert",
-        "\\Vert",
-        "\\lbrace",
-        "\\rbrace",
-        "\\lbrack",
-        "\\rbrack",
-        "\\lgroup",
-        "\\rgroup",
-        "\\lmoustache",
-        "\\rmoustache",
-        "\\ulcorner",
-        "\\urcorner",
-        "\\llcorner",
-        "\\lrcorner",
-    ]
-) - {"/"}
-
-
-_RAW_ARGUMENT_COMMANDS = frozenset(
-    [
-        "textcolor",
-        "color",
-        "colorbox",
-        "hspace",
-        "mspace",
-        "unicode",
-        "raise",
-        "lower",
-        "rule",
-        "kern",
-        "mkern",
-        "hskip",
-    ]
-)
-
-
-@dataclass
-class _Group:
-    text: bool
-    lefts: int = 0
-
-
-def _read_command(latex: str, i: int) -> tuple[str, int]:
-    """The name of the control sequence starting at latex[i] == '\\' and where it ends."""
-    j = i + 1
-    n = len(latex)
-    if j < n and latex[j].isascii() and latex[j].isalpha():
-        while j < n and latex[j].isascii() and latex[j].isalpha():
-            j += 1
-        return latex[i + 1 : j], j
-    return latex[j : j + 1], j + 1
-
-
-def _read_group(latex: str, i: int) -> tuple[str | None, int]:
-    """The text of a {...} argument starting at or after i (spaces skipped), and its end."""
-    n = len(latex)
-    while i < n and latex[i] == " ":
-        i += 1
-    if i >= n or latex[i] != "{":
-        return None, i
-    end = latex.find("}", i)
-    if end < 0:
-        return None, i
-    return latex[i + 1 : end], end + 1
-
-
-def _read_delimiter(latex: str, i: int) -> tuple[str, int]:
-    n = len(latex)
-    while i < n and latex[i] == " ":
-        i += 1
-    if i >= n:
-        return "", i
-    if latex[i] == "\\":
-        name, j = _read_command(latex, i)
-        return "\\" + name, j
-    return latex[i], i + 1
-
-
-def syntax_problems(latex: str) -> list[str]:
-    """Why MathLive would refuse or misread this LaTeX; an empty list when it is fine."""
-    if not latex or not latex.strip():
-        return ["the LaTeX is empty"]
-    return _SyntaxScan(latex).problems()
-
-
-class _SyntaxScan:
-    """One pass over the LaTeX: brace groups (text or math), environments, \\left/\\right."""
-
-    def __init__(self, latex: str) -> None:
-        self.latex = latex
-        self.found: list[str] = []
-        self.groups = [_Group(text=False)]
-        self.environments: list[str] = []
-        self.text_next = False  # the next group is the argument of \text and the like
-
-    def problems(self) -> list[str]:
-        i = 0
-        while i < len(self.latex):
-            if self.latex[i] == "\\":
-                if i + 1 >= len(self.latex):
-                    self.found.append("a lone backslash ends the LaTeX")
-                    break
-                i = self._command(i)
-            else:
-                self._character(self.latex[i])
-                i += 1
-        if len(self.groups) > 1:
-            self.found.append(f'{len(self.groups) - 1} "{{" not closed')
-        if self.groups[0].lefts:
-            self.found.append("\\left without \\right")
-        for env in self.environments:
-            self.found.append(f"\\begin{{{env}}} without \\end{{{env}}}")
-        return list(dict.fromkeys(self.found))
-
-    def _command(self, i: int) -> int:
-        """Check the control sequence at i; return where the scan goes on."""
-        latex = self.latex
-        name, i = _read_command(latex, i)
-        text_mode = self.groups[-1].text
-        self.text_next = name in _TEXT_COMMANDS
-        if name in ("begin", "end"):
-            env, i = _read_group(latex, i)
-            _environment_problem(name, env, self.environments, self.found)
-        elif name == "\\":
-            if not self.environments and not text_mode:
-                self.found.append("\\\\ (a new line) outside an environment")
-        elif name == "bbox" and latex.startswith("[", i):
-            i = latex.find("]", i) + 1 or len(latex)  # a colour and padding, not math
-        elif name in _RAW_ARGUMENT_COMMANDS:
-            _, i = _read_group(latex, i)  # a colour, length or code point, not math
-        elif name in ("left", "right", "middle"):
-            delimiter, i = _read_delimiter(latex, i)
-            _fence_problem(name, delimiter, self.groups[-1], self.found)
-        elif not text_mode and name and name not in MATHLIVE_COMMANDS:
-            self.found.append(f"\\{name} is not a command MathLive knows")
-        return i
-
-    def _character(self, c: str) -> None:
-        if c == "{":
-            self.groups.append(_Group(text=self.text_next or self.groups[-1].text))
-        elif c == "}":
-            if len(self.groups) == 1:
-                self.found.append('an extra "}"')
-            elif self.groups.pop().lefts:
-                self.found.append("\\left without \\right")
-        elif c == "%":
-            self.found.append("an unescaped % comments out the rest of the LaTeX")
-        elif c in "$#":
-            self.found.append(f'an unescaped "{c}"')
-        elif c == "&" and not self.environments:
-            self.found.append('"&" outside an environment')
-        elif not self.groups[-1].text and c in MATHLIVE_REJECTED_CHARACTERS:
-            self.found.append(f"MathLive does not accept {c!r} in math mode")
-        if c != " ":
-            self.text_next = False
-
-
-def _environment_problem(
-    command: str, env: str | None, environments: list[str], problems: list[str]
-) -> None:
-    if env is None:
-        problems.append(f"\\{command} without an environment name")
-    elif command == "begin":
-        if env not in MATHLIVE_ENVIRONMENTS:
-            problems.append(f"the environment {env} is not one MathLive knows")
-        environments.append(env)
-    elif not environments or environments[-1] != env:
-        problems.append(f"\\end{{{env}}} does not close the open environment")
-    else:
-        environments.pop()
-
-
-def _fence_problem(command: str, delimiter: str, group: _Group, problems: list[str]) -> None:
-    if delimiter not in _LEFT_DELIMITERS:
-        problems.append(
-            f"\\{command} with {delimiter or 'nothing'}, not a delimiter MathLive accepts"
-        )
-    if command == "left":
-        group.lefts += 1
-    elif group.lefts == 0:
-        problems.append(f"\\{command} without \\left")
-    elif command == "right":
-        group.lefts -= 1
 
 
 # ---------------------------------------------------------------- normal form
@@ -308,6 +131,8 @@ def _fence_problem(command: str, delimiter: str, group: _Group, problems: list[s
 _SAME = {
     "\u2212": "-",
     "\u2010": "-",
+    "\u2018": "\u2032",
+    "\u2019": "\u2032",
     "\u2217": "*",
     "\u00b7": "\u22c5",
     "\u2219": "\u22c5",
@@ -338,6 +163,47 @@ _SAME = {
     "\u2060": "",
     "\ufeff": "",
 }
+_ZERO_LENGTH = re.compile(r"\s*[-+]?(?:0+\.?0*|\.0+)\s*(?:[a-z]{2}|%)?\s*$")
+_VARIANT_STYLES = {
+    "normal": "",
+    "bold": "bf",
+    "italic": "it",
+    "bold-italic": "bfit",
+    "double-struck": "bb",
+    "bold-fraktur": "bffrak",
+    "script": "scr",
+    "bold-script": "scr",
+    "fraktur": "frak",
+    "sans-serif": "sf",
+    "bold-sans-serif": "bfsf",
+    "sans-serif-italic": "sfit",
+    "sans-serif-bold-italic": "bfsfit",
+    "monospace": "tt",
+}
+_ALNUM_STYLES = (
+    "bf",
+    "it",
+    "bfit",
+    "scr",
+    "bfscr",
+    "frak",
+    "bb",
+    "bffrak",
+    "sf",
+    "bfsf",
+    "sfit",
+    "bfsfit",
+    "tt",
+)
+_LETTERLIKE_STYLES = {
+    **dict.fromkeys((0x2102, 0x210D, 0x2115, 0x2119, 0x211A, 0x211D, 0x2124), "bb"),
+    **dict.fromkeys(
+        (0x210B, 0x2110, 0x2112, 0x211B, 0x212C, 0x2130, 0x2131, 0x2133, 0x212F, 0x210A, 0x2134),
+        "scr",
+    ),
+    **dict.fromkeys((0x210C, 0x2111, 0x211C, 0x2128, 0x212D), "frak"),
+    0x210E: "it",
+}
 _NEGATED = {}
 for _cp in list(range(0x2190, 0x2300)) + list(range(0x2A00, 0x2B00)) + [0x3C, 0x3D, 0x3E]:
     _decomposed = unicodedata.normalize("NFD", chr(_cp))
@@ -350,7 +216,6 @@ _UNDER_ACCENTS["\u2015"] = "\\underline"
 _ACCENTS["\u2015"] = "\\bar"
 _SKIPPED = frozenset(
     [
-        "mphantom",
         "mspace",
         "none",
         "annotation",
@@ -361,7 +226,7 @@ _SKIPPED = frozenset(
     ]
 )
 # latex2mathml leaves escapes and inner text commands in its <mtext>
-_TEXT_MARKUP = re.compile(r"\\([{}$&#_%])|\\[A-Za-z]+|[{}]")
+_TEXT_MARKUP = re.compile(r"\\([{}$&#_%\\])|\\[A-Za-z]+|[{}]")
 
 
 def _symbol_rewrites() -> re.Pattern:
@@ -383,27 +248,104 @@ def _symbol_rewrites() -> re.Pattern:
 _SYMBOL_REWRITE = _symbol_rewrites()
 _SYMBOL_CHARACTERS = {name: char for char, name, _as_mi, _as_mo in SYMBOL_COMMANDS}
 _LATEX2MATHML_SAME = dict(_SAME)
+_TEXT_SCRIPTS = re.compile(
+    "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]$"
+)
+_LATIN_GREEK = re.compile(
+    "[A-Za-z\u0391-\u03a9\u03b1-\u03c9\u03d1\u03d5\u03d6\u03f1\u03f5\u0131\u0237]$"
+)
+# latex2mathml writes the corners as box-drawing characters
+_LATEX2MATHML_SAME.update({"┌": "⌜", "┐": "⌝", "└": "⌞", "┘": "⌟"})
+# and some of AMS's small triangles and squares as their large look-alikes
+_LATEX2MATHML_SAME.update({"▲": "▴", "▼": "▾", "◀": "◂", "▶": "▸", "■": "◼", "□": "◻"})
+_LINE_NOTATIONS = {"top": _ACCENTS["\u2015"] + "(", "bottom": _UNDER_ACCENTS["\u2015"] + "("}
 _BRACE_PLACEHOLDERS = {"{": "\ue000", "}": "\ue001"}
 _BRACE_PLACEHOLDERS_BACK = str.maketrans({"\ue000": "{", "\ue001": "}"})
 
 
-def _chars(text: str, out: list[str], same: dict[str, str]) -> None:
+def _chars(text: str, out: list[str], same: dict[str, str], style: str = "") -> None:
+    """The characters of a token element; letters and digits carry their style."""
     if text.startswith("\\") and len(text) > 1:
         # a command latex2mathml left as it is (\{ after \Big, \arg): the symbol or its name
         code = convert_symbol(text)
         text = chr(int(code, 16)) if code else text[1:]
-    for c in unicodedata.normalize("NFKC", text):
-        if c.isspace():
-            continue
-        if c in _NEGATED:
-            out.extend(("not", _NEGATED[c]))
-            continue
-        if c == "\u0338" and out:
-            out.insert(len(out) - 1, "not")
-            continue
-        c = same.get(c, c)
-        if c:
-            out.append(c)
+    for original in text:
+        char_style = _alnum_style(ord(original))
+        compatible = unicodedata.normalize("NFKC", original)
+        if len(compatible) > 1:
+            char_style = ""  # ℃, ㎝: one symbol, drawn as it is
+        for c in compatible:
+            if c.isspace():
+                continue
+            if c in _NEGATED:
+                out.extend(("not", _NEGATED[c]))
+                continue
+            if c == "\u0338" and out:
+                out.insert(len(out) - 1, "not")
+                continue
+            c = same.get(c, c)
+            if c:
+                out.append(_styled(c, _combined_style(style, char_style)))
+
+
+def _combined_style(element: str, character: str | None) -> str:
+    """𝑥 in a bold element is bold italic; otherwise the character's own style wins."""
+    if character is None:
+        return element
+    if element.startswith("bf") and character in ("it", "frak", "sf", "sfit"):
+        return "bf" + character  # \\boldsymbol{\\mathfrak{a}}: bold fraktur
+    return character
+
+
+def _styled(c: str, style: str) -> str:
+    """The token of one character: letters and digits as "x" + STYLE_MARK + style.
+
+    As the judge draws them (shared/tools/judge, lenientChar): only letters and digits
+    have a style; digits have no italic form (MathJax slants <mi>2</mi>, browsers do not).
+    """
+    if not style or not (c.isalpha() or c.isdigit()):
+        return c
+    if style == "bfscr":
+        style = "scr"
+    if c.isdigit() or not _LATIN_GREEK.match(c) and not _TEXT_SCRIPTS.match(c):
+        # Only Latin and Greek letters have an italic form in MathML Core; MathJax slants
+        # the others its fonts hold (ℏ, ð, ℵ), browsers do not, and the judge ignores it.
+        # Hangul and CJK are drawn as text, where the slant is real.
+        style = {"it": "", "bfit": "bf"}.get(style, style)
+    return c + STYLE_MARK + style if style else c
+
+
+def _alnum_style(cp: int) -> str | None:
+    """The style a mathematical alphanumeric character carries in its code point (𝑥: it)."""
+    if cp in _LETTERLIKE_STYLES:
+        return _LETTERLIKE_STYLES[cp]
+    if 0x1D400 <= cp <= 0x1D6A3:
+        return _ALNUM_STYLES[(cp - 0x1D400) // 52]
+    if 0x1D6A8 <= cp <= 0x1D7C9:
+        return ("bf", "it", "bfit", "bfsf", "bfsfit")[(cp - 0x1D6A8) // 58]
+    if 0x1D7CE <= cp <= 0x1D7FF:
+        return ("bf", "bb", "sf", "bfsf", "tt")[(cp - 0x1D7CE) // 10]
+    return None
+
+
+def _token_style(el: etree._Element, tag: str) -> str:
+    """The style a token element draws its letters in: its mathvariant (also from an
+    enclosing <mstyle>), the deprecated fontweight/fontstyle, or MathML's default
+    (a single-character <mi> is italic, everything else upright)."""
+    variant = el.get("mathvariant")
+    if variant is None:
+        for ancestor in el.iterancestors():
+            if local_name(ancestor.tag) in ("mstyle", "math") and ancestor.get("mathvariant"):
+                variant = ancestor.get("mathvariant")
+                break
+    if variant is not None:
+        return _VARIANT_STYLES.get(variant.strip(), "")
+    text = "".join((el.text or "").split())
+    italic = tag == "mi" and len(text) == 1
+    if el.get("fontstyle"):
+        italic = el.get("fontstyle", "").strip() == "italic"
+    bold = el.get("fontweight", "").strip() == "bold"
+    return ("bf" if bold else "") + ("it" if italic else "")
 
 
 def _script_token(el: etree._Element, accents: dict[str, str]) -> str | None:
@@ -423,47 +365,53 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
     tag = local_name(el.tag)
     kids = [kid for kid in el if isinstance(kid.tag, str)]
     if tag in ("mi", "mn", "mo"):
-        _chars(el.text or "", out, same)
+        style = _token_style(el, tag)
+        text = (el.text or "").strip()
+        if same is _LATEX2MATHML_SAME and style == "it" and _TEXT_SCRIPTS.match(text):
+            style = ""  # TeX draws a Hangul or CJK character in math mode upright
+        _chars(el.text or "", out, same, style)
     elif tag == "ms":
         text = el.get("lquote", "\u201c") + (el.text or "") + el.get("rquote", "\u201d")
-        _chars(text, out, same)
+        _chars(text, out, same, _token_style(el, tag))
     elif tag == "mtext":
         text = el.text or ""
         if same is _LATEX2MATHML_SAME:
             text = _TEXT_MARKUP.sub(_unescape, text).translate(_BRACE_PLACEHOLDERS_BACK)
-        _chars(text, out, same)
+            text = text.replace("~", " ")  # TeX's no-break space
+        _chars(text, out, same, _token_style(el, tag))
     elif tag in _SKIPPED:
         return
     elif tag == "mfrac" and len(kids) == 2:
         if el.get("bevelled") == "true":
             out.append("^(")
             _walk(kids[0], out, same)
-            out.extend((")", "/", "_("))
+            out.extend((END, "/", "_("))
             _walk(kids[1], out, same)
-            out.append(")")
+            out.append(END)
             return
-        out.append("frac(")
+        # without a bar (\\binom, {a \\atop b}) it is a different drawing
+        out.append("stack(" if _ZERO_LENGTH.match(el.get("linethickness", "1")) else "frac(")
         _walk(kids[0], out, same)
-        out.append("/")
+        out.append(OVER)
         _walk(kids[1], out, same)
-        out.append(")")
+        out.append(END)
     elif tag == "msqrt" or (tag == "menclose" and el.get("notation") == "radical"):
         out.append("sqrt(")
         _walk_all(kids, out, same)
-        out.append(")")
+        out.append(END)
     elif tag == "mroot" and len(kids) == 2:
         out.append("root(")
         _walk(kids[1], out, same)
-        out.append("|")
+        out.append(INDEX)
         _walk(kids[0], out, same)
-        out.append(")")
+        out.append(END)
     elif tag in ("msub", "msup", "msubsup") and kids:
         _walk(kids[0], out, same)
         markers = ("^(",) if tag == "msup" else ("_(", "^(")
         for marker, script in zip(markers, kids[1:], strict=False):
             out.append(marker)
             _walk(script, out, same)
-            out.append(")")
+            out.append(END)
     elif tag in ("munder", "mover", "munderover") and kids:
         _walk_under_over(tag, kids, out, same)
     elif tag == "mmultiscripts" and kids:
@@ -472,10 +420,17 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
         _walk_table(kids, out, same)
     elif tag == "mfenced":
         _walk_fenced(el, kids, out, same)
+    elif tag == "mphantom":
+        return  # not drawn; LaTeX's \\phantom is checked as spacing (commands.py)
     elif tag == "menclose":
-        out.append("enclose(")
+        # a lone top or bottom line is drawn as \overline / \underline draws it
+        notation = " ".join(el.get("notation", "").split())
+        if notation and set(notation.split()) <= {"left", "right"}:
+            _walk_all(kids, out, same)  # side lines, as an array's outer column lines draw
+            return
+        out.append(_LINE_NOTATIONS.get(notation, "enclose("))
         _walk_all(kids, out, same)
-        out.append(")")
+        out.append(END)
     elif tag == "semantics":
         if kids:
             _walk(kids[0], out, same)
@@ -505,11 +460,11 @@ def _walk_under_over(
             continue
         accent = _script_token(script, accents)
         if accent is not None:
-            tokens = [accent + "(", *tokens, ")"]
+            tokens = [accent + "(", *tokens, END]
         else:
             tokens.append(marker)
             _walk(script, tokens, same)
-            tokens.append(")")
+            tokens.append(END)
     out.extend(tokens)
 
 
@@ -531,7 +486,7 @@ def _walk_multiscripts(kids: list[etree._Element], out: list[str], same: dict[st
                 continue
             out.append(("_" if i % 2 == 0 else "^") + "(")
             _walk(script, out, same)
-            out.append(")")
+            out.append(END)
 
 
 def _walk_table(rows: list[etree._Element], out: list[str], same: dict[str, str]) -> None:
@@ -556,9 +511,9 @@ def _walk_table(rows: list[etree._Element], out: list[str], same: dict[str, str]
     for row_tokens in table:
         out.append("row(")
         for cell_tokens in row_tokens:
-            out.extend(("cell(", *cell_tokens, ")"))
-        out.append(")")
-    out.append(")")
+            out.extend(("cell(", *cell_tokens, END))
+        out.append(END)
+    out.append(END)
 
 
 def _walk_fenced(
@@ -577,26 +532,63 @@ def normal_form(math: etree._Element) -> list[str]:
     """The tokens a formula is compared by: characters and structure markers."""
     out: list[str] = []
     _walk(math, out, _SAME)
-    return out
+    return _without_empty_scripts(out)
 
 
 # Rewrites for what latex2mathml does not read but MathLive does; they keep every token.
 _LATEX_REWRITES = (
+    (re.compile(r"\\begin\{aligned\}\s*\[[tcb]\]"), r"\\begin{aligned}"),
     (re.compile(r"\\\\\[[^\]]*\]"), r"\\\\"),
     (re.compile(r"\\(begin|end)\{(aligned|gathered|split|align\*?|gather\*?)\}"), r"\\\1{matrix}"),
     (re.compile(r"\\(begin|end)\{dcases\}"), r"\\\1{cases}"),
     (re.compile(r"\\begin\{rcases\}"), r"\\left.\\begin{matrix}"),
     (re.compile(r"\\end\{rcases\}"), r"\\end{matrix}\\right\\}"),
+    (re.compile(r"(\\[bx]?cancel|\\enclose\{[^{}]*\})\[[^\]]*\]"), r"\1"),
+    (re.compile(r"\\enclose\{\s*top\s*\}"), r"\\overline"),
+    (re.compile(r"\\enclose\{\s*bottom\s*\}"), r"\\underline"),
+    (re.compile(r"\\enclose\{\s*(?:left|right)(?:\s+(?:left|right))?\s*\}"), ""),
     (re.compile(r"\\enclose\{[^{}]*\}"), r"\\boxed"),
+    # latex2mathml drops a whole table whose row ends in an empty cell
+    (re.compile(r"(?<!\\)&(\s*)(?=\\\\|\\end\{)"), r"&{}\1"),
+    (re.compile(r"\\(begin|end)\{(?:eqnarray|multline)\*?\}"), r"\\\1{matrix}"),
+    (re.compile(r"\\begin\{([pbBvV]?matrix|smallmatrix)\*\}(?:\[[lcr]\])?"), r"\\begin{\1}"),
+    (re.compile(r"\\end\{([pbBvV]?matrix|smallmatrix)\*\}"), r"\\end{\1}"),
+    (re.compile(r"\\lparen(?![A-Za-z])"), "("),
+    (re.compile(r"\\left<"), r"\\left\\langle "),
+    (re.compile(r"\\right>"), r"\\right\\rangle "),
+    (re.compile(r"\\(math[a-z]+|boldsymbol) +([A-Za-z0-9])"), r"\\\1{\2}"),
+    (re.compile(r"\\circledS(?![A-Za-z])"), r"\\mathrm{Ⓢ}"),
+    (re.compile(r"\\doublecap(?![A-Za-z])"), "⋒"),
+    (re.compile(r"\\doublecup(?![A-Za-z])"), "⋓"),
+    # mathtools' colon relations, as the characters they are built of
+    (re.compile(r"\\dblcolon(?![A-Za-z])"), "::"),
+    (re.compile(r"\\colon(approx|sim)(?![A-Za-z])"), r":\\\1"),
+    (re.compile(r"\\Colon(approx|sim)(?![A-Za-z])"), r"::\\\1"),
+    (re.compile(r"\\rparen(?![A-Za-z])"), ")"),
+    # inline math inside text: \text{if $x>1$} is \text{if }x>1
+    (re.compile(r"\$([^$]*)\$(?=[^{}]*\})"), r"}\1\\text{"),
+    (re.compile(r"\\omicron(?![A-Za-z])"), "ο"),
+    (re.compile(r"\\(?:math)?[lr]lap(?:\[[^\]]*\])?(?![A-Za-z])"), ""),
+    (re.compile(r"\\cfrac\[[lr]\]"), r"\\cfrac"),
     (re.compile(r"\\bbox\[[^\]]*\]"), ""),
     (re.compile(r"\\rule(?:\[[^\]]*\])?\{[^{}]*\}\{[^{}]*\}"), ""),
     (re.compile(r"\\middle(?![A-Za-z])"), ""),
+    # latex2mathml drops the argument of the class commands; the class only sets spacing
+    (re.compile(r"\\math(?:rel|bin|open|close|ord|punct|inner)(?![A-Za-z])"), ""),
+    # colour models, \cancel and \enclose options: how it is drawn, not what
+    (re.compile(r"\\(color|textcolor|colorbox)\[[^\]]*\]\{[^{}]*\}"), r"\\\1{black}"),
+    # dashed column lines (c:c) are lines, not content
+    (re.compile(r"\\begin\{array\}\{[^{}]*\}"), lambda m: m.group(0).replace(":", "")),
+    # latex2mathml reads \operatorname as an empty operator and italic letters; TeX draws
+    # its argument upright, as \mathrm does. \mathnormal is TeX's math italic.
+    (re.compile(r"\\operatorname\*?(?![A-Za-z])"), r"\\mathrm"),
+    (re.compile(r"\\mathnormal(?![A-Za-z])"), r"\\mathit"),
     (re.compile(r"\\(?:no)?limits(?![A-Za-z])"), ""),
     (
         re.compile(
-            r"\\text(?:bf|it|sf|tt|rm|up|md|normal)\{\\text(?:bf|it|sf|tt|rm|up|md|normal)\{([^{}]*)\}\}"
+            r"\\text(?:bf|it|sf|tt|rm|up|md|normal)?\{\\text(bf|it|sf|tt|rm|up|md|normal)\{([^{}]*)\}\}"
         ),
-        r"\\text{\1}",
+        r"\\text\1{\2}",
     ),
 )
 
@@ -627,8 +619,13 @@ def _protect_text_braces(latex: str) -> str:
     return "".join(out)
 
 
+# latex2mathml writes \mathrm{d} and \Gamma as a bare <mi> with a padded character
+# reference, where TeX draws them upright (TeX's capital Greek letters are upright).
+_UPRIGHT_MI = re.compile(
+    r"<mi>(&#x000(?:4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]);|&#x0039[1-9A-F];|&#x003A[0-9];)</mi>"
+)
 _TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|textrm|textsf|texttt|mbox)\{")
-_MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.DOTALL)
+_MTEXT = re.compile(r"(<mtext\b[^>]*(?<!/)>)(.*?)(</mtext>)", re.DOTALL)
 _BARE_AMPERSAND = re.compile(r"&(?!#?[0-9A-Za-z]+;)")
 
 
@@ -639,13 +636,30 @@ def _escape_mtext(match: re.Match) -> str:
 
 def latex_normal_form(latex: str) -> list[str]:
     """The normal form of LaTeX, read back into MathML by latex2mathml."""
+    latex = readable_by_latex2mathml(latex)
+    if not latex.strip():
+        return []
     latex = _SYMBOL_REWRITE.sub(lambda m: _SYMBOL_CHARACTERS[m.group(1)], latex)
     for pattern, replacement in _LATEX_REWRITES:
         latex = pattern.sub(replacement, latex)
+    if not latex.strip():
+        return []  # only spacing or rules (\\rule{2cm}{1cm}), which are checked apart
     latex = _protect_text_braces(latex)
     mathml = _MTEXT.sub(_escape_mtext, latex_to_mathml(latex))
+    mathml = _UPRIGHT_MI.sub(r'<mi mathvariant="normal">\1</mi>', mathml)
     out: list[str] = []
     _walk(etree.fromstring(mathml.encode()), out, _LATEX2MATHML_SAME)
+    return _without_empty_scripts(out)
+
+
+def _without_empty_scripts(tokens: list[str]) -> list[str]:
+    """An empty sub- or superscript draws nothing (\\overset{\\phantom{x}}{P})."""
+    out: list[str] = []
+    for tok in tokens:
+        if tok == END and out and out[-1] in ("^(", "_("):
+            out.pop()
+        else:
+            out.append(tok)
     return out
 
 
@@ -658,7 +672,7 @@ def _merge_primes(tokens: list[str]) -> list[str]:
             j = i + 1
             while j < len(tokens) and tokens[j] == "\u2032":
                 j += 1
-            if j > i + 1 and j < len(tokens) and tokens[j] == ")":
+            if j > i + 1 and j < len(tokens) and tokens[j] == END:
                 out.extend(tokens[i + 1 : j])
                 i = j + 1
                 continue
@@ -676,25 +690,18 @@ def compare(source: list[str], result: list[str]) -> tuple[float, list[str]]:
         return 1.0, []
     matcher = difflib.SequenceMatcher(None, source, result, autojunk=False)
     errors = 0
-    reasons = []
+    # A swapped fraction shows as several edits; its own reason says it better.
+    swapped = swapped_fractions(source, result)
+    reasons = list(swapped)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             continue
         errors += max(i2 - i1, j2 - j1)
-        if len(reasons) < 3:
-            reasons.append(_describe(op, source, i1, i2, result, j1, j2))
+        if not swapped and len(reasons) < 3:
+            reason = describe(op, source, i1, i2, result, j1, j2)
+            if reason and reason not in reasons:
+                reasons.append(reason)
+    if errors and not reasons:
+        reasons.append(_("the layout (rows, fractions, scripts) differs from the source"))
     share = 1 - errors / max(len(source), len(result), 1)
     return round(max(0.0, share) * _ERROR_FACTOR**errors, 4), reasons
-
-
-def _describe(
-    op: str, source: list[str], i1: int, i2: int, result: list[str], j1: int, j2: int
-) -> str:
-    before = " ".join(source[max(0, i1 - 3) : i1])
-    where = f" after “{before}”" if before else " at the start"
-    if op == "delete":
-        return f"the LaTeX lacks “{' '.join(source[i1:i2])}”{where}"
-    if op == "insert":
-        return f"the LaTeX adds “{' '.join(result[j1:j2])}”{where}"
-    has, instead = " ".join(result[j1:j2]), " ".join(source[i1:i2])
-    return f"the LaTeX has “{has}” where the MathML has “{instead}”{where}"
