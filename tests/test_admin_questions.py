@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from conversions.importing.uploads import UploadStorage
 from conversions.models import Question
 from conversions.resources import IMPORT_FORMATS, QuestionCSV, QuestionJSON, QuestionXLSX
 
@@ -93,15 +94,18 @@ def test_mixed_file_is_rejected_in_the_preview_with_both_row_numbers(admin_clien
     messages = [" ".join(row.error.messages) for row in result.invalid_rows]
     assert messages[0].startswith("invalid MathML: not well-formed XML")
     assert messages[1] == "duplicate question_id 'Q-001' (first seen in row 2)"
-    assert "Some rows failed to validate" in response.content.decode()
+    page = response.content.decode()
+    assert "Nothing was imported: fix these rows and upload the file again" in page
+    # Each bad row's number and reason are on the page as text, not behind a badge.
+    assert '<td class="mc-import-row">6</td>' in page
+    assert "duplicate question_id &#x27;Q-001&#x27; (first seen in row 2)" in page
+    assert "validation-error-count" not in page
     assert snapshot() == before
 
 
 def test_a_bad_file_posted_straight_to_confirm_imports_nothing(admin_client):
-    from import_export.tmp_storages import TempFolderStorage
-
     before = snapshot()
-    storage = TempFolderStorage(read_mode="rb")
+    storage = UploadStorage()
     storage.save((FIXTURES / "questions_mixed.csv").read_bytes())
     data = {
         "import_file_name": storage.name,
