@@ -1,4 +1,5 @@
 import gc
+import signal
 
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
@@ -24,6 +25,9 @@ def warm_worker(sender, proc_name: str = "", **kwargs) -> None:
     the engine's event loop in the other thread would feel as latency on every call in
     flight.
     """
+    # The sentinel that forked this worker ignores SIGTERM (our qcluster command); a
+    # worker ends at once on it, as before, and its leased items are claimed again.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from conversions import tasks  # noqa: F401 - imported for its side effect
     from conversions.engine import runner
 

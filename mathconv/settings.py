@@ -100,9 +100,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Before django_q: its qcluster command replaces django-q2's (it stops on a SIGTERM
+    # to the whole process group; see conversions/management/commands/qcluster.py).
+    "conversions",
     "django_q",
     "import_export",
-    "conversions",
 ]
 
 MIDDLEWARE = [
