@@ -196,7 +196,8 @@ def test_unreadable_upload_is_reported_on_the_form(admin_client):
     response = upload(admin_client, "x.csv", b"question_id,mathml\n\xff\xfe\xfa,x\n")
     errors = response.context["form"].errors["import_file"]
     assert errors == [
-        "could not detect the text encoding (tried UTF-8 and CP949); give it explicitly"
+        "line 2 is not UTF-8 (nor is the file CP949): save the file as UTF-8, "
+        "or give its encoding explicitly"
     ]
 
 

@@ -135,11 +135,17 @@ def detect_encoding(fp: BinaryIO) -> str:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    for encoding in ("utf-8", "cp949"):
-        if undecodable_line(fp, encoding) is None:
-            return encoding
+    utf8_line = undecodable_line(fp, "utf-8")
+    if utf8_line is None:
+        return "utf-8"
+    if undecodable_line(fp, "cp949") is None:
+        return "cp949"
     raise SourceError(
-        _("could not detect the text encoding (tried UTF-8 and CP949); give it explicitly")
+        _(
+            "line %(line)d is not UTF-8 (nor is the file CP949): save the file as UTF-8, "
+            "or give its encoding explicitly"
+        )
+        % {"line": utf8_line}
     )
 
 
