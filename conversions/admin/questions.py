@@ -184,9 +184,8 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
         response = super().import_action(request, **kwargs)
         # A preview that cannot be confirmed (bad rows, an unreadable file) keeps nothing.
         context = getattr(response, "context_data", None) or {}
-        form = context.get("form")
-        upload = getattr(form, "cleaned_data", {}).get("import_file") if form else None
-        name = getattr(upload, "tmp_storage_name", None)
+        # The library notes the stored name on the uploaded file object itself.
+        name = getattr(request.FILES.get("import_file"), "tmp_storage_name", None)
         if name and "confirm_form" not in context:
             UploadStorage(name=name).remove()
         return response
