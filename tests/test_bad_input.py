@@ -77,6 +77,12 @@ XXE = (
 )
 
 
+@pytest.fixture(autouse=True)
+def upload_dir(settings, tmp_path):
+    """Each test its own upload folder, so that leftovers are this test's own."""
+    settings.MATHCONV_UPLOAD_DIR = tmp_path / "uploads"
+
+
 @dataclass(frozen=True)
 class Case:
     """A bad file: what it is called, its bytes, and what the rejection must say."""
