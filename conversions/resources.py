@@ -13,6 +13,7 @@ import io
 import json
 
 import tablib
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from import_export import exceptions, fields, resources, widgets
@@ -23,6 +24,7 @@ from import_export.results import Result, RowResult
 from conversions import exporting
 from conversions.importing import (
     QUESTION_FIELDS,
+    Limits,
     QuestionRecord,
     RowError,
     RowValidator,
@@ -45,11 +47,17 @@ class NumberedDataset(tablib.Dataset):
         self.header_row: int | None = None
 
 
+def admin_limits() -> Limits:
+    # The admin holds an upload's rows in memory for its preview: fewer rows than the CLI.
+    return Limits.from_settings(rows=settings.MATHCONV_ADMIN_IMPORT_MAX_ROWS)
+
+
 def table_dataset(table: Table) -> NumberedDataset:
     rows = list(table.rows)
     headers = table.headers
     if headers is None:  # JSON records: the union of their keys, absent keys as None
         headers = list(dict.fromkeys(key for _n, record in rows for key in record))
+        admin_limits().check_columns(len(headers), None)
     dataset = NumberedDataset(headers=headers)
     for number, record in rows:
         dataset.append([record.get(h) for h in headers])
@@ -71,17 +79,17 @@ class _BinaryInput:
 class QuestionCSV(_BinaryInput, base_formats.CSV):
     # Binary so that the encoding (UTF-8, UTF-8 with BOM, CP949) is detected, not assumed.
     def create_dataset(self, in_stream, **kwargs):
-        return table_dataset(csv_table(io.BytesIO(_as_bytes(in_stream))))
+        return table_dataset(csv_table(io.BytesIO(_as_bytes(in_stream)), limits=admin_limits()))
 
 
 class QuestionXLSX(base_formats.XLSX):
     def create_dataset(self, in_stream, **kwargs):
-        return table_dataset(xlsx_table(io.BytesIO(_as_bytes(in_stream))))
+        return table_dataset(xlsx_table(io.BytesIO(_as_bytes(in_stream)), limits=admin_limits()))
 
 
 class QuestionJSON(_BinaryInput, base_formats.JSON):
     def create_dataset(self, in_stream, **kwargs):
-        return table_dataset(json_table(io.BytesIO(_as_bytes(in_stream))))
+        return table_dataset(json_table(io.BytesIO(_as_bytes(in_stream)), limits=admin_limits()))
 
 
 def _as_bytes(data: bytes | str) -> bytes:

@@ -8,6 +8,7 @@ so the names stay; the work lives in worker.py, services and results.py.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 from django.conf import settings
@@ -76,5 +77,8 @@ def warm_worker(sender, proc_name: str = "", **kwargs) -> None:
     the engine's event loop in the other thread would feel as latency on every call in
     flight.
     """
+    # The sentinel that forked this worker ignores SIGTERM (our qcluster command); a
+    # worker ends at once on it, as before, and its leased items are claimed again.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     runner.warm_up()
     freeze_loaded_objects()

@@ -100,9 +100,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Before django_q: its qcluster command replaces django-q2's (it stops on a SIGTERM
+    # to the whole process group; see conversions/management/commands/qcluster.py).
+    "conversions",
     "django_q",
     "import_export",
-    "conversions",
 ]
 
 MIDDLEWARE = [
@@ -183,6 +185,20 @@ MATHCONV_DEFAULT_LABEL_MODEL = os.environ.get("MATHCONV_DEFAULT_LABEL_MODEL", "g
 # --- input limits -------------------------------------------------------------------
 MATHCONV_MAX_MATHML_BYTES = env_int("MATHCONV_MAX_MATHML_BYTES", 200_000)
 MATHCONV_MAX_MATHML_DEPTH = env_int("MATHCONV_MAX_MATHML_DEPTH", 100)
+# Imports (import_questions and the admin) refuse a source beyond these bounds before
+# reading further, with a message naming the limit and the row (README: Importing).
+MATHCONV_IMPORT_MAX_COLUMNS = env_int("MATHCONV_IMPORT_MAX_COLUMNS", 200)
+MATHCONV_IMPORT_MAX_ROWS = env_int("MATHCONV_IMPORT_MAX_ROWS", 1_000_000)
+MATHCONV_IMPORT_MAX_CELL_CHARS = env_int("MATHCONV_IMPORT_MAX_CELL_CHARS", 1_000_000)
+MATHCONV_IMPORT_MAX_JSON_DEPTH = env_int("MATHCONV_IMPORT_MAX_JSON_DEPTH", 20)
+# The admin holds an upload's rows in memory for its preview: bigger files go through
+# import_questions.
+MATHCONV_ADMIN_IMPORT_MAX_ROWS = env_int("MATHCONV_ADMIN_IMPORT_MAX_ROWS", 50_000)
+# The admin's uploads between preview and confirmation (conversions.importing.uploads):
+# a folder every web process can read; on several machines, a shared disk.
+IMPORT_EXPORT_TMP_STORAGE_CLASS = "conversions.importing.uploads.UploadStorage"
+MATHCONV_UPLOAD_DIR = Path(os.environ.get("MATHCONV_UPLOAD_DIR", VAR_DIR / "uploads"))
+MATHCONV_UPLOAD_MAX_AGE_SECONDS = env_int("MATHCONV_UPLOAD_MAX_AGE_SECONDS", 6 * 3600)
 MATHCONV_LOG_DIR = Path(os.environ.get("MATHCONV_LOG_DIR", VAR_DIR / "logs"))
 MATHCONV_EXPORT_DIR = Path(os.environ.get("MATHCONV_EXPORT_DIR", VAR_DIR / "exports"))
 

@@ -30,6 +30,7 @@ if os.environ.get("MATHCONV_USE_TEST_DB") == "1":
 TEST_RUN_DIR = VAR_DIR / "test-runs" / _TAG
 MATHCONV_LOG_DIR = TEST_RUN_DIR / "logs"
 MATHCONV_EXPORT_DIR = TEST_RUN_DIR / "exports"
+MATHCONV_UPLOAD_DIR = TEST_RUN_DIR / "uploads"
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -1,9 +1,12 @@
 import csv
 import io
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -11,6 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from conversions.importing.uploads import UploadStorage
 from conversions.models import Question
 from conversions.resources import IMPORT_FORMATS, QuestionCSV, QuestionJSON, QuestionXLSX
 
@@ -23,6 +27,12 @@ PROCESS_IMPORT = reverse("admin:conversions_question_process_import")
 EXPORT = reverse("admin:conversions_question_export")
 CSV_FORMAT = str(IMPORT_FORMATS.index(QuestionCSV))
 JSON_FORMAT = str(IMPORT_FORMATS.index(QuestionJSON))
+
+
+@pytest.fixture(autouse=True)
+def upload_dir(settings, tmp_path):
+    """Each test its own upload folder, so that leftovers are this test's own."""
+    settings.MATHCONV_UPLOAD_DIR = tmp_path / "uploads"
 
 
 def upload(client, name: str, content: bytes, fmt: str = CSV_FORMAT, **extra):
@@ -93,15 +103,18 @@ def test_mixed_file_is_rejected_in_the_preview_with_both_row_numbers(admin_clien
     messages = [" ".join(row.error.messages) for row in result.invalid_rows]
     assert messages[0].startswith("invalid MathML: not well-formed XML")
     assert messages[1] == "duplicate question_id 'Q-001' (first seen in row 2)"
-    assert "Some rows failed to validate" in response.content.decode()
+    page = response.content.decode()
+    assert "Nothing was imported: fix these rows and upload the file again" in page
+    # Each bad row's number and reason are on the page as text, not behind a badge.
+    assert '<td class="mc-import-row">6</td>' in page
+    assert "duplicate question_id &#x27;Q-001&#x27; (first seen in row 2)" in page
+    assert "validation-error-count" not in page
     assert snapshot() == before
 
 
 def test_a_bad_file_posted_straight_to_confirm_imports_nothing(admin_client):
-    from import_export.tmp_storages import TempFolderStorage
-
     before = snapshot()
-    storage = TempFolderStorage(read_mode="rb")
+    storage = UploadStorage()
     storage.save((FIXTURES / "questions_mixed.csv").read_bytes())
     data = {
         "import_file_name": storage.name,
@@ -192,7 +205,8 @@ def test_unreadable_upload_is_reported_on_the_form(admin_client):
     response = upload(admin_client, "x.csv", b"question_id,mathml\n\xff\xfe\xfa,x\n")
     errors = response.context["form"].errors["import_file"]
     assert errors == [
-        "could not detect the text encoding (tried UTF-8 and CP949); give it explicitly"
+        "line 2 is not UTF-8 (nor is the file CP949): save the file as UTF-8, "
+        "or give its encoding explicitly"
     ]
 
 
@@ -235,3 +249,69 @@ def test_change_form_refuses_malformed_mathml(admin_client):
     assert "not well-formed XML" in str(response.context["adminform"].form.errors["mathml"])
     question.refresh_from_db()
     assert question.mathml == "<math><mi>x</mi></math>"
+
+
+def uploads() -> list[str]:
+    folder = Path(settings.MATHCONV_UPLOAD_DIR)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_confirming_twice_or_from_a_stale_tab_imports_once_and_answers_clearly(admin_client):
+    content = (FIXTURES / "questions_good.csv").read_bytes()
+    preview = upload(admin_client, "good.csv", content)
+    assert len(uploads()) == 1  # kept for the confirmation, in the shared folder
+
+    first = confirm(admin_client, preview)
+    assert first.status_code == 302 and first["Location"] == CHANGELIST
+    imported = snapshot()
+    assert len(imported) == 3
+    assert uploads() == []
+
+    for _attempt in range(2):  # a double click, then the stale tab again
+        again = confirm(admin_client, preview)
+        assert again.status_code == 302
+        assert again["Location"] == IMPORT
+        messages = [str(m) for m in get_messages(again.wsgi_request)]
+        assert messages[-1].startswith("This upload was imported already or has expired")
+        assert snapshot() == imported
+
+
+def test_a_confirmation_cannot_name_a_file_outside_the_upload_folder(admin_client, tmp_path):
+    target = tmp_path / "victim.csv"
+    target.write_bytes((FIXTURES / "questions_good.csv").read_bytes())
+    for name in (str(target), f"../../../../../../{target}", "../uploads", ""):
+        data = {
+            "import_file_name": name,
+            "original_file_name": "x.csv",
+            "format": CSV_FORMAT,
+            "resource": "0",
+        }
+        response = admin_client.post(PROCESS_IMPORT, data)
+        assert response.status_code in (200, 302)  # a form error or the "gone" message
+        assert not Question.objects.exists()
+    assert target.exists()  # neither read nor removed
+
+
+def test_rejected_previews_keep_no_upload_and_stale_uploads_are_swept(admin_client, settings):
+    upload(admin_client, "mixed.csv", (FIXTURES / "questions_mixed.csv").read_bytes())
+    assert uploads() == []
+
+    good = (FIXTURES / "questions_good.csv").read_bytes()
+    upload(admin_client, "good.csv", good)  # previewed, never confirmed (tab closed)
+    [abandoned] = uploads()
+    stale = time.time() - settings.MATHCONV_UPLOAD_MAX_AGE_SECONDS - 60
+    os.utime(Path(settings.MATHCONV_UPLOAD_DIR) / abandoned, (stale, stale))
+    upload(admin_client, "good.csv", good)  # the next upload sweeps the stale one
+    assert abandoned not in uploads() and len(uploads()) == 1
+
+
+def test_an_upload_is_read_back_by_a_fresh_storage_as_another_web_process_would():
+    from conversions.importing.uploads import UploadGone
+
+    saved = UploadStorage()
+    saved.save(b"question_id,mathml\n")
+    assert Path(settings.MATHCONV_UPLOAD_DIR, saved.name).exists()
+    other = UploadStorage(name=saved.name)  # what the confirming process builds
+    assert other.read() == b"question_id,mathml\n"
+    with pytest.raises(UploadGone):
+        UploadStorage(name=saved.name).read()

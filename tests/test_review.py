@@ -233,3 +233,43 @@ def test_labeling_results_are_not_in_the_latex_review_queue(reviewer):
     job = make_job(make_questions(2, prefix="L"), kind=Job.Kind.LABEL)
     set_items(job, 2, status="succeeded", result_latex="x", validation_score=0.1)
     assert not reviews.review_queue().exists()
+
+
+def test_bulk_approve_with_an_unknown_job_is_a_404_and_approves_nothing(client, results, reviewer):
+    other = make_job(make_questions(2, prefix="O"), name="other")
+    set_items(other, 2, status="succeeded", result_latex="x", validation_score=0.99)
+    login(client, reviewer)
+    for job in ("999999", "abc"):
+        assert client.post(BULK, {"job": job, "min_score": "0"}).status_code == 404
+        assert client.get(BULK, {"job": job, "min_score": "0"}).status_code == 404
+        assert client.get(BULK, {"job": job}).status_code == 404
+        assert client.get(REVIEW, {"job": job}).status_code == 404
+        assert client.get(NEXT, {"job": job}).status_code == 404
+    label_job = make_job(make_questions(1, prefix="L"), kind=Job.Kind.LABEL)
+    assert client.post(BULK, {"job": label_job.pk, "min_score": "0"}).status_code == 404
+    assert not Item.objects.filter(review_status="approved").exists()
+
+
+def test_bulk_approve_with_a_job_approves_only_that_job(client, results, reviewer):
+    other = make_job(make_questions(2, prefix="O"), name="other")
+    set_items(other, 2, status="succeeded", result_latex="x", validation_score=0.99)
+    login(client, reviewer)
+    done = client.post(BULK, {"job": results[0].job_id, "min_score": "0.6"})
+    assert done.status_code == 302
+    approved = Item.objects.filter(review_status="approved")
+    assert set(approved.values_list("job_id", flat=True)) == {results[0].job_id}
+    assert approved.count() == 2
+
+
+def test_bulk_approve_page_from_the_review_link_shows_no_error_before_submitting(
+    client, results, reviewer
+):
+    login(client, reviewer)
+    for params in ({}, {"job": results[0].job_id}, {"job": results[0].job_id, "below": "0.5"}):
+        page = client.get(BULK, params)
+        assert page.status_code == 200
+        assert not page.context["form"].is_bound
+        assert page.context["count"] is None
+        assert b"errorlist" not in page.content
+    page = client.get(BULK, {"job": results[0].job_id})
+    assert page.context["form"]["job"].value() == str(results[0].job_id)

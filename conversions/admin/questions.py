@@ -19,6 +19,7 @@ from conversions.admin.labels import QUESTION_LABEL_FILTERS
 from conversions.admin.launch import LaunchActionsMixin
 from conversions.converters import InvalidMathML, parse_mathml
 from conversions.importing import SourceError
+from conversions.importing.uploads import UploadGone, UploadStorage
 from conversions.models import Question
 from conversions.resources import (
     EXPORT_FORMATS,
@@ -86,6 +87,7 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
     import_form_class = QuestionImportForm
     confirm_form_class = QuestionConfirmImportForm
     export_form_class = ExportForm
+    import_template_name = "admin/conversions/question/import.html"
     # The launch buttons' list template already extends import-export's list template, so
     # it is the list template itself, and the stock admin list is the base under both
     # (import-export would otherwise make it its own base: a circular extends).
@@ -178,6 +180,35 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
         else:
             super().add_data_read_fail_error_to_form(form, e)
 
+    def import_action(self, request, **kwargs):
+        response = super().import_action(request, **kwargs)
+        # A preview that cannot be confirmed (bad rows, an unreadable file) keeps nothing.
+        context = getattr(response, "context_data", None) or {}
+        # The library notes the stored name on the uploaded file object itself.
+        name = getattr(request.FILES.get("import_file"), "tmp_storage_name", None)
+        if name and "confirm_form" not in context:
+            UploadStorage(name=name).remove()
+        return response
+
+    def process_import(self, request, **kwargs):
+        try:
+            return super().process_import(request, **kwargs)
+        except UploadGone:
+            # A second click on Confirm, a stale tab, or an upload older than
+            # MATHCONV_UPLOAD_MAX_AGE_SECONDS: the file is gone, nothing is imported again.
+            messages.error(
+                request,
+                _(
+                    "This upload was imported already or has expired: nothing was imported "
+                    "now. Check the questions, or upload the file again."
+                ),
+            )
+            return HttpResponseRedirect(self._import_url())
+
+    def _import_url(self) -> str:
+        opts = self.model._meta
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_import")
+
     def process_result(self, result, request):
         # Reached by the confirm step; a file that fails validation there (posted without
         # the preview, or changed since) is refused as a whole, never partly imported.
@@ -186,8 +217,7 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
                 messages.error(request, rejection_message(result))
             else:
                 messages.error(request, _("Nothing was imported: the import failed."))
-            opts = self.model._meta
-            return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_import"))
+            return HttpResponseRedirect(self._import_url())
         return super().process_result(result, request)
 
     # --- export: the same writer as export_questions -----------------------------------

@@ -13,7 +13,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpResponseNotAllowed, JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -54,11 +54,25 @@ class QueueFilter(forms.Form):
         if selected.isdigit() and selected not in known:
             self.fields["job"].choices += [(int(selected), f"#{selected}")]
 
+    def selected_job(self) -> Job | None:
+        """The job the filter names, None for "all jobs".
+
+        A job id that names no conversion job (unknown, deleted, a labeling job) is a 404,
+        never "all jobs": a scope that cannot be resolved must not widen to everything.
+        """
+        data = self.cleaned_data if self.is_valid() else {}
+        if self.is_bound and "job" in self.errors:
+            raise Http404(_("No such conversion job."))
+        if not data.get("job"):
+            return None
+        return get_object_or_404(Job, pk=data["job"], kind=Job.Kind.CONVERT)
+
     def queue(self):
         data = self.cleaned_data if self.is_valid() else {}
-        job = Job.objects.filter(pk=data["job"]).first() if data.get("job") else None
         return reviews.review_queue(
-            job=job, include_skipped=bool(data.get("skipped")), max_score=data.get("below")
+            job=self.selected_job(),
+            include_skipped=bool(data.get("skipped")),
+            max_score=data.get("below"),
         )
 
     def query_string(self) -> str:
@@ -210,14 +224,34 @@ class BulkApproveForm(QueueFilter):
     )
 
 
+def _bulk_form(request) -> BulkApproveForm:
+    """The bulk approve form, bound only once the reviewer asked for a count or approval.
+
+    The review page links here with its filters (?job=3); that alone is not a submission,
+    so the form shows them as initial values instead of "This field is required.".
+    """
+    if request.method == "POST":
+        return BulkApproveForm(request.POST)
+    if "min_score" in request.GET:
+        return BulkApproveForm(request.GET)
+    initial = {k: v for k, v in request.GET.items() if k in ("job", "below", "skipped")}
+    form = BulkApproveForm(initial=initial)
+    if initial.get("job"):
+        # An unknown job in the link is refused here too, before anything is shown.
+        probe = QueueFilter({"job": initial["job"]})
+        probe.selected_job()
+        form.fields["job"].choices = probe.fields["job"].choices
+    return form
+
+
 @with_csp
 def review_bulk_approve(request, *, model_admin):
     require_perm(request, REVIEW_ITEMS)
-    form = BulkApproveForm(request.POST if request.method == "POST" else request.GET or None)
+    form = _bulk_form(request)
     count = None
+    job = form.selected_job() if form.is_bound else None  # a 404 for an unknown job
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        job = Job.objects.filter(pk=data["job"]).first() if data.get("job") else None
         items = Item.objects.filter(job=job) if job else Item.objects.all()
         if request.method == "POST":
             approved = reviews.items_bulk_approve(

@@ -54,6 +54,7 @@ from conversions.importing.sources import (
     FORMATS,
     DatabaseSource,
     FileSource,
+    Limits,
     RecordsSource,
     SourceError,
     Table,
@@ -77,6 +78,7 @@ __all__ = [
     "DatabaseSource",
     "FileSource",
     "ImportReport",
+    "Limits",
     "Layout",
     "QuestionRecord",
     "RecordsSource",
@@ -247,6 +249,8 @@ def _validate(source, report: ImportReport, validator: RowValidator) -> bytes:
                     digest.update(record.fingerprint())
     except SourceError as exc:
         report.add_error(RowError(exc.row, str(exc)))
+    if report.ok and not report.rows:
+        report.add_error(RowError(None, _("no question rows: the source is empty")))
     report.ignored_columns = validator.ignored
     return digest.digest()
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.utils.translation import gettext as _
 
 from conversions.converters import InvalidMathML, parse_mathml
-from conversions.importing.sources import cell_text
+from conversions.importing.sources import cell_text, json_depth
 from conversions.models import Question
 
 QUESTION_FIELDS = ("mathml", "text", "subject", "grade", "metadata")
@@ -82,6 +84,48 @@ class QuestionRecord:
         # repr is deterministic for the same input read twice (dicts keep their order).
         values = (self.row, self.question_id, *(getattr(self, f) for f in QUESTION_FIELDS))
         return repr(values).encode()
+
+
+SCRIPT_ELEMENTS = frozenset({"script", "style", "iframe", "object", "embed", "foreignobject"})
+SCRIPT_URL = re.compile(r"^\s*(javascript|vbscript|data)\s*:", re.IGNORECASE)
+
+
+def unsafe_mathml_part(root) -> str:
+    """The first part of a parsed MathML tree that scripts or styles a page, or "".
+
+    Such input is refused at import rather than stored: the sanitiser would drop it on
+    every page anyway, and a source that carries it is not a maths question bank's.
+    Links to ordinary addresses and annotations are kept (the pages drop them).
+    """
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue  # comments and processing instructions
+        name = element.tag.rpartition("}")[2].lower()
+        if name in SCRIPT_ELEMENTS:
+            return f"<{name}>"
+        for attribute, value in element.attrib.items():
+            attribute = attribute.rpartition("}")[2].lower()
+            if attribute.startswith("on") or (
+                attribute in ("href", "src") and SCRIPT_URL.match(value)
+            ):
+                return f'{attribute}="{value[:40]}"'
+    return ""
+
+
+def has_nul(*values: object) -> bool:
+    """Whether a NUL character is anywhere in these values, dict keys and nested lists included."""
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return False
 
 
 def normalise_column(name: object) -> str:
@@ -163,8 +207,9 @@ class RowValidator:
                 )
                 % {"flag": ALLOW_EMPTY_MATHML_HINT}
             )
-        names = [normalise_column(h) for h in headers if normalise_column(h)]
-        for name in sorted({n for n in names if names.count(n) > 1}):
+        # Counted in one pass: a wide header must cost time linear in its width.
+        counts = Counter(name for name in map(normalise_column, headers) if name)
+        for name in sorted(name for name, count in counts.items() if count > 1):
             problems.append(_("column %(col)r appears more than once") % {"col": name})
         return problems
 
@@ -180,6 +225,17 @@ class RowValidator:
             missing = missing_columns(layout, allow_empty_mathml=self.allow_empty_mathml)
             if missing:
                 return None, [_("missing field: %(col)s") % {"col": col} for col in missing]
+            nul_columns = [cell_text(key) for key, value in raw.items() if has_nul(key, value)]
+            if nul_columns:
+                # PostgreSQL stores no NUL in text or JSON; SQLite would, and the row
+                # would then break every later export to PostgreSQL.
+                return None, [
+                    _(
+                        "%(cols)s: contains a NUL character (byte 0), which cannot be "
+                        "stored; remove it from the file"
+                    )
+                    % {"cols": ", ".join(nul_columns)}
+                ]
         get = {name: raw.get(key) for name, key in layout.fields.items()}
         question_id = cell_text(get.get("question_id")).strip()
         values: dict[str, object] = {}
@@ -222,9 +278,15 @@ class RowValidator:
             self.first_row[question_id] = number
         if mathml.strip():
             try:
-                parse_mathml(mathml)
+                unsafe = unsafe_mathml_part(parse_mathml(mathml))
             except InvalidMathML as exc:
                 problems.append(_("invalid MathML: %(reason)s") % {"reason": exc})
+            else:
+                if unsafe:
+                    problems.append(
+                        _("MathML holds %(part)s, which is not maths and could run in a page")
+                        % {"part": unsafe}
+                    )
         elif not self.allow_empty_mathml:
             problems.append(_("MathML is empty"))
         elif not values.get("text", "").strip():
@@ -258,6 +320,16 @@ class RowValidator:
             parsed = json.loads(given_text)
         except json.JSONDecodeError as exc:
             return None, _("metadata is not valid JSON: %(exc)s") % {"exc": exc.msg}
+        except RecursionError:
+            return None, self._too_deep()
+        if json_depth(parsed) > settings.MATHCONV_IMPORT_MAX_JSON_DEPTH:
+            return None, self._too_deep()
         if not isinstance(parsed, dict):
             return None, _("metadata must be a JSON object")
         return {**metadata, **parsed}, None
+
+    @staticmethod
+    def _too_deep() -> str:
+        return _(
+            "metadata is nested deeper than %(max)d levels (MATHCONV_IMPORT_MAX_JSON_DEPTH)"
+        ) % {"max": settings.MATHCONV_IMPORT_MAX_JSON_DEPTH}

@@ -49,12 +49,81 @@ class Table:
     header_row: int | None = None
 
 
-def allow_large_csv_fields() -> None:
-    # The csv module refuses fields over 128 KiB; let MathML up to the configured limit
-    # through so that parse_mathml reports "too large" with the row number instead.
-    limit = max(settings.MATHCONV_MAX_MATHML_BYTES * 4, 1 << 20)
-    if csv.field_size_limit() < limit:
-        csv.field_size_limit(limit)
+@dataclass(frozen=True)
+class Limits:
+    """How much of a source an import reads before it refuses the source (settings.py).
+
+    Every dimension is bounded before the work that depends on it: columns when the
+    header (or a JSON record's keys) is read, rows as they are counted, a cell's length
+    by the CSV reader itself, a JSON record's size and nesting as it is decoded.
+    """
+
+    columns: int
+    rows: int
+    cell_chars: int
+    json_depth: int
+
+    @classmethod
+    def from_settings(cls, *, rows: int | None = None) -> Limits:
+        return cls(
+            columns=settings.MATHCONV_IMPORT_MAX_COLUMNS,
+            rows=rows or settings.MATHCONV_IMPORT_MAX_ROWS,
+            cell_chars=settings.MATHCONV_IMPORT_MAX_CELL_CHARS,
+            json_depth=settings.MATHCONV_IMPORT_MAX_JSON_DEPTH,
+        )
+
+    def check_columns(self, count: int, row: int | None) -> None:
+        if count > self.columns:
+            raise SourceError(
+                _(
+                    "%(n)d columns: at most %(max)d are accepted "
+                    "(MATHCONV_IMPORT_MAX_COLUMNS); remove the columns you do not need"
+                )
+                % {"n": count, "max": self.columns},
+                row=row,
+            )
+
+    def check_rows(self, count: int, row: int) -> None:
+        if count > self.rows:
+            raise SourceError(
+                _(
+                    "more than %(max)d rows: split the file (the limit is "
+                    "MATHCONV_IMPORT_MAX_ROWS, in the admin MATHCONV_ADMIN_IMPORT_MAX_ROWS)"
+                )
+                % {"max": self.rows},
+                row=row,
+            )
+
+    def cell_too_long(self, row: int) -> SourceError:
+        return SourceError(
+            _(
+                "a cell is longer than %(max)d characters (MATHCONV_IMPORT_MAX_CELL_CHARS); "
+                "is a quote left open?"
+            )
+            % {"max": self.cell_chars},
+            row=row,
+        )
+
+    def check_json_depth(self, value: object, row: int) -> None:
+        if json_depth(value) > self.json_depth:
+            raise SourceError(
+                _("nested deeper than %(max)d levels (MATHCONV_IMPORT_MAX_JSON_DEPTH)")
+                % {"max": self.json_depth},
+                row=row,
+            )
+
+
+def json_depth(value: object) -> int:
+    """How deep lists and dicts nest in a decoded JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((item, depth + 1) for item in value)
+    return deepest
 
 
 def detect_encoding(fp: BinaryIO) -> str:
@@ -66,30 +135,46 @@ def detect_encoding(fp: BinaryIO) -> str:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    for encoding in ("utf-8", "cp949"):
-        if undecodable_line(fp, encoding) is None:
-            return encoding
+    utf8_line = undecodable_line(fp, "utf-8")
+    if utf8_line is None:
+        return "utf-8"
+    if undecodable_line(fp, "cp949") is None:
+        return "cp949"
     raise SourceError(
-        _("could not detect the text encoding (tried UTF-8 and CP949); give it explicitly")
+        _(
+            "line %(line)d is not UTF-8 (nor is the file CP949): save the file as UTF-8, "
+            "or give its encoding explicitly"
+        )
+        % {"line": utf8_line}
     )
 
 
 def undecodable_line(fp: BinaryIO, encoding: str) -> int | None:
-    """The number of the first line that does not decode, or None; fp is left where it was."""
+    """The number of the first line that does not decode, or None; fp is left where it was.
+
+    Read in 1 MiB chunks, so a file without line breaks is not read into memory whole.
+    UTF-16's newlines are two bytes: its errors are reported as line 1 of a chunk's start.
+    """
     start = fp.tell()
     decoder = codecs.getincrementaldecoder(encoding)()
-    line = 0
+    # In UTF-8 and the EUC-KR family a newline byte is never part of a character.
+    count_lines = not encoding.replace("_", "-").lower().startswith("utf-16")
+    line = 1
     try:
-        if encoding.replace("_", "-").lower().startswith("utf-16"):
-            while chunk := fp.read(1 << 20):  # its newlines are two bytes: no line numbers
+        while chunk := fp.read(1 << 20):
+            try:
                 decoder.decode(chunk)
-        else:
-            # In UTF-8 and the EUC-KR family a newline byte is never part of a character.
-            for line, data in enumerate(fp, start=1):  # noqa: B007
-                decoder.decode(data)
+            except UnicodeDecodeError as exc:
+                if count_lines:
+                    # The error's offset counts from what the decoder held back, a few
+                    # bytes at most; the line is the chunk's lines before the bad byte.
+                    line += chunk.count(b"\n", 0, max(exc.start - len(exc.object) + len(chunk), 0))
+                return line
+            if count_lines:
+                line += chunk.count(b"\n")
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        return max(line, 1)
+        return line
     finally:
         fp.seek(start)
     return None
@@ -101,10 +186,11 @@ def _sniff_delimiter(header_line: str) -> str:
 
 
 def _table_rows(
-    headers: list[str], rows: Iterable[tuple[int, list[object]]]
+    headers: list[str], rows: Iterable[tuple[int, list[object]]], limits: Limits
 ) -> Iterator[tuple[int, dict[str, object]]]:
     width = len(headers)
-    for number, values in rows:
+    for count, (number, values) in enumerate(rows, start=1):
+        limits.check_rows(count, number)
         if len(values) > width and any(cell_text(v).strip() for v in values[width:]):
             raise SourceError(
                 _("row has %(n)d cells but the header has %(width)d columns")
@@ -116,8 +202,8 @@ def _table_rows(
         yield number, dict(zip(headers, cells, strict=True))
 
 
-def csv_table(fp: BinaryIO, encoding: str | None = None) -> Table:
-    allow_large_csv_fields()
+def csv_table(fp: BinaryIO, encoding: str | None = None, limits: Limits | None = None) -> Table:
+    limits = limits or Limits.from_settings()
     encoding = encoding or detect_encoding(fp)
     bad_line = undecodable_line(fp, encoding)
     if bad_line is not None:
@@ -126,67 +212,151 @@ def csv_table(fp: BinaryIO, encoding: str | None = None) -> Table:
             % {"line": bad_line, "enc": encoding}
         )
     text = io.TextIOWrapper(fp, encoding=encoding, newline="")
-    first = text.readline()
+    # The delimiter is guessed from the header's start: a header line is never read whole.
+    first = text.readline(1 << 16)
     text.seek(0)
-    reader = csv.reader(text, delimiter=_sniff_delimiter(first))
-    number = 1
-    try:
-        headers = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
-    except csv.Error as exc:
-        raise SourceError(str(exc), row=1) from exc
+    reader = _BoundedReader(text, _sniff_delimiter(first), limits)
+    headers = [h.strip().lstrip("\ufeff") for h in reader.next_row(1) or []]
+    limits.check_columns(len(headers), 1)
+    if not any(headers):
+        raise SourceError(_("the file is empty: no header row"), row=1)
 
     def numbered() -> Iterator[tuple[int, list[object]]]:
-        nonlocal number
+        number = 2
+        while (values := reader.next_row(number)) is not None:
+            yield number, values
+            number += 1
+
+    return Table(rows=_table_rows(headers, numbered(), limits), headers=headers, header_row=1)
+
+
+class _BoundedReader:
+    """csv.reader with the cell length bounded and its errors as SourceErrors naming the row."""
+
+    def __init__(self, text: io.TextIOBase, delimiter: str, limits: Limits):
+        self.limits = limits
+        self.reader = csv.reader(text, delimiter=delimiter)
+
+    def next_row(self, number: int) -> list[str] | None:
+        # field_size_limit is process-wide: set it for each row, as another import (a
+        # thread of the same web process) may run with other limits.
+        csv.field_size_limit(self.limits.cell_chars)
         try:
-            for number, values in enumerate(reader, start=2):  # noqa: B007
-                yield number, values
+            return next(self.reader, None)
         except csv.Error as exc:
-            raise SourceError(str(exc), row=number + 1) from exc
+            if "field larger than field limit" in str(exc):
+                raise self.limits.cell_too_long(number) from exc
+            raise SourceError(_("not readable as CSV: %(exc)s") % {"exc": exc}, row=number) from exc
 
-    return Table(rows=_table_rows(headers, numbered()), headers=headers, header_row=1)
 
+def xlsx_table(fp: BinaryIO, limits: Limits | None = None) -> Table:
+    """The first sheet's rows, as the values Excel saved with the file.
 
-def xlsx_table(fp: BinaryIO) -> Table:
+    The sheet is read twice side by side, once for the saved values and once for the
+    formulas, so that a formula cell without a saved value (a file written by a program,
+    never opened in Excel) is refused instead of read as empty.
+    """
     import openpyxl
 
+    limits = limits or Limits.from_settings()
     try:
-        book = openpyxl.load_workbook(fp, read_only=True, data_only=True)
+        values_book = openpyxl.load_workbook(fp, read_only=True, data_only=True)
+        fp.seek(0)
+        formulas_book = openpyxl.load_workbook(fp, read_only=True, data_only=False)
     except Exception as exc:  # openpyxl raises zipfile, KeyError, ValueError, ...
-        raise SourceError(_("not a readable XLSX file: %(exc)s") % {"exc": exc}) from exc
-    rows = book.active.iter_rows(values_only=True)
-    headers = [cell_text(h).strip() for h in next(rows, ())]
+        raise SourceError(
+            _("not a readable XLSX file (%(exc)s); is it really an .xlsx workbook?") % {"exc": exc}
+        ) from exc
+    sheets = [values_book.active, formulas_book.active]
+    for sheet in sheets:
+        # A sheet's stated dimensions can be anything: rows are read as long as they are.
+        sheet.reset_dimensions()
+    value_rows, formula_rows = (sheet.iter_rows(values_only=True) for sheet in sheets)
+
+    def checked(number: int) -> list[object] | None:
+        values = next(value_rows, None)
+        formulas = next(formula_rows, None)
+        if values is None:
+            return None
+        limits.check_columns(len(values), number)
+        for column, (value, formula) in enumerate(zip(values, formulas or (), strict=False)):
+            if value is None and _is_formula(formula):
+                raise SourceError(
+                    _(
+                        "column %(col)s holds a formula without a saved value (%(formula)s); "
+                        "open and save the file in Excel, or paste the values"
+                    )
+                    % {"col": _column_letter(column), "formula": str(formula)[:80]},
+                    row=number,
+                )
+        return list(values)
+
+    try:
+        headers = [cell_text(h).strip() for h in checked(1) or ()]
+    except BaseException:
+        _close(values_book, formulas_book)
+        raise
     while headers and not headers[-1]:
         headers.pop()
 
     def numbered() -> Iterator[tuple[int, list[object]]]:
+        number = 2
         try:
-            for number, values in enumerate(rows, start=2):
-                yield number, list(values)
+            while (values := checked(number)) is not None:
+                yield number, values
+                number += 1
         finally:
-            book.close()
+            _close(values_book, formulas_book)
 
-    return Table(rows=_table_rows(headers, numbered()), headers=headers, header_row=1)
+    return Table(rows=_table_rows(headers, numbered(), limits), headers=headers, header_row=1)
+
+
+def _is_formula(value: object) -> bool:
+    from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
+
+    if isinstance(value, ArrayFormula | DataTableFormula):
+        return True
+    return isinstance(value, str) and value.startswith("=")
+
+
+def _column_letter(index: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(index + 1)
+
+
+def _close(*books) -> None:
+    for book in books:
+        book.close()
 
 
 _JSON_SEPARATORS = re.compile(r"[ \t\n\r,]*")
 
 
-def json_table(fp: BinaryIO) -> Table:
-    """A JSON array of objects, or JSON Lines, streamed object by object."""
-    return Table(rows=_json_records(io.TextIOWrapper(fp, encoding="utf-8-sig")))
+def json_table(fp: BinaryIO, limits: Limits | None = None) -> Table:
+    """A JSON array of objects, or JSON Lines, streamed object by object.
+
+    JSON is UTF-8 (RFC 8259): a file that is not is refused first, naming its line.
+    """
+    limits = limits or Limits.from_settings()
+    bad_line = undecodable_line(fp, "utf-8")
+    if bad_line is not None:
+        raise SourceError(
+            _("line %(line)d is not valid UTF-8; JSON files must be UTF-8") % {"line": bad_line}
+        )
+    text = io.TextIOWrapper(fp, encoding="utf-8-sig")
+    return Table(rows=_json_records(text, limits))
 
 
-def _json_records(text: io.TextIOBase) -> Iterator[tuple[int, dict[str, object]]]:
+def _json_records(text: io.TextIOBase, limits: Limits) -> Iterator[tuple[int, dict[str, object]]]:
     decoder = json.JSONDecoder()
     buf, pos, eof, in_array, number = "", 0, False, None, 0
-    max_record = max(settings.MATHCONV_MAX_MATHML_BYTES * 8, 8 << 20)
+    # A record holds at most a few cells of the longest allowed length.
+    max_record = limits.cell_chars * 4
 
     def fill() -> bool:
         nonlocal buf, pos, eof
-        try:
-            more = text.read(1 << 16)
-        except UnicodeDecodeError as exc:
-            raise SourceError(str(exc), row=number + 1) from exc
+        more = text.read(1 << 16)
         eof = not more
         buf, pos = buf[pos:] + more, 0
         return not eof
@@ -209,15 +379,33 @@ def _json_records(text: io.TextIOBase) -> Iterator[tuple[int, dict[str, object]]
             value, end = decoder.raw_decode(buf, pos)
         except json.JSONDecodeError as exc:
             # Most likely the record goes on in the next chunk; a record far larger than
-            # any valid question is broken JSON, and is not read into memory to the end.
-            if not eof and len(buf) - pos < max_record and fill():
+            # any valid question is refused, and is not read into memory to the end.
+            if len(buf) - pos >= max_record:
+                raise SourceError(
+                    _(
+                        "record larger than %(max)d characters (4 x "
+                        "MATHCONV_IMPORT_MAX_CELL_CHARS), or a bracket or quote left open"
+                    )
+                    % {"max": max_record},
+                    row=number + 1,
+                ) from exc
+            if not eof and fill():
                 continue
             raise SourceError(
                 _("not valid JSON: %(exc)s") % {"exc": exc.msg}, row=number + 1
             ) from exc
+        except RecursionError as exc:
+            raise SourceError(
+                _("nested deeper than %(max)d levels (MATHCONV_IMPORT_MAX_JSON_DEPTH)")
+                % {"max": limits.json_depth},
+                row=number + 1,
+            ) from exc
         number += 1
+        limits.check_rows(number, number)
         if not isinstance(value, dict):
             raise SourceError(_("each record must be a JSON object"), row=number)
+        limits.check_columns(len(value), number)
+        limits.check_json_depth(value, number)
         yield number, value
         pos = end
 
@@ -336,10 +524,14 @@ class DatabaseSource:
                 _("the source database refused the query: %(exc)s") % {"exc": _first_line(exc)}
             ) from exc
         headers = [column.name for column in cursor.description or []]
+        limits = Limits.from_settings()
+        limits.check_columns(len(headers), 1)
 
         def rows() -> Iterator[tuple[int, dict[str, object]]]:
             try:
-                yield from enumerate(cursor, start=1)
+                for number, row in enumerate(cursor, start=1):
+                    limits.check_rows(number, number)
+                    yield number, row
             except psycopg.Error as exc:
                 raise SourceError(
                     _("the source database refused the query: %(exc)s") % {"exc": _first_line(exc)}
