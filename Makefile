@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with python3 >= 3.11:
 #   make demo   set up, load the demo bank, run a conversion job, serve the admin
 #   make test   set up and run the whole suite (SQLite, then PostgreSQL when reachable)
+#   make serve  the production stack on one machine, DEBUG off (gunicorn, two qclusters)
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/mathconv
 JUDGE := ../shared/tools/judge
 
-.PHONY: demo test test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps bench bench-converter bench-validator clean messages
+.PHONY: demo serve test test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps bench bench-converter bench-validator clean messages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,11 @@ judge-deps:
 demo: venv vendor
 	DEBUG=1 $(PY) manage.py migrate --noinput
 	DEBUG=1 $(PY) manage.py demo --port $(PORT)
+
+# DEBUG off: collectstatic, migrate, gunicorn + WhiteNoise, two qclusters; PostgreSQL and
+# Redis on 127.0.0.1 when they answer, else SQLite and the ORM broker (mathconv/serve.py).
+serve: venv vendor
+	$(PY) -m mathconv.serve --port $(PORT)
 
 test: dev-venv vendor chromium
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,7 @@
 import gc
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
@@ -17,6 +18,18 @@ class ConversionsConfig(AppConfig):
         from conversions.tasks import warm_worker
 
         post_spawn.connect(warm_worker, dispatch_uid="conversions.warm_worker")
+        post_migrate.connect(create_cache_tables, sender=self, dispatch_uid="conversions.cache")
+
+
+def create_cache_tables(sender, using: str = "default", **kwargs) -> None:
+    """Create the database cache tables (settings.CACHES) after `migrate`, if missing.
+
+    django-q2 keeps its cluster stats in a cache every process shares; without Redis that
+    is a database table, which `migrate` therefore creates like any other.
+    """
+    from django.core.management import call_command
+
+    call_command("createcachetable", database=using, verbosity=0)
 
 
 def freeze_loaded_objects() -> None:

@@ -31,11 +31,13 @@ from conversions.models import Item, Job, LabelSchema, Question, ReviewEvent
 
 DEFAULT_SCHEMA_NAME = "default"
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# "title" is the field's display name on the review form (the name is its key in the
+# JSON answer and the CSV column label_<name>, so it stays ASCII).
 FIELD_KEYS = {
-    "choice": {"name", "type", "choices", "description"},
-    "integer": {"name", "type", "min", "max", "description"},
-    "keywords": {"name", "type", "max_items", "description"},
-    "text": {"name", "type", "description"},
+    "choice": {"name", "title", "type", "choices", "description"},
+    "integer": {"name", "title", "type", "min", "max", "description"},
+    "keywords": {"name", "title", "type", "max_items", "description"},
+    "text": {"name", "title", "type", "description"},
 }
 MAX_CHOICES = 500
 MAX_CHOICE_CHARS = 100
@@ -81,6 +83,8 @@ def label_fields_errors(fields: object) -> list[str]:
                 _("%(where)s: unknown keys for a %(type)s field: %(keys)s.")
                 % {"where": where, "type": kind, "keys": ", ".join(unknown)}
             )
+        if "title" in field and not isinstance(field["title"], str):
+            errors.append(_("%(where)s: title must be text.") % {"where": where})
         if "description" in field and not isinstance(field["description"], str):
             errors.append(_("%(where)s: description must be text.") % {"where": where})
         errors += _type_errors(where, kind, field)

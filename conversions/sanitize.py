@@ -139,4 +139,3 @@ def latex_is_renderable(latex: str) -> bool:
     """True when the LaTeX may be handed to MathLive: none of the commands that link,
     style or script (the validator's list, conversions.converters.commands)."""
     return not forbidden_commands(latex or "")
-

@@ -77,12 +77,6 @@ def sqlite_database(path: Path) -> dict:
 
 
 DEBUG = env_bool("DEBUG", False)
-_DEV_SECRET_KEY = "dev-only-insecure-mathconv-key-do-not-use-in-production"  # noqa: S105
-SECRET_KEY = os.environ.get("SECRET_KEY") or _DEV_SECRET_KEY
-if SECRET_KEY == _DEV_SECRET_KEY and not DEBUG:
-    raise ImproperlyConfigured(
-        "SECRET_KEY is not set. Set SECRET_KEY in the environment, or DEBUG=1 for development."
-    )
 
 ALLOWED_HOSTS = [
     h.strip()
@@ -92,6 +86,57 @@ ALLOWED_HOSTS = [
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
+
+# Local or production. A run is production when MATHCONV_ENV=production, or when DEBUG is
+# off and ALLOWED_HOSTS names any host other than this machine's own names (a server that
+# answers for a real domain). Everything else is a local run: a checkout on a laptop,
+# `make demo`, `make serve`, the CLI. MATHCONV_ENV=local forces a local run.
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", ".localhost", "testserver"}
+MATHCONV_ENV = os.environ.get("MATHCONV_ENV", "").strip().lower()
+if MATHCONV_ENV not in {"", "local", "production"}:
+    raise ImproperlyConfigured(
+        f"MATHCONV_ENV={MATHCONV_ENV!r}: use 'production', 'local' or leave it unset."
+    )
+PRODUCTION = MATHCONV_ENV == "production" or (
+    MATHCONV_ENV != "local" and not DEBUG and any(h not in LOCAL_HOSTS for h in ALLOWED_HOSTS)
+)
+
+
+def local_secret_key(path: Path) -> str:
+    """The secret key of a local run, generated once into `path` (mode 0600) and reused.
+
+    Several processes may start at once (`make serve`): the key is written to a temporary
+    file and linked into place, so that every process reads the same complete key.
+    """
+    from django.core.management.utils import get_random_secret_key
+
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(get_random_secret_key() + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set, and this is a production run (MATHCONV_ENV=production, "
+            "or ALLOWED_HOSTS names hosts other than localhost). Set SECRET_KEY in the "
+            "environment, e.g. to the output of: python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))'"
+        )
+    SECRET_KEY = local_secret_key(VAR_DIR / "secret_key")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -109,6 +154,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -163,6 +209,14 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
+# WhiteNoise serves static files from the WSGI process itself, DEBUG or not: from
+# STATIC_ROOT after `collectstatic` (production), and also straight from the app and
+# project folders on a local run, so that a checkout needs no collectstatic.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not PRODUCTION)
 
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 20000
 
@@ -172,6 +226,25 @@ if not DEBUG:
     X_FRAME_OPTIONS = "DENY"
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
+
+# --- HTTPS (production) ------------------------------------------------------------
+# On by default in production, off on a local run (plain http://127.0.0.1); each can be
+# set from the environment. SECURE_PROXY_SSL_HEADER is for a TLS-terminating proxy that
+# sets the header on every request (and strips it from clients): "HTTP_X_FORWARDED_PROTO,https".
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+_proxy_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_header:
+    _name, _comma, _value = _proxy_header.partition(",")
+    if not _value.strip():
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. 'HTTP_X_FORWARDED_PROTO,https'"
+        )
+    SECURE_PROXY_SSL_HEADER = (_name.strip(), _value.strip())
 
 # --- the LLM endpoint -------------------------------------------------------------
 # The key is read from the environment only; it is never stored in the database,
@@ -231,8 +304,25 @@ Q_CLUSTER = {
     "bulk": 1,
     "ack_failures": True,
     "catch_up": False,
+    # Keep the last 1000 successes per function, so that the reconciler's run every minute
+    # does not push the conversion tasks' results out of the admin's "Successful tasks".
     "save_limit": 1000,
-    "label": "Django Q2",
+    "save_limit_per": "func",
+    # Cluster and worker stats (qinfo, qmonitor, the dashboard's "clusters alive") go
+    # through a cache that every process shares: Redis with REDIS_URL, else the database.
+    "cache": "queue",
+    "label": _("Task queue (django-q2)"),
+}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "queue": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "mathconv_cache",
+        }
+    ),
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

@@ -174,7 +174,11 @@ def test_demo_without_serving_loads_logs_in_and_converts(settings):
     password = re.search(r"Admin login: admin / (\S+)", first).group(1)
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_superuser and admin.check_password(password)
-    assert re.search(r"Job \d+ \(demo: rules backend, whole bank\): completed", first)
+    assert re.search(
+        r"Job \d+ \(데모: 규칙 변환기, 문제 은행 전체 / demo: rules backend, whole bank\): "
+        r"completed",
+        first,
+    )
     assert re.search(r"  repeats     \d+ of \d+ formulas", first)
     second = run("demo", "--no-serve")
     new_password = re.search(r"Admin login: admin / (\S+)", second).group(1)
@@ -219,7 +223,11 @@ def test_demo_serves_the_admin_and_stops_everything_on_ctrl_c():
                 break
         output = "".join(lines)
         assert re.search(r"Admin login: admin / \S+", output)
-        assert re.search(r"Job \d+ \(demo: rules backend, whole bank\): completed", output)
+        assert re.search(
+            r"Job \d+ \(데모: 규칙 변환기, 문제 은행 전체 / demo: rules backend, whole bank\): "
+            r"completed",
+            output,
+        )
         assert f"http://127.0.0.1:{port}/admin/" in output
         assert status(f"http://127.0.0.1:{port}/admin/login/") == 200
         # The local OpenAI-compatible server is up (and, like the real one, wants a key).

@@ -154,7 +154,10 @@ KEYWORD_SEPARATORS = re.compile(r"[;,]")
 
 
 def labels_form_field(field: dict) -> forms.Field:
-    options = {"label": field["name"], "help_text": field.get("description", "")}
+    options = {
+        "label": field.get("title") or field["name"],
+        "help_text": field.get("description", ""),
+    }
     if field["type"] == "choice":
         choices = [("", "---------"), *((c, c) for c in field["choices"])]
         return forms.ChoiceField(choices=choices, **options)

@@ -109,7 +109,10 @@
     if (!svg || !window.mcCharts) {
       return;
     }
-    const time = (iso) => new Date(iso).toLocaleTimeString();
+    // The server's time zone (settings.TIME_ZONE, Asia/Seoul), as on every other page,
+    // not the browser's.
+    const timeZone = document.querySelector('meta[name="mc-time-zone"]')?.content || undefined;
+    const time = (iso) => new Date(iso).toLocaleTimeString(undefined, { timeZone });
     window.mcCharts.bars(
       svg,
       series.map((point) => point.per_min),

@@ -92,7 +92,8 @@
 
     const history = current.history.map((event) => {
       const li = document.createElement("li");
-      const when = new Date(event.at).toLocaleString();
+      const timeZone = document.querySelector('meta[name="mc-time-zone"]')?.content || undefined;
+      const when = new Date(event.at).toLocaleString(undefined, { timeZone });
       li.textContent = `${when} · ${event.user || "–"} · ${event.action}${event.latex ? " · " + event.latex : ""}`;
       return li;
     });

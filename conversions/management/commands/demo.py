@@ -26,6 +26,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from conversions import selectors, services
 from conversions.cache import repeated_share
@@ -89,9 +91,7 @@ class Command(BaseCommand):
     def run_main_job(self) -> Job:
         try:
             job = services.job_create(
-                job_settings=JobSettings(
-                    backend=Job.Backend.RULES, name="demo: rules backend, whole bank"
-                ),
+                job_settings=JobSettings(backend=Job.Backend.RULES, name=demo_job_name()),
                 questions=Question.objects.all(),
                 selection={"source": "demo"},
                 enqueue=False,
@@ -108,6 +108,15 @@ class Command(BaseCommand):
                 "repeat an earlier one: an LLM job takes these from the cache."
             )
         return job
+
+
+def demo_job_name() -> str:
+    """The demo job's name in Korean and English, so that either UI finds it."""
+    names = []
+    for language in ("ko", "en"):
+        with translation.override(language):
+            names.append(str(_("demo: rules backend, whole bank")))
+    return " / ".join(dict.fromkeys(names))
 
 
 def admin_login_reset() -> str:
