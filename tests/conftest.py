@@ -3,8 +3,19 @@ import shutil
 
 import pytest
 from django.conf import settings
+from django.utils import translation
 
 from tests.fakeserver import FakeServer
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in LANGUAGE_CODE: a request with Accept-Language: ko through the
+    test client leaves Korean active in the thread (LocaleMiddleware activates it and
+    nothing resets it), which would change the language of every later test."""
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture(scope="session")
