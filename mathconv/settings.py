@@ -267,6 +267,7 @@ MATHCONV_IMPORT_MAX_JSON_DEPTH = env_int("MATHCONV_IMPORT_MAX_JSON_DEPTH", 20)
 # The admin holds an upload's rows in memory for its preview: bigger files go through
 # import_questions.
 MATHCONV_ADMIN_IMPORT_MAX_ROWS = env_int("MATHCONV_ADMIN_IMPORT_MAX_ROWS", 50_000)
+MATHCONV_ADMIN_IMPORT_MAX_BYTES = env_int("MATHCONV_ADMIN_IMPORT_MAX_BYTES", 50_000_000)
 # The admin's uploads between preview and confirmation (conversions.importing.uploads):
 # a folder every web process can read; on several machines, a shared disk.
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "conversions.importing.uploads.UploadStorage"

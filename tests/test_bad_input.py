@@ -373,3 +373,15 @@ def test_formula_like_cells_are_imported_as_plain_text(tmp_path, admin_client):
     call_command("import_questions", str(path), stdout=StringIO())
     stored = dict(Question.objects.values_list("question_id", "text"))
     assert stored == {f"F-{n}": cell for n, cell in enumerate(cells)}
+
+
+def test_the_admin_refuses_an_upload_over_its_size_limit_before_reading_it(
+    settings, existing, admin_client
+):
+    settings.MATHCONV_ADMIN_IMPORT_MAX_BYTES = 1000
+    case = Case("big.csv", csv_file(*[[f"N-{i}", GOOD, "x" * 50] for i in range(30)]), "")
+    before = snapshot()
+    [answer] = admin_rejection(admin_client, case)
+    assert answer.startswith(f"The file has {len(case.content):,} bytes; the admin accepts")
+    assert snapshot() == before
+    assert uploads_left() == []

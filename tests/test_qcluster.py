@@ -22,6 +22,7 @@ llm = jobutil.llm  # the fixture
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
+LEASE_S = 3
 
 
 def start_cluster(log: Path, **env: str) -> subprocess.Popen:
@@ -73,11 +74,16 @@ def test_an_idle_cluster_exits_on_sigterm_to_its_process_group(tmp_path):
         wait_until(lambda pgid=proc.pid: not group_alive(pgid), timeout=30)
 
 
-def test_a_busy_cluster_exits_on_sigterm_and_the_job_can_go_on(llm, tmp_path):
+def test_a_busy_cluster_exits_on_sigterm_and_the_job_can_go_on(llm, tmp_path, settings):
+    settings.MATHCONV_LEASE_SECONDS = LEASE_S
     llm.configure(latency=0.5)
     make_questions(40)
-    log = tmp_path / "qcluster.log"
-    proc = start_cluster(log, OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY=API_KEY)
+    env = {
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": API_KEY,
+        "MATHCONV_LEASE_SECONDS": str(LEASE_S),
+    }
+    proc = start_cluster(tmp_path / "qcluster.log", **env)
     job = services.job_create(
         questions=Question.objects.all(),
         selection={"test": True},
@@ -88,7 +94,15 @@ def test_a_busy_cluster_exits_on_sigterm_and_the_job_can_go_on(llm, tmp_path):
     services.job_enqueue(job=job)
     wait_until(lambda: job.items.filter(status="succeeded").exists(), timeout=120)
 
-    assert stop_group(proc) == 0, log.read_text()[-2000:]
+    assert stop_group(proc) == 0, (tmp_path / "qcluster.log").read_text()[-2000:]
     wait_until(lambda: not group_alive(proc.pid), timeout=30)
-    job.refresh_from_db()
-    assert job.items.count() == 40  # nothing lost: unfinished items wait for their lease
+    assert job.items.exclude(status="succeeded").exists()  # stopped mid-job
+
+    # The items the stopped workers held are claimed again once their lease expires.
+    proc = start_cluster(tmp_path / "qcluster-2.log", **env)
+    try:
+        wait_until(services.jobs_reconcile, timeout=60, interval=0.5)
+        wait_until(lambda: Job.objects.get(pk=job.pk).is_final, timeout=180, interval=0.5)
+    finally:
+        stop_group(proc)
+    assert job.items.filter(status="succeeded").count() == 40

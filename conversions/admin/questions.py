@@ -5,6 +5,7 @@ carry each question's results, with spreadsheet formula injection neutralised.
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -33,6 +34,21 @@ ALLOW_EMPTY_MATHML_LABEL = _("Allow rows without MathML (text only, e.g. documen
 
 class QuestionImportForm(ImportForm):
     allow_empty_mathml = forms.BooleanField(label=ALLOW_EMPTY_MATHML_LABEL, required=False)
+
+    def clean_import_file(self):
+        # The admin holds an upload in memory for its preview: bigger files are refused
+        # before they are read (import_questions streams them).
+        upload = self.cleaned_data["import_file"]
+        limit = settings.MATHCONV_ADMIN_IMPORT_MAX_BYTES
+        if upload.size > limit:
+            raise forms.ValidationError(
+                _(
+                    "The file has %(size)s bytes; the admin accepts up to %(max)s "
+                    "(MATHCONV_ADMIN_IMPORT_MAX_BYTES). Import it with import_questions."
+                )
+                % {"size": f"{upload.size:,}", "max": f"{limit:,}"}
+            )
+        return upload
 
 
 class QuestionConfirmImportForm(ConfirmImportForm):
@@ -179,6 +195,12 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
             form.add_error("import_file", f"{where}{e}")
         else:
             super().add_data_read_fail_error_to_form(form, e)
+
+    def write_to_tmp_storage(self, import_file, input_format):
+        # The library appends chunk after chunk to one bytes object: quadratic in the size.
+        storage = self.get_tmp_storage_class()(read_mode=input_format.get_read_mode())
+        storage.save(b"".join(import_file.chunks()))
+        return storage
 
     def import_action(self, request, **kwargs):
         response = super().import_action(request, **kwargs)
