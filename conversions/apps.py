@@ -1,6 +1,7 @@
 import gc
 
 from django.apps import AppConfig
+from django.core.management import call_command
 from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
@@ -27,8 +28,6 @@ def create_cache_tables(sender, using: str = "default", **kwargs) -> None:
     django-q2 keeps its cluster stats in a cache every process shares; without Redis that
     is a database table, which `migrate` therefore creates like any other.
     """
-    from django.core.management import call_command
-
     call_command("createcachetable", database=using, verbosity=0)
 
 

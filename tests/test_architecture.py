@@ -24,9 +24,6 @@ INNER_IMPORTS_ALLOWED = {
         "the converter also runs without Django (mathml2latex, the judge); the settings are "
         "read only when Django is there"
     ),
-    ("conversions/importing/sources.py", "xlsx_table"): (
-        "openpyxl is loaded only when an XLSX file is read"
-    ),
     ("conversions/importing/sources.py", "__enter__"): (
         "psycopg is loaded only when importing from another PostgreSQL database"
     ),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conversions import services
+from conversions.jobsettings import JobSettings
 from conversions.models import Job, Question
 from tests import jobutil
 from tests.jobutil import API_KEY, make_questions, wait_until
@@ -87,9 +88,7 @@ def test_a_busy_cluster_exits_on_sigterm_and_the_job_can_go_on(llm, tmp_path, se
     job = services.job_create(
         questions=Question.objects.all(),
         selection={"test": True},
-        backend=Job.Backend.OPENAI,
-        batch_size=5,
-        max_concurrent=2,
+        job_settings=JobSettings(backend=Job.Backend.OPENAI, batch_size=5, max_concurrent=2),
     )
     services.job_enqueue(job=job)
     wait_until(lambda: job.items.filter(status="succeeded").exists(), timeout=120)

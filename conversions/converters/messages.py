@@ -7,16 +7,10 @@ active language (Korean with LANGUAGE_CODE=ko or a Korean browser), and in plain
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.utils.translation import gettext
+
 
 def _(message: str) -> str:
     """`message` translated into the active language; itself without Django settings."""
-    try:
-        from django.conf import settings
-
-        if not settings.configured:
-            return message
-        from django.utils.translation import gettext
-
-        return gettext(message)
-    except ImportError:  # Django is not installed where this runs
-        return message
+    return gettext(message) if settings.configured else message

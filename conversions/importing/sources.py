@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
 
+import openpyxl
 from django.conf import settings
 from django.utils.translation import gettext as _
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
 
 from conversions.exporting import restore_neutralised
 
@@ -256,7 +259,6 @@ def xlsx_table(fp: BinaryIO, limits: Limits | None = None) -> Table:
     formulas, so that a formula cell without a saved value (a file written by a program,
     never opened in Excel) is refused instead of read as empty.
     """
-    import openpyxl
 
     limits = limits or Limits.from_settings()
     try:
@@ -312,16 +314,12 @@ def xlsx_table(fp: BinaryIO, limits: Limits | None = None) -> Table:
 
 
 def _is_formula(value: object) -> bool:
-    from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
-
     if isinstance(value, ArrayFormula | DataTableFormula):
         return True
     return isinstance(value, str) and value.startswith("=")
 
 
 def _column_letter(index: int) -> str:
-    from openpyxl.utils import get_column_letter
-
     return get_column_letter(index + 1)
 
 
