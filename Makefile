@@ -41,11 +41,12 @@ $(VENDOR)/mathlive.min.js: frontend/package.json
 vendor: $(VENDOR)/mathlive.min.js
 
 # Debian's chromium for the browser tests (Playwright cannot download browsers here),
-# and a Korean font so that screenshots of the Korean admin are legible.
+# a Korean font so that screenshots of the Korean admin are legible, and GNU gettext
+# (the translation test extracts and compares msgids).
 chromium:
-	@{ command -v /usr/bin/chromium && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
+	@{ command -v /usr/bin/chromium && fc-list | grep -qi nanum && command -v msgcmp; } >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium fonts-nanum >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium fonts-nanum gettext >/dev/null; }
 
 judge-deps:
 	@[ -d $(JUDGE)/node_modules ] || (cd $(JUDGE) && npm ci --no-audit --no-fund --loglevel=error)
