@@ -103,6 +103,8 @@ INSTALLED_APPS = [
     "django_q",
     "import_export",
     "conversions",
+    # Development tooling: only the `fake_openai` command (no models, no URLs).
+    "mathconv_dev",
 ]
 
 MIDDLEWARE = [

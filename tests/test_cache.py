@@ -8,10 +8,7 @@ from django.core.management import call_command
 from conversions import selectors, services, tasks
 from conversions.cache import cache_key, repeated_share
 from conversions.models import CacheEntry, Item, Job, Question
-from tests import jobutil
 from tests.jobutil import fraction
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 

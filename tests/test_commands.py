@@ -19,11 +19,8 @@ from django_q.models import OrmQ
 
 from conversions import services
 from conversions.models import Item, Job, Question
-from tests import jobutil
 from tests.jobutil import ROOT, make_questions
 from tests.settings import subprocess_env
-
-llm = jobutil.llm  # the fixture
 
 
 def run(*args: str) -> str:

@@ -14,7 +14,7 @@ from conversions.engine.prompts import ConversionTask, extract_block
 from conversions.engine.retry import backoff_delay, redact, retry_after_from_headers
 from conversions.engine.runner import BatchRunner, EngineConfig, run_items
 from conversions.engine.types import Endpoint, ErrorCategory, Outcome, WorkItem
-from conversions.fakeopenai import expected_latex
+from mathconv_dev.fakeopenai import expected_latex
 
 KEY = "sk-test-0123456789abcdef"
 FAST = EngineConfig(max_concurrent=4, max_attempts=4, backoff_base_s=0.01, backoff_max_s=1.0)

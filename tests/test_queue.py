@@ -9,12 +9,9 @@ import pytest
 from django.core.management import call_command
 
 from conversions import services
-from conversions.fakeopenai import input_key
 from conversions.models import Item, Job, Question
-from tests import jobutil
+from mathconv_dev.fakeopenai import input_key
 from tests.jobutil import API_KEY, Cluster, make_questions, wait_until
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -6,10 +6,7 @@ import pytest
 
 from conversions import selectors, services, tasks
 from conversions.models import Job, Question
-from tests import jobutil
 from tests.jobutil import calls, fraction, make_questions
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 

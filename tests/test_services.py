@@ -12,10 +12,7 @@ from django_q.models import OrmQ, Schedule
 
 from conversions import selectors, services
 from conversions.models import Item, Job, Question
-from tests import jobutil
 from tests.jobutil import make_questions
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 

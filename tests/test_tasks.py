@@ -13,10 +13,7 @@ from conversions import selectors, services, tasks
 from conversions.converters import mathml_to_latex
 from conversions.joblog import log_path
 from conversions.models import Item, Job, Question
-from tests import jobutil
 from tests.jobutil import calls, fraction, make_questions, tagged
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 
