@@ -6,7 +6,7 @@ import pytest
 
 from conversions.converters import VALIDATION_THRESHOLD, mathml_to_latex, validate
 from conversions.converters.validate import syntax_problems
-from mathconv_dev.fakeopenai import MUTATIONS, wrong_latex
+from mathconv_dev.fakeopenai.answers import MUTATIONS, wrong_latex
 
 QUADRATIC = (
     "<math><mi>x</mi><mo>=</mo><mfrac><mrow><mo>−</mo><mi>b</mi><mo>±</mo><msqrt><msup><mi>b</mi>"
