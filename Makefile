@@ -2,6 +2,7 @@
 #   make demo   set up, load the demo bank, run a conversion job, serve the admin
 #   make test   set up and run the whole suite (SQLite, then PostgreSQL when reachable)
 #   make serve  the production stack on one machine, DEBUG off (gunicorn, two qclusters)
+#   make test-fast   the inner loop: no browser tests, SQLite only
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/mathconv
 JUDGE := ../shared/tools/judge
 
-.PHONY: demo serve test test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps bench bench-converter bench-validator clean messages
+.PHONY: demo serve test test-fast test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps tables tables-check bench bench-converter bench-validator clean messages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +52,16 @@ chromium:
 judge-deps:
 	@[ -d $(JUDGE)/node_modules ] || (cd $(JUDGE) && npm ci --no-audit --no-fund --loglevel=error)
 
+# The converter's tables (conversions/converters/tables.py) from the pinned MathLive and the
+# judge's MathJax; tests/test_dev_tooling.py checks the versions named in its first line.
+tables: vendor judge-deps
+	node bench/gen_tables.mjs $(JUDGE)
+
+# Regenerate into var/ and compare with the committed tables (several minutes).
+tables-check: vendor judge-deps
+	mkdir -p var && node bench/gen_tables.mjs $(JUDGE) var/tables.py
+	diff -u conversions/converters/tables.py var/tables.py
+
 demo: venv vendor
 	DEBUG=1 $(PY) manage.py migrate --noinput
 	DEBUG=1 $(PY) manage.py demo --port $(PORT)
@@ -62,10 +73,15 @@ serve: venv vendor
 
 test: dev-venv vendor chromium
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(MAKE) test-sqlite
 	@if $(PY) -c "import psycopg,os,sys; psycopg.connect(os.environ.get('DATABASE_URL') or '$(PG_URL)'.rsplit('/',1)[0]+'/postgres', connect_timeout=3).close()" 2>/dev/null; then \
 	  $(MAKE) test-postgres; \
 	else echo "PostgreSQL not reachable: skipped the PostgreSQL run"; fi
+
+# No browser, no PostgreSQL: the suite minus the Playwright tests, on SQLite.
+test-fast: dev-venv
+	env -u DATABASE_URL $(VENV)/bin/pytest -p no:cacheprovider -m "not browser"
 
 test-sqlite:
 	env -u DATABASE_URL $(VENV)/bin/pytest -p no:cacheprovider

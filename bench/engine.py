@@ -33,10 +33,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mathconv_dev.fakeopenai import FakeOptions, FakeServer  # noqa: E402
+
 VAR = ROOT / "var" / "bench-engine"
 API_KEY = "bench-local-key"  # noqa: S105 - sent only to the local fake server
 MODEL = "gpt-4.1-mini"
@@ -79,16 +82,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def setup_environment(args: argparse.Namespace, fake_url: str) -> dict[str, str]:
@@ -164,21 +157,6 @@ def peak_rss_mb(pids: list[int]) -> float:
         except OSError:
             continue
     return peak / 1024
-
-
-def fake_stats(fake_url: str) -> dict:
-    with urllib.request.urlopen(fake_url.removesuffix("/v1") + "/_stats", timeout=10) as resp:
-        return json.load(resp)
-
-
-def fake_post(fake_url: str, path: str, data: dict) -> None:
-    request = urllib.request.Request(
-        fake_url.removesuffix("/v1") + path,
-        data=json.dumps(data).encode(),
-        method="POST",
-        headers={"content-type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=10).close()
 
 
 def create_questions(count: int) -> None:
@@ -298,14 +276,12 @@ def main() -> None:
     if args.database_url:
         call_command("flush", interactive=False, verbosity=0)
     call_command("migrate", verbosity=0)
-    fake = start(
-        manage("fake_openai", "--port", str(fake_port), "--latency", str(args.latency)),
-        env,
-        "fake_openai.log",
+    fake = FakeServer(
+        FakeOptions(latency=args.latency), port=fake_port, env=env, log_path=VAR / "fake_openai.log"
     )
     results: dict = {"sizes": [], "rate_limited": None}
     try:
-        wait_for_port(fake_port)
+        fake.start()
         rpm_items = int(args.rpm * args.rpm_minutes)
         total = max([*sizes, rpm_items])
         print(f"creating {total} questions ...", flush=True)
@@ -368,10 +344,10 @@ def main() -> None:
             )
 
         if args.rpm:
-            fake_post(fake_url, "/_config", {"rpm": args.rpm})
-            fake_post(fake_url, "/_reset", {})
+            fake.configure(rpm=args.rpm)
+            fake.reset()
             row = run_job(n=rpm_items, env=env, args=args, rpm=args.rpm)
-            served = fake_stats(fake_url)
+            served = fake.stats()
             achieved = row["throughput"] * 60
             share_429 = served["rate_limited"] / max(1, served["requests"])
             results["rate_limited"] = {
@@ -391,7 +367,7 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        stop(fake)
+        fake.stop()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """How fast the local fake OpenAI server and the engine are, on their own.
 
-Starts `manage.py fake_openai --latency L` in its own process, then measures from this
-process:
+Starts the fake server (mathconv_dev.fakeopenai) with --latency L in its own process,
+then measures from this process:
 - the server: C keep-alive connections sending chat completions with a bare asyncio
   HTTP/1.1 client (next to no client cost), as achieved / ideal where ideal = C / L;
 - the engine: run_items() (AsyncOpenAI, the limiter, the retry layer) over the same
@@ -28,38 +28,16 @@ import asyncio
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mathconv_dev.fakeopenai import FakeOptions, FakeServer  # noqa: E402
+
 API_KEY = "bench-local-key"  # noqa: S105 - sent only to the local fake server
-
-
-def start_server(latency: float, *flags: str) -> tuple[subprocess.Popen, str]:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mathconv.settings",
-        "DEBUG": os.environ.get("DEBUG", "1"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "manage.py", "fake_openai", "--port", "0"]
-    process = subprocess.Popen(
-        [*command, "--latency", str(latency), *flags],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = process.stdout.readline()
-    if "listening on " not in line:
-        process.kill()
-        raise SystemExit(f"fake_openai did not start: {line!r}")
-    return process, line.rsplit("listening on ", 1)[1].strip()
 
 
 def request_bytes(n: int) -> bytes:
@@ -155,7 +133,8 @@ def shared_limit_run(rpm: int, seconds: float, store_kind: str, latency: float) 
     )
 
     call_command("migrate", verbosity=0)
-    process, base_url = start_server(latency, "--rpm", str(rpm))
+    server = FakeServer(FakeOptions(latency=latency, rpm=rpm)).start()
+    base_url = server.base_url
     try:
         endpoint = Endpoint(base_url=base_url, api_key=API_KEY, model="gpt-4.1-mini", rpm=rpm)
         redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -176,11 +155,9 @@ def shared_limit_run(rpm: int, seconds: float, store_kind: str, latency: float) 
             outcomes += runner.cancel(abandon=False)
         elapsed = time.monotonic() - started
         limiter.close()
-        with urllib.request.urlopen(base_url.removesuffix("/v1") + "/_stats") as response:
-            stats = json.loads(response.read())
+        stats = server.stats()
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
     ok = sum(outcome.ok for outcome in outcomes)
     per_minute = ok / elapsed * 60
     print(
@@ -210,7 +187,8 @@ def main() -> None:
         shared_limit_run(args.rpm, args.seconds, args.store, args.latency)
         return
 
-    process, base_url = start_server(args.latency)
+    server = FakeServer(FakeOptions(latency=args.latency)).start()
+    base_url = server.base_url
     host, port = base_url.removeprefix("http://").removesuffix("/v1").split(":")
     try:
         for concurrency in args.concurrency:
@@ -229,8 +207,7 @@ def main() -> None:
                 f"ok {ok}/{args.requests}"
             )
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -150,6 +150,8 @@ INSTALLED_APPS = [
     "conversions",
     "django_q",
     "import_export",
+    # Development tooling: only the `fake_openai` command (no models, no URLs).
+    "mathconv_dev",
 ]
 
 MIDDLEWARE = [

@@ -1,3 +1,12 @@
+"""Fixtures shared by the whole suite (pytest finds them here; nothing re-exports them).
+
+- fake_openai_server (session): one `manage.py fake_openai` process (mathconv_dev/fakeopenai)
+  with default options for the whole run;
+- fake_openai (function): that server, reset and back to default options, for one test;
+  a test changes options with fake_openai.configure(latency=0.2, rpm=600, ...);
+- llm (function): the job settings pointed at that server, prices seeded.
+"""
+
 import os
 import shutil
 
@@ -5,7 +14,9 @@ import pytest
 from django.conf import settings
 from django.utils import translation
 
-from tests.fakeserver import FakeServer
+from mathconv_dev.fakeopenai.process import MANAGE_COMMAND, FakeServer
+from tests.jobutil import API_KEY, seed_prices
+from tests.settings import subprocess_env
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +31,8 @@ def _default_language():
 
 @pytest.fixture(scope="session")
 def fake_openai_server():
-    """One `manage.py fake_openai` process for the whole run (see tests/fakeserver.py)."""
-    server = FakeServer()
+    """One fake server for the run, started through the `fake_openai` command the demo uses."""
+    server = FakeServer(command=MANAGE_COMMAND, env=subprocess_env()).start()
     yield server
     server.stop()
 
@@ -35,18 +46,12 @@ def fake_openai(fake_openai_server):
 
 
 @pytest.fixture
-def fake_openai_factory():
-    """start(*flags, **options) -> a dedicated FakeServer, stopped after the test."""
-    servers = []
-
-    def start(*flags, **options):
-        server = FakeServer(*flags, **options)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def llm(settings, fake_openai):
+    """Point the LLM backends at the shared fake server, reset; model prices seeded."""
+    settings.OPENAI_BASE_URL = fake_openai.base_url
+    settings.OPENAI_API_KEY = API_KEY
+    seed_prices()
+    return fake_openai
 
 
 def pytest_sessionfinish(session, exitstatus):

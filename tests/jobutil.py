@@ -11,10 +11,8 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 from conversions.models import ModelPrice, Question
-from tests.fakeserver import FakeServer
+from mathconv_dev.fakeopenai import FakeServer
 from tests.settings import subprocess_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,15 +57,6 @@ def seed_prices() -> None:
 def calls(server: FakeServer, mathml: str) -> int:
     """How many requests the fake server received for this input."""
     return server.count(mathml)
-
-
-@pytest.fixture
-def llm(settings, fake_openai):
-    """Point the LLM backends at the shared fake server (tests/conftest.py), reset."""
-    settings.OPENAI_BASE_URL = fake_openai.base_url
-    settings.OPENAI_API_KEY = API_KEY
-    seed_prices()
-    return fake_openai
 
 
 class Cluster:

@@ -11,11 +11,8 @@ from openpyxl import load_workbook
 
 from conversions.models import Item, Job, Question
 from conversions.selectors import message_pattern
-from tests import jobutil
 from tests.adminutil import login, make_job, set_items, staff_user
 from tests.jobutil import make_questions
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 

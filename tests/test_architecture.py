@@ -30,9 +30,6 @@ INNER_IMPORTS_ALLOWED = {
     ("conversions/importing/sources.py", "table"): (
         "psycopg is loaded only when importing from another PostgreSQL database"
     ),
-    ("conversions/fakeopenai.py", "expected_latex"): (
-        "test tooling that leaves the app (issue 10, the fake server's move)"
-    ),
 }
 
 

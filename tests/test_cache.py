@@ -9,10 +9,7 @@ from conversions import selectors, services, tasks
 from conversions.cache import cache_key, repeated_share
 from conversions.jobsettings import JobSettings
 from conversions.models import CacheEntry, Item, Job, Question
-from tests import jobutil
 from tests.jobutil import fraction
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 

@@ -21,11 +21,8 @@ from conversions import services
 from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
 from conversions.results import ItemResult
-from tests import jobutil
 from tests.jobutil import ROOT, make_questions
 from tests.settings import subprocess_env
-
-llm = jobutil.llm  # the fixture
 
 
 def run(*args: str) -> str:

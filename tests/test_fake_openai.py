@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import random
@@ -16,12 +18,14 @@ import pytest
 
 from conversions.engine.prompts import ConversionTask
 from conversions.engine.types import WorkItem
-from conversions.fakeopenai import (
+from mathconv_dev.fakeopenai import (
+    FakeOptions,
     expected_latex,
     input_key,
     schema_instance,
     wrong_latex,
 )
+from mathconv_dev.management.commands.fake_openai import Command as FakeOpenAICommand
 
 MATHML = (
     "<math><mfrac><mn>1</mn><msup><mi>x</mi><mn>2</mn></msup></mfrac>"
@@ -288,3 +292,48 @@ def test_many_concurrent_keep_alive_clients(fake_openai):
     stats = fake_openai.stats()
     assert stats["unauthorized"] == 0
     assert stats["connections"] <= 60  # connections were reused, not one per request
+
+
+def test_every_option_round_trips_through_the_command_line():
+    """FakeOptions is the one declaration: its flags parse back to the same options."""
+    changed = FakeOptions(
+        latency=0.25,
+        jitter=0.5,
+        rpm=600,
+        tpm=90_000,
+        window=2.0,
+        error_rate=0.1,
+        timeout_rate=0.02,
+        hang=5.0,
+        wrong_rate=0.05,
+        garbage_rate=0.01,
+        seed=7,
+        retry_after=3.0,
+        ratelimit_headers=False,
+        models=("gpt-a", "gpt-b"),
+    )
+    defaults = FakeOptions()
+    # Each field differs from its default, so each one has to travel as a flag.
+    assert all(
+        getattr(changed, option.name) != getattr(defaults, option.name)
+        for option in dataclasses.fields(FakeOptions)
+    )
+    parser = argparse.ArgumentParser()
+    FakeOptions.add_arguments(parser)
+    assert FakeOptions.from_arguments(parser.parse_args(changed.to_argv())) == changed
+    assert FakeOptions.from_arguments(parser.parse_args([])) == defaults
+    assert defaults.to_argv() == []
+
+
+def test_the_command_takes_the_same_options():
+    parser = FakeOpenAICommand().create_parser("manage.py", "fake_openai")
+    values = vars(parser.parse_args(["--port", "0", "--rpm", "60", "--no-ratelimit-headers"]))
+    assert FakeOptions.from_arguments(values) == FakeOptions(rpm=60, ratelimit_headers=False)
+
+
+def test_a_running_server_takes_every_option_on_config(fake_openai):
+    options = dataclasses.asdict(FakeOptions(latency=0.01, seed=3, models=("gpt-x",)))
+    assert fake_openai.configure(**options) == {**options, "models": ["gpt-x"]}
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        fake_openai.configure(no_such_option=1)
+    assert caught.value.code == 400

@@ -17,8 +17,8 @@ from django.core.management import CommandError, call_command
 from conversions import labeling
 from conversions.engine.labeling import LabelTask, check_labels
 from conversions.engine.types import WorkItem
-from conversions.fakeopenai import input_key
 from conversions.models import Item, Job, LabelSchema, Question
+from mathconv_dev.fakeopenai import input_key
 from tests.settings import subprocess_env
 
 ROOT = Path(__file__).resolve().parent.parent

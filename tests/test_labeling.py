@@ -23,9 +23,9 @@ from conversions.engine.labeling import (
 )
 from conversions.engine.retry import InvalidInput, InvalidOutput
 from conversions.engine.types import WorkItem
-from conversions.fakeopenai import input_key, schema_instance
 from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, LabelSchema, Question, ReviewEvent
+from mathconv_dev.fakeopenai import input_key, schema_instance
 
 SPEC = LabelSpec(
     name="small",

@@ -14,11 +14,8 @@ import pytest
 from conversions import services
 from conversions.jobsettings import JobSettings
 from conversions.models import Job, Question
-from tests import jobutil
 from tests.jobutil import API_KEY, make_questions, wait_until
 from tests.settings import subprocess_env
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

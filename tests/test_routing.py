@@ -7,10 +7,7 @@ import pytest
 from conversions import selectors, services, tasks
 from conversions.jobsettings import JobSettings
 from conversions.models import Job, Question
-from tests import jobutil
 from tests.jobutil import calls, fraction, make_questions
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 

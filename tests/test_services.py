@@ -15,10 +15,7 @@ from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
 from conversions.preflight import check_backend_config
 from conversions.results import ItemResult
-from tests import jobutil
 from tests.jobutil import make_questions
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 

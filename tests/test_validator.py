@@ -9,8 +9,8 @@ from conversions import reviews
 from conversions.converters import VALIDATION_THRESHOLD, mathml_to_latex, validate
 from conversions.converters.commands import forbidden_commands
 from conversions.converters.validate import syntax_problems
-from conversions.fakeopenai import MUTATIONS, wrong_latex
 from conversions.models import Item
+from mathconv_dev.fakeopenai.answers import MUTATIONS, wrong_latex
 from tests.adminutil import make_job, set_items, staff_user
 from tests.jobutil import make_questions
 

@@ -14,14 +14,11 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from conversions.models import Item, Job, Question, ReviewEvent
-from tests import jobutil
 from tests.adminutil import make_job, set_items, staff_user
 from tests.browser.conftest import NARROW, WIDE
 from tests.jobutil import API_KEY, Cluster, fraction, tagged, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-llm = jobutil.llm  # the fixture
 
 
 @pytest.fixture

@@ -1,19 +1,14 @@
-"""Start `manage.py fake_openai` for a test and talk to its control endpoints.
+"""A fake server in a process of its own, and its control endpoints, for tests and benchmarks.
 
-The fixtures in tests/conftest.py wrap this:
+    with FakeServer(FakeOptions(latency=0.2)) as server:
+        ...  # OPENAI_BASE_URL = server.base_url
+        server.configure(rpm=600)       # POST /_config
+        server.count(mathml)            # requests received for one input
+        server.stats()                  # every counter
 
-- fake_openai_server (session): one server with default options for the whole run;
-- fake_openai (function): that server, reset and back to default options, for one test;
-  a test changes options with fake_openai.configure(latency=0.2, rpm=600, ...);
-- fake_openai_factory (function): start(**options) a dedicated server (own process),
-  stopped at the end of the test; for tests that need a clean process or a fixed port.
-
-FakeServer("--latency", "0.05", rpm=600) starts one directly (CLI flags and/or options);
-stop() it when done, or use it as a context manager.
-
-The server is a real process on a real socket, so the SDK goes over real HTTP. Use
-server.base_url as OPENAI_BASE_URL / Endpoint.base_url; server.count(mathml) tells how
-many requests the server received for one input, server.stats() has all counters.
+The server is a real process on a real socket (port 0: a free one), so an SDK client goes
+over real HTTP. By default it runs as `python -m mathconv_dev.fakeopenai`, which needs no
+Django settings; MANAGE_COMMAND runs it as `manage.py fake_openai` instead.
 """
 
 from __future__ import annotations
@@ -25,72 +20,76 @@ import sys
 import tempfile
 import threading
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from conversions.fakeopenai import input_key
-from tests.settings import subprocess_env
+from mathconv_dev.fakeopenai.answers import input_key
+from mathconv_dev.fakeopenai.cli import READY
+from mathconv_dev.fakeopenai.options import FakeOptions
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _flags(options: dict) -> list[str]:
-    args: list[str] = []
-    for name, value in options.items():
-        if name == "ratelimit_headers":
-            if not value:
-                args.append("--no-ratelimit-headers")
-        elif value is not None:
-            args += ["--" + name.replace("_", "-"), str(value)]
-    return args
+ROOT = Path(__file__).resolve().parents[2]
+MODULE_COMMAND = (sys.executable, "-m", "mathconv_dev.fakeopenai")
+MANAGE_COMMAND = (sys.executable, str(ROOT / "manage.py"), "fake_openai")
 
 
 class FakeServer:
-    """A `manage.py fake_openai --port 0` process; started by the constructor."""
+    """A fake_openai process, started by start() or `with`; stop() ends it.
 
-    def __init__(self, *args: str, start: bool = True, **options: object) -> None:
-        self.args = [*args, *_flags(options)]
+    env: the child's environment (default: this one); log_path: where its stderr goes
+    (default: a temporary file, removed at stop()).
+    """
+
+    def __init__(
+        self,
+        options: FakeOptions | None = None,
+        *,
+        port: int = 0,
+        command: Sequence[str] = MODULE_COMMAND,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.argv = [*command, "--port", str(port), *(options or FakeOptions()).to_argv()]
+        self.env = {**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1"}
+        self.keep_log = log_path is not None
+        if log_path is None:
+            handle, name = tempfile.mkstemp(prefix="fake_openai-", suffix=".log")
+            os.close(handle)
+            log_path = Path(name)
+        self.log_path = log_path
         self.process: subprocess.Popen | None = None
-        self.base_url = ""
-        self.root_url = ""
+        self.base_url = ""  # http://127.0.0.1:PORT/v1
+        self.root_url = ""  # http://127.0.0.1:PORT, where the control endpoints are
         self.initial_options: dict = {}
-        handle, name = tempfile.mkstemp(prefix="fake_openai-", suffix=".log")
-        os.close(handle)
-        self.log_path = Path(name)
-        if start:
-            self.start()
 
     def start(self, timeout: float = 30.0) -> FakeServer:
+        """Start the process and wait until it listens; RuntimeError with its log if not."""
         if self.process is not None:
             return self
-        command = [sys.executable, "manage.py", "fake_openai", "--port", "0", *self.args]
-        with self.log_path.open("w") as log:
+        with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=subprocess_env(PYTHONUNBUFFERED="1"),
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
+                self.argv, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=log, text=True
             )
         line = self._first_line(timeout)
-        if "listening on " not in line:
-            log = self.log_text()
+        if READY not in line:
+            log_text = self.log_text()
             self.stop()
-            raise RuntimeError(f"fake_openai did not start: {line!r}\n{log}")
-        self.base_url = line.rsplit("listening on ", 1)[1].strip()
+            raise RuntimeError(f"fake_openai did not start: {line!r}\n{log_text}")
+        self.base_url = line.rsplit(READY, 1)[1].strip()
         self.root_url = self.base_url.removesuffix("/v1")
         self.initial_options = self.configure()
         return self
 
     def _first_line(self, timeout: float) -> str:
         result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(self.process.stdout.readline()))
-        reader.daemon = True
+        reader = threading.Thread(
+            target=lambda: result.append(self.process.stdout.readline()), daemon=True
+        )
         reader.start()
         reader.join(timeout)
         return result[0] if result else ""
 
     def stop(self) -> None:
+        """SIGTERM (the server logs its counters and exits), SIGKILL after 10 s."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -100,7 +99,8 @@ class FakeServer:
                 self.process.wait()
         if self.process and self.process.stdout:
             self.process.stdout.close()
-        self.log_path.unlink(missing_ok=True)
+        if not self.keep_log:
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> FakeServer:
         return self.start()
@@ -129,7 +129,7 @@ class FakeServer:
         self._call("/_reset", {})
 
     def configure(self, **options: object) -> dict:
-        """Change options on the running server; returns all of them."""
+        """Change FakeOptions fields on the running server; returns all of them."""
         return self._call("/_config", options)
 
     def restore(self) -> None:
@@ -148,6 +148,3 @@ class FakeServer:
     def count_ok(self, text: str, stats: dict | None = None) -> int:
         """Requests answered 200 for one input."""
         return (stats or self.stats())["per_input_ok"].get(input_key(text), 0)
-
-
-FakeOpenAIServer = FakeServer

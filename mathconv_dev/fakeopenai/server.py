@@ -1,0 +1,457 @@
+"""A local OpenAI-compatible server for tests, benchmarks and `make demo`, on aiohttp.web.
+
+    python manage.py fake_openai --port P [--latency S] [--rpm N] [--error-rate F] ...
+    python -m mathconv_dev.fakeopenai --port P ...     (the same, without Django settings)
+
+The options are the fields of `FakeOptions` (options.py). It speaks enough of the real
+API for the official SDK: POST /v1/chat/completions with response_format json_schema
+(strict), GET /v1/models, usage counts, x-ratelimit-* headers, OpenAI-shaped error bodies,
+401 without a bearer token, 404 model_not_found. It can be told to be slow (--latency is
+the response time, this server's own work included), to rate-limit (429 with Retry-After
+above --rpm in a sliding window), to fail (500/503), to hang until the client gives up,
+to answer with malformed JSON, or to answer wrongly.
+
+Answers (answers.py): a conversion request (schema with a "latex" property) gets the
+deterministic converter's LaTeX for the MathML between the prompt's <<<MATHML markers (or,
+where the converter fails, a LaTeX derived from the MathML's tokens); any other
+json_schema gets a deterministic instance of that schema chosen by a hash of the input. A
+wrong answer is valid JSON that is wrong: a mutated formula, or labels that break the
+schema's enums and ranges.
+
+Fault decisions are seeded by (--seed, input, attempt number), so a test run is
+reproducible. Inputs can also carry a directive that forces a fault, for tests that need
+one particular item to fail: "fake:status=400", "fake:status=503*2" (the first two
+attempts), "fake:hang", "fake:wrong", "fake:garbage" (each with an optional *N); a forced
+429 asks the client to wait --retry-after seconds.
+
+GET /_stats returns request counters, including per-input counts keyed by input_key();
+POST /_reset clears them; POST /_config changes options on a running server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import random
+import signal
+import time
+import uuid
+import weakref
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from mathconv_dev.fakeopenai.answers import (
+    expected_latex,
+    input_key,
+    is_conversion_schema,
+    request_input,
+    schema_instance,
+    seeded,
+    wrong_latex,
+)
+from mathconv_dev.fakeopenai.options import FakeOptions
+from mathconv_dev.fakeopenai.protocol import (
+    DIRECTIVE,
+    ApiError,
+    bad_request,
+    count_tokens,
+    duration,
+    message_text,
+    response_schema,
+)
+
+log = logging.getLogger("mathconv_dev.fakeopenai")
+
+MAX_BODY_BYTES = 8_000_000
+NOMINAL_LIMIT = 1_000_000  # what the x-ratelimit-limit-* headers say when no limit is set
+SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get at SIGTERM; hanging ones are dropped
+
+
+@dataclass
+class _Window:
+    """A sliding window of (time, amount) for one limit."""
+
+    entries: deque = field(default_factory=deque)
+    total: int = 0
+
+    def prune(self, now: float, window: float) -> None:
+        entries = self.entries
+        while entries and entries[0][0] <= now - window:
+            self.total -= entries.popleft()[1]
+
+    def add(self, now: float, amount: int) -> None:
+        self.entries.append((now, amount))
+        self.total += amount
+
+    def reset_after(self, now: float, window: float) -> float:
+        return max(0.0, self.entries[0][0] + window - now) if self.entries else 0.0
+
+
+class FakeOpenAI:
+    """The server's state (options, counters, rate-limit windows) and its request handler."""
+
+    def __init__(self, options: FakeOptions | None = None) -> None:
+        self.options = options or FakeOptions()
+        self._connections: weakref.WeakSet = weakref.WeakSet()
+        self.reset()
+
+    def reset(self) -> None:
+        self.counters: Counter[str] = Counter()
+        self.per_input: Counter[str] = Counter()
+        self.per_input_ok: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()  # requests that got past the rate limit
+        self.requests_window = _Window()
+        self.tokens_window = _Window()
+
+    def stats(self) -> dict:
+        """Counters since the last reset; per_input and per_input_ok by input_key()."""
+        return {
+            **{
+                name: self.counters[name]
+                for name in (
+                    "requests",
+                    "ok",
+                    "rate_limited",
+                    "errors",
+                    "hangs",
+                    "wrong",
+                    "garbage",
+                    "bad_requests",
+                    "unauthorized",
+                    "connections",
+                )
+            },
+            "per_input": dict(self.per_input),
+            "per_input_ok": dict(self.per_input_ok),
+        }
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def application(self) -> web.Application:
+        """The aiohttp application: every method and path goes to one handler, which answers
+        unknown ones the way the API does (an OpenAI-shaped 404)."""
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_route("*", "/{path:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        received = time.monotonic()
+        transport = request.transport  # one per TCP connection
+        if transport is not None and transport not in self._connections:
+            self._connections.add(transport)
+            self.counters["connections"] += 1
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            response = web.json_response({"error": {"message": "body too large"}}, status=413)
+            response.force_close()
+            return response
+        status, headers, payload = await self._dispatch(
+            request.method, request.path, request.headers, body, received
+        )
+        return web.Response(
+            status=status,
+            body=json.dumps(payload).encode(),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    async def _dispatch(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes, received: float
+    ) -> tuple[int, dict, object]:
+        path = path.rstrip("/")
+        try:
+            if path == "/_stats" and method == "GET":
+                return 200, {}, self.stats()
+            if path == "/_reset" and method == "POST":
+                self.reset()
+                return 200, {}, {"ok": True}
+            if path == "/_config" and method == "POST":
+                self.options.update(json.loads(body or b"{}"))
+                return 200, {}, dataclasses.asdict(self.options)
+            if not path.startswith("/v1/"):
+                raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+            self._authorize(headers)
+            if path == "/v1/models" and method == "GET":
+                return (
+                    200,
+                    {},
+                    {"object": "list", "data": [self._model(m) for m in self.options.models]},
+                )
+            if path.startswith("/v1/models/") and method == "GET":
+                return 200, {}, self._model(self._known_model(path.rsplit("/", 1)[1]))
+            if path == "/v1/chat/completions" and method == "POST":
+                return await self._chat(body, received)
+            raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+        except ApiError as error:
+            if error.status == 401:
+                self.counters["unauthorized"] += 1
+            elif error.status < 500 and error.status != 429:
+                self.counters["bad_requests"] += 1
+            extra = {"x-request-id": f"req_{uuid.uuid4().hex[:24]}", **error.headers}
+            return error.status, extra, error.body
+        except ValueError:
+            return (
+                400,
+                {},
+                {
+                    "error": {
+                        "message": "We could not parse the JSON body of your request.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            )
+
+    def _authorize(self, headers: Mapping[str, str]) -> None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "invalid_request_error",
+                "missing_api_key",
+            )
+
+    def _model(self, name: str) -> dict:
+        return {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
+
+    def _known_model(self, name: str) -> str:
+        if name not in self.options.models:
+            raise ApiError(
+                404,
+                f"The model `{name}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        return name
+
+    # -- chat completions ---------------------------------------------------------------
+
+    async def _chat(self, body: bytes, received: float) -> tuple[int, dict, object]:
+        options = self.options
+        request = json.loads(body)
+        if not isinstance(request, dict):
+            raise bad_request("The request body must be a JSON object.")
+        if not request.get("model"):
+            raise bad_request("you must provide a model parameter", "model")
+        messages = request.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise bad_request("Missing required parameter: 'messages'.", "messages")
+        if any(not isinstance(m, dict) or "role" not in m for m in messages):
+            raise bad_request("Invalid 'messages': every message needs a role.", "messages")
+        model = self._known_model(request["model"])
+        schema = response_schema(request)
+
+        user_texts = [message_text(m.get("content")) for m in messages if m["role"] == "user"]
+        user_text = user_texts[-1] if user_texts else ""
+        source = request_input(user_text)
+        key = input_key(source)
+        prompt_tokens = sum(count_tokens(message_text(m.get("content"))) + 4 for m in messages)
+        max_out = int(request.get("max_completion_tokens") or request.get("max_tokens") or 0)
+
+        self.counters["requests"] += 1
+        self.per_input[key] += 1
+        limit_headers = self._rate_limit(prompt_tokens + max_out)
+
+        attempt = self.attempts[key]
+        self.attempts[key] += 1
+        decision = self._decide(key, attempt, user_text)
+        delay = options.latency + (random.uniform(0, options.jitter) if options.jitter else 0)
+        # --latency is the response time, this server's own work included.
+        answer_at = None if decision == "hang" else received + delay
+        if decision == "hang":
+            self.counters["hangs"] += 1
+            # Until the client gives up: aiohttp then cancels this handler.
+            await asyncio.sleep(options.hang)
+        elif isinstance(decision, int):
+            await _sleep_until(answer_at)
+        if decision == 429:
+            self.counters["rate_limited"] += 1
+            raise ApiError(
+                429,
+                "Rate limit reached (forced for this input).",
+                "requests",
+                "rate_limit_exceeded",
+                headers={
+                    **limit_headers,
+                    "retry-after": str(math.ceil(options.retry_after)),
+                    "retry-after-ms": str(round(options.retry_after * 1000)),
+                },
+            )
+        if isinstance(decision, int):
+            self.counters["errors" if decision >= 500 else "bad_requests"] += 1
+            raise ApiError(
+                decision,
+                "The server had an error while processing your request. Sorry about that!"
+                if decision >= 500
+                else f"Forced failure {decision} for this input.",
+                "server_error" if decision >= 500 else "invalid_request_error",
+                headers=limit_headers,
+            )
+
+        rng = seeded(options.seed, key, "answer")
+        wrong = decision == "wrong"
+        if schema is None or is_conversion_schema(schema):
+            latex = expected_latex(source)
+            if wrong:
+                latex = wrong_latex(latex, seeded(options.seed, key, attempt, "wrong"))
+            answer = {"latex": latex}
+        else:
+            answer = schema_instance(schema, rng, wrong=wrong)
+        content = json.dumps(answer, ensure_ascii=False)
+        if decision == "garbage":
+            self.counters["garbage"] += 1
+            content = content[: max(1, len(content) // 2)]
+        elif wrong:
+            self.counters["wrong"] += 1
+        completion_tokens = count_tokens(content)
+        finish_reason = "stop"
+        if max_out and completion_tokens > max_out:
+            completion_tokens, finish_reason = max_out, "length"
+        if answer_at is not None:
+            await _sleep_until(answer_at)
+        self.counters["ok"] += 1
+        self.per_input_ok[key] += 1
+        return (
+            200,
+            {
+                "x-request-id": f"req_{uuid.uuid4().hex[:24]}",
+                "openai-processing-ms": str(int(delay * 1000)),
+                **limit_headers,
+            },
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": finish_reason,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+        )
+
+    def _rate_limit(self, tokens: int) -> dict:
+        """Admit the request into the sliding windows or raise a 429; return the headers."""
+        options = self.options
+        now = time.monotonic()
+        window = options.window
+        requests, token_window = self.requests_window, self.tokens_window
+        requests.prune(now, window)
+        token_window.prune(now, window)
+        request_limit = max(1, int(options.rpm * window / 60)) if options.rpm else NOMINAL_LIMIT
+        token_limit = max(1, int(options.tpm * window / 60)) if options.tpm else NOMINAL_LIMIT * 100
+        kind = None
+        if options.rpm and requests.total + 1 > request_limit:
+            kind, wait = "requests", requests.reset_after(now, window)
+        elif options.tpm and token_window.total and token_window.total + tokens > token_limit:
+            kind, wait = "tokens", token_window.reset_after(now, window)
+        if kind is None:
+            requests.add(now, 1)
+            token_window.add(now, tokens)
+        headers = {}
+        if options.ratelimit_headers:
+            headers = {
+                "x-ratelimit-limit-requests": str(request_limit),
+                "x-ratelimit-remaining-requests": str(max(0, request_limit - requests.total)),
+                "x-ratelimit-reset-requests": duration(requests.reset_after(now, window)),
+                "x-ratelimit-limit-tokens": str(token_limit),
+                "x-ratelimit-remaining-tokens": str(max(0, token_limit - token_window.total)),
+                "x-ratelimit-reset-tokens": duration(token_window.reset_after(now, window)),
+            }
+        if kind is not None:
+            self.counters["rate_limited"] += 1
+            wait = max(wait, 0.001)
+            raise ApiError(
+                429,
+                f"Rate limit reached for {kind} per min (RPM): Limit {request_limit}. "
+                f"Please try again in {duration(wait)}.",
+                kind,
+                "rate_limit_exceeded",
+                headers={
+                    **headers,
+                    "retry-after": str(math.ceil(wait)),
+                    "retry-after-ms": str(math.ceil(wait * 1000)),
+                },
+            )
+        return headers
+
+    def _decide(self, key: str, attempt: int, user_text: str) -> str | int | None:
+        """What to do with this attempt: None (answer), an HTTP status, or a fault name."""
+        directive = DIRECTIVE.search(user_text)
+        if directive:
+            action, status, times = directive.groups()
+            if times is None or attempt < int(times):
+                return int(status) if status else action
+        options = self.options
+        draw = seeded(options.seed, key, attempt, "fault").random()
+        for threshold_name, outcome in (
+            ("error_rate", 500 if draw < options.error_rate / 2 else 503),
+            ("timeout_rate", "hang"),
+            ("garbage_rate", "garbage"),
+            ("wrong_rate", "wrong"),
+        ):
+            rate = getattr(options, threshold_name)
+            if draw < rate:
+                return outcome
+            draw -= rate
+        return None
+
+
+async def serve_forever(
+    options: FakeOptions, host: str, port: int, ready: Callable[[str], None] | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT; ready(url) is called once the socket listens."""
+    server = FakeOpenAI(options)
+    # handler_cancellation: a request whose client hung up stops there (a hanging one too).
+    runner = web.AppRunner(
+        server.application(),
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_GRACE,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stopped.set)
+    if ready:
+        ready(f"http://{bound_host}:{bound_port}/v1")
+    try:
+        await stopped.wait()
+    finally:
+        await runner.cleanup()
+    log.info(
+        "fake_openai stopped: %s",
+        json.dumps({k: v for k, v in server.stats().items() if not k.startswith("per_input")}),
+    )
+
+
+async def _sleep_until(deadline: float) -> None:
+    wait = deadline - time.monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)
