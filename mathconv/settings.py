@@ -219,6 +219,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not PRODUCTION)
+if WHITENOISE_USE_FINDERS:
+    # WhiteNoise warns at start-up about a missing STATIC_ROOT even when it serves from
+    # the finders; before any collectstatic that folder is simply empty.
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 20000
 
