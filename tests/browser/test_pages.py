@@ -96,3 +96,92 @@ def test_skip_after_typing_in_the_editor_leaves_the_next_items_editable(open_ses
     assert (question.latex, question.latex_locked) == ("5z\\pi", True)
     assert ReviewEvent.objects.filter(item=third, action="edit").exists()
     assert s.errors == []
+
+
+KOREAN_TEXT = (
+    "다음 식을 간단히 하시오. 분모와 분자를 각각 인수분해한 뒤 공통인수를 약분하고, "
+    "그 결과를 가장 간단한 꼴로 나타내시오."
+)
+
+
+def no_horizontal_overflow(page) -> dict:
+    return page.evaluate(
+        """() => ({
+            page: document.documentElement.scrollWidth,
+            table: document.querySelector('#result_list').getBoundingClientRect().right,
+            filter: document.querySelector('#changelist-filter')?.getBoundingClientRect().left,
+            viewport: window.innerWidth,
+        })"""
+    )
+
+
+def test_question_list_at_1280_draws_formulas_and_gives_the_text_room(open_session):
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("root", password="correct-horse-battery-staple")
+    for k in range(1, 6):
+        Question.objects.create(
+            question_id=f"KO-{k}",
+            mathml=fraction(k),
+            text=KOREAN_TEXT,
+            subject="수학",
+            grade="중2",
+            latex=f"\\frac{{{k}}}{{x}}",
+            latex_locked=k == 1,
+        )
+    Question.objects.create(question_id="TEXT-ONLY", mathml="", text="글만", latex="x^2")
+    s = open_session("root", WIDE)
+    page = s.page
+    s.goto(reverse("admin:conversions_question_changelist"))
+    page.wait_for_selector("#result_list")
+    s.shot("question-list")
+
+    # Formulas are drawn: the browser's MathML for a source, MathLive for LaTeX only.
+    drawn = page.locator("#result_list td.field-formula math mfrac")
+    assert drawn.count() == 5
+    assert drawn.first.bounding_box()["width"] > 0
+    text_only = page.locator("#result_list tr:has-text('TEXT-ONLY') td.field-formula math-field")
+    wait_until(lambda: text_only.evaluate("e => Boolean(e.shadowRoot && e.value === 'x^2')"), 15)
+
+    # The text column has room, the table fits the viewport, no nav sidebar is in the way.
+    text_width = page.locator("#result_list td.field-text_excerpt").first.bounding_box()["width"]
+    assert text_width > 200, text_width
+    sizes = no_horizontal_overflow(page)
+    assert sizes["page"] <= sizes["viewport"] and sizes["table"] <= sizes["viewport"], sizes
+    assert sizes["table"] <= sizes["filter"], sizes  # not under the filter bar either
+    assert not page.locator("#nav-sidebar").is_visible()
+
+    # The lock shows only where there is one: no red crosses.
+    locks = page.locator("#result_list td.field-locked_mark")
+    assert [t.strip() for t in locks.all_inner_texts()].count("") == 5
+    assert (
+        "locked"
+        in page.locator("#result_list tr:has-text('KO-1') td.field-locked_mark").inner_text()
+    )
+    assert page.locator("#result_list img[src*='icon-no']").count() == 0
+
+    # The question page draws its formula and its LaTeX, the raw text one click away.
+    question = Question.objects.get(question_id="KO-2")
+    s.goto(reverse("admin:conversions_question_change", args=[question.pk]))
+    assert page.locator(".field-mathml_drawn math mfrac").count() == 1
+    latex = page.locator(".field-latex_drawn math-field")
+    wait_until(lambda: latex.evaluate("e => e.value") == "\\frac{2}{x}", 15)
+    assert page.locator(".field-latex_drawn details pre").text_content() == "\\frac{2}{x}"
+    s.shot("question-page")
+    assert s.errors == []
+
+
+def test_job_list_fits_1280(open_session):
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("root", password="correct-horse-battery-staple")
+    questions = [Question.objects.create(question_id=f"J-{k}", mathml=fraction(k)) for k in (1, 2)]
+    for name in ("중2 분수 변환 (2026-11-30 오후)", "a job with a rather long name to wrap"):
+        make_job(questions, name=name)
+    s = open_session("root", WIDE)
+    s.goto(reverse("admin:conversions_job_changelist"))
+    s.page.wait_for_selector("#result_list")
+    s.shot("job-list")
+    sizes = no_horizontal_overflow(s.page)
+    assert sizes["page"] <= sizes["viewport"] and sizes["table"] <= sizes["viewport"], sizes
+    assert sizes["table"] <= sizes["filter"], sizes  # not under the filter bar either
