@@ -233,6 +233,10 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
         cleaned = getattr(form, "cleaned_data", None) or {}
         return {"allow_empty_mathml": bool(cleaned.get("allow_empty_mathml"))}
 
+    def get_import_data_kwargs(self, **kwargs):
+        # The preview draws each row's formula from its (unsaved) question.
+        return {**super().get_import_data_kwargs(**kwargs), "retain_instance_in_row_result": True}
+
     def get_confirm_form_initial(self, request, import_form):
         initial = super().get_confirm_form_initial(request, import_form)
         if import_form is not None:

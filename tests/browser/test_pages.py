@@ -185,3 +185,68 @@ def test_job_list_fits_1280(open_session):
     sizes = no_horizontal_overflow(s.page)
     assert sizes["page"] <= sizes["viewport"] and sizes["table"] <= sizes["viewport"], sizes
     assert sizes["table"] <= sizes["filter"], sizes  # not under the filter bar either
+
+
+def test_item_import_preview_and_label_review_draw_formulas(open_session, tmp_path):
+    import csv
+
+    from django.contrib.auth.models import User
+
+    from conversions.models import Job, LabelSchema
+
+    User.objects.create_superuser("root", password="correct-horse-battery-staple")
+    question = Question.objects.create(
+        question_id="F-1", mathml=fraction(4), text="분수를 간단히 하시오.", latex="\\frac{4}{x}"
+    )
+    item_id = set_items(
+        make_job([question]), 1, status="succeeded", result_latex="\\frac{4}{x}+y^2"
+    )[0]
+    schema = LabelSchema.objects.create(
+        name="pages",
+        fields=[
+            {"name": "unit", "type": "choice", "choices": ["분수", "소수"], "title": "단원"},
+            {"name": "keywords", "type": "keywords", "max_items": 3},
+        ],
+    )
+    label_job = make_job([question], kind=Job.Kind.LABEL)
+    Job.objects.filter(pk=label_job.pk).update(label_schema=schema)
+    label_item = label_job.items.get()
+    label_item.status = Item.Status.SUCCEEDED
+    label_item.result_labels = {"unit": "분수", "keywords": ["약분", "통분"]}
+    label_item.save()
+
+    s = open_session("root", WIDE)
+    page = s.page
+
+    # Item page: the source drawn by the browser, the result by MathLive.
+    s.goto(reverse("admin:conversions_item_change", args=[item_id]))
+    assert page.locator(".field-source_mathml math mfrac").count() == 1
+    result = page.locator(".field-latex_preview math-field")
+    wait_until(lambda: result.evaluate("e => e.value") == "\\frac{4}{x}+y^2", 15)
+    s.shot("item-page")
+
+    # Label review: formula drawn, the model's labels as a table, the JSON kept.
+    s.goto(reverse("admin:conversions_label_review_item", args=[label_item.pk]))
+    assert page.locator("#mc-label-mathml math mfrac").count() == 1
+    latex = page.locator("#mc-label-latex math-field")
+    wait_until(lambda: latex.evaluate("e => e.value") == "\\frac{4}{x}", 15)
+    labels = page.inner_text("#mc-model-labels table")
+    assert "단원" in labels and "약분, 통분" in labels
+    assert "통분" in page.locator("#mc-model-labels details pre").text_content()
+    s.shot("label-review")
+
+    # Import preview: each row's formula drawn, the MathML source in a <details>.
+    source = tmp_path / "questions.csv"
+    with open(source, "w", newline="", encoding="utf-8") as fp:
+        writer = csv.writer(fp)
+        writer.writerow(["question_id", "mathml", "text"])
+        writer.writerows([(f"P-{k}", fraction(k), "식") for k in (1, 2)])
+    s.goto(reverse("admin:conversions_question_import"))
+    page.set_input_files("#id_import_file", str(source))
+    page.select_option("#id_format", label="csv")
+    page.click(".submit-row input[type=submit]")
+    page.wait_for_selector("input[name=confirm]")
+    assert page.locator("#mc-import-preview td.mc-preview-formula math mfrac").count() == 2
+    assert "<mfrac>" in page.locator("#mc-import-preview details").first.text_content()
+    s.shot("import-preview-drawn")
+    assert s.errors == []
