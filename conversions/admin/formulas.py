@@ -32,7 +32,7 @@ def mathml_html(mathml: str, *, raw: bool = True) -> SafeString | str:
     if not safe:
         return EMPTY if not mathml else _raw(mathml)
     # nh3 output with an explicit MathML allow-list: the one place markup is trusted.
-    drawn = format_html('<div class="mc-formula mc-mathml">{}</div>', mark_safe(safe))  # noqa: S308
+    drawn = format_html('<div class="mc-mathml">{}</div>', mark_safe(safe))  # noqa: S308
     return format_html("{}{}", drawn, _raw(mathml)) if raw else drawn
 
 

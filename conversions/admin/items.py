@@ -162,7 +162,8 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("source (rendered)"))
     def source_mathml(self, item: Item):
-        return mathml_html(item.question.mathml)
+        # The MathML source itself is on the question's page (linked above).
+        return mathml_html(item.question.mathml, raw=False)
 
     @admin.display(description=gettext_lazy("LaTeX (rendered)"))
     def latex_preview(self, item: Item):
