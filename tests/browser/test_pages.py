@@ -5,6 +5,8 @@ project string. Screenshots: artifacts/browser/*.png.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
@@ -249,4 +251,85 @@ def test_item_import_preview_and_label_review_draw_formulas(open_session, tmp_pa
     assert page.locator("#mc-import-preview td.mc-preview-formula math mfrac").count() == 2
     assert "<mfrac>" in page.locator("#mc-import-preview details").first.text_content()
     s.shot("import-preview-drawn")
+    assert s.errors == []
+
+
+def english_msgids() -> list[str]:
+    """The project's English msgids whose Korean differs (from the compiled catalogue),
+    without the ones that are only a format string or a single character."""
+    import gettext
+    from pathlib import Path
+
+    mo = Path(__file__).resolve().parents[2] / "locale" / "ko" / "LC_MESSAGES" / "django.mo"
+    with open(mo, "rb") as fp:
+        catalog = gettext.GNUTranslations(fp)._catalog
+    found = set()
+    for key, value in catalog.items():
+        msgid = key[0] if isinstance(key, tuple) else key
+        if not msgid or "\x04" in msgid or msgid == value:
+            continue
+        for part in re.split(r"%\(\w+\)[sd]|%[sd]|\{\w*\}", msgid):
+            part = part.strip(" .:,;·–-()")
+            if len(part) > 2 and re.search(r"[A-Za-z]{2}", part):
+                found.add(part)
+    return sorted(found, key=len, reverse=True)
+
+
+def untranslated_on(text: str, msgids: list[str]) -> list[str]:
+    return [
+        msgid
+        for msgid in msgids
+        if re.search(rf"(?<![A-Za-z]){re.escape(msgid)}(?![A-Za-z])", text)
+    ]
+
+
+def test_the_korean_admin_shows_no_english_project_string(open_session):
+    from django.contrib.auth.models import User
+
+    from conversions.models import Job
+
+    User.objects.create_superuser("root", password="correct-horse-battery-staple")
+    questions = [
+        Question.objects.create(
+            question_id=f"한-{k}", mathml=fraction(k), text=KOREAN_TEXT, subject="수학"
+        )
+        for k in (1, 2, 3)
+    ]
+    job = make_job(questions, name="중2 분수 변환")
+    set_items(job, 1, status="needs_review", result_latex="\\frac{1}{x}", validation_score=0.3)
+    set_items(job, 1, status="succeeded", result_latex="\\frac{2}{x}", validation_score=1.0)
+    set_items(job, 1, status="failed", error_category="api_error", error_message="HTTP 500")
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING)
+
+    msgids = english_msgids()
+    assert "Review queue" in msgids and "Save edit and approve" in msgids  # the check can fail
+    assert {"Waiting for review", "Skip"} <= set(
+        untranslated_on("Waiting for review: 3 · Skip S", msgids)
+    )
+    assert untranslated_on("검수 대기: 3 · Skipping", msgids) == []
+    s = open_session("root", WIDE, locale="ko-KR")
+    page = s.page
+    pages = {
+        "home": reverse("admin:index"),
+        "questions": reverse("admin:conversions_question_changelist"),
+        "jobs": reverse("admin:conversions_job_changelist"),
+        "job": reverse("admin:conversions_job_change", args=[job.pk]),
+        "review": reverse("admin:conversions_item_review"),
+        "dashboard": reverse("admin:conversions_job_dashboard"),
+    }
+    found = {}
+    for name, url in pages.items():
+        if name in ("job", "dashboard"):
+            # Their scripts rewrite the numbers from JSON: read the page after one answer.
+            with page.expect_response(lambda r: ".json" in r.url and r.status == 200):
+                assert s.goto(url).status == 200, name
+            page.wait_for_timeout(300)  # the answer drawn
+        else:
+            assert s.goto(url).status == 200, name
+        assert page.evaluate("document.documentElement.lang") == "ko", name
+        s.shot(f"ko-{name}")
+        english = untranslated_on(page.inner_text("body"), msgids)
+        if english:
+            found[name] = english
+    assert found == {}
     assert s.errors == []
