@@ -31,11 +31,11 @@ from conversions.admin.access import (
     require_perm,
     with_csp,
 )
+from conversions.admin.formulas import latex_html, mathml_html
 from conversions.admin.jobs import CssMedia, failures_url
 from conversions.admin.lists import CappedCountPaginator, FastActionCheckbox
 from conversions.engine.redact import redact
 from conversions.models import Item, Job, Question
-from conversions.sanitize import latex_is_renderable, sanitize_mathml
 
 SAMPLE_CHARS = 300
 
@@ -162,20 +162,13 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("source (rendered)"))
     def source_mathml(self, item: Item):
-        safe = sanitize_mathml(item.question.mathml)
-        if not safe:
-            return "–"
-        # nh3 output with an explicit MathML allow-list: the one place markup is trusted.
-        return format_html('<div class="mc-mathml">{}</div>', mark_safe(safe))  # noqa: S308
+        # The MathML source itself is on the question's page (linked above).
+        return mathml_html(item.question.mathml, raw=False)
 
     @admin.display(description=gettext_lazy("LaTeX (rendered)"))
     def latex_preview(self, item: Item):
-        latex = item.reviewed_latex or item.result_latex
-        if not latex:
-            return "–"
-        if not latex_is_renderable(latex):
-            return _("Not rendered: the LaTeX uses commands that produce HTML.")
-        return format_html('<math-field read-only class="mc-latex">{}</math-field>', latex)
+        # The raw LaTeX is the result_latex / reviewed_latex fields beside it.
+        return latex_html(item.reviewed_latex or item.result_latex, raw=False)
 
     @admin.display(description=gettext_lazy("request excerpt"))
     def request_shown(self, item: Item):

@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from conversions import labeling
 from conversions.admin.access import REVIEW_ITEMS, require_perm, with_csp
+from conversions.admin.formulas import latex_html, mathml_html
 from conversions.engine.labeling import MAX_TEXT_CHARS, json_schema
 from conversions.models import Item, Job, LabelSchema, Question
 
@@ -139,6 +140,9 @@ class LabelSchemaAdmin(admin.ModelAdmin):
             "model_labels": json.dumps(item.result_labels, ensure_ascii=False, indent=1)
             if item.result_labels
             else "",
+            "model_label_rows": _label_rows(schema.fields, item.result_labels),
+            "mathml_drawn": mathml_html(item.question.mathml) if item.question.mathml else "",
+            "latex_drawn": latex_html(item.question.latex) if item.question.latex else "",
         }
         return TemplateResponse(request, "admin/conversions/labels/review_item.html", context)
 
@@ -151,6 +155,29 @@ class LabelSchemaAdmin(admin.ModelAdmin):
 
 
 KEYWORD_SEPARATORS = re.compile(r"[;,]")
+
+
+def _label_rows(fields: list[dict], labels) -> list[tuple[str, str]]:
+    """The model's labels as (field label, value) rows in the schema's order, lists joined
+    with ", "; fields the schema does not know come last under their own names."""
+    if not isinstance(labels, dict):
+        return []
+    rows, seen = [], set()
+    for field in fields:
+        name = field.get("name")
+        if name in labels:
+            seen.add(name)
+            rows.append((field.get("title") or name, _label_value(labels[name])))
+    rows += [(name, _label_value(v)) for name, v in labels.items() if name not in seen]
+    return rows
+
+
+def _label_value(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if value is None:
+        return "–"
+    return str(value)
 
 
 def labels_form_field(field: dict) -> forms.Field:

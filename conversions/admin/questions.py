@@ -10,12 +10,14 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportModelAdmin
 from import_export.forms import ConfirmImportForm, ExportForm, ImportForm
 
 from conversions import exporting, labeling
+from conversions.admin.formulas import latex_html, mathml_html
 from conversions.admin.labels import QUESTION_LABEL_FILTERS
 from conversions.admin.launch import LaunchActionsMixin
 from conversions.converters import InvalidMathML, parse_mathml
@@ -110,13 +112,16 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
     change_list_template = None
     import_export_change_list_template = LaunchActionsMixin.change_list_template
 
+    # Text and formula first and widest; the lock shows only where there is one (a column
+    # of red crosses read as errors). The nav sidebar is off on this page (its template).
     list_display = (
         "question_id",
+        "text_excerpt",
+        "formula",
         "subject",
         "grade",
         "conversion_state",
-        "latex_locked",
-        "text_excerpt",
+        "locked_mark",
         "updated_at",
     )
     list_filter = ("subject", "grade", "conversion_state", "latex_locked", *QUESTION_LABEL_FILTERS)
@@ -125,6 +130,8 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
     show_full_result_count = False
     list_per_page = 50
     readonly_fields = (
+        "mathml_drawn",
+        "latex_drawn",
         "latex_accepted_by",
         "latex_accepted_at",
         "labels",
@@ -133,11 +140,25 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
         "updated_at",
     )
     fieldsets = (
-        (None, {"fields": ("question_id", "subject", "grade", "text", "mathml", "metadata")}),
+        (
+            None,
+            {
+                "fields": (
+                    "question_id",
+                    "subject",
+                    "grade",
+                    "text",
+                    "mathml_drawn",
+                    "mathml",
+                    "metadata",
+                )
+            },
+        ),
         (
             _("Result"),
             {
                 "fields": (
+                    "latex_drawn",
                     "latex",
                     "conversion_state",
                     "latex_locked",
@@ -164,9 +185,38 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
             # Recorded on the labeling item too, with a review event (who and when).
             labeling.labels_correct(question=obj, labels=obj.labels_corrected, user=request.user)
 
+    class Media:
+        js = ["vendor/mathlive/mathlive.min.js"]
+        css = {"all": ["conversions/admin.css"]}
+
     @admin.display(description=_("question text"))
     def text_excerpt(self, obj: Question) -> str:
-        return Truncator(obj.text).chars(60)
+        return format_html(
+            '<span class="mc-question-text">{}</span>', Truncator(obj.text).chars(200)
+        )
+
+    @admin.display(description=_("formula"))
+    def formula(self, obj: Question):
+        """The source MathML drawn (sanitised); a text-only question shows its LaTeX."""
+        if obj.mathml:
+            return mathml_html(obj.mathml, raw=False)
+        return latex_html(obj.latex, raw=False)
+
+    @admin.display(description=_("LaTeX locked"), ordering="latex_locked", empty_value="")
+    def locked_mark(self, obj: Question) -> str:
+        if not obj.latex_locked:
+            return ""
+        return format_html(
+            '<span class="mc-locked" title="{}">{}</span>', _("LaTeX locked"), _("locked")
+        )
+
+    @admin.display(description=_("formula (drawn)"))
+    def mathml_drawn(self, obj: Question):
+        return mathml_html(obj.mathml)
+
+    @admin.display(description=_("LaTeX (drawn)"))
+    def latex_drawn(self, obj: Question):
+        return latex_html(obj.latex)
 
     # --- permissions: importing changes questions, exporting only reads them ------------
 
@@ -182,6 +232,10 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
         form = kwargs.get("form")
         cleaned = getattr(form, "cleaned_data", None) or {}
         return {"allow_empty_mathml": bool(cleaned.get("allow_empty_mathml"))}
+
+    def get_import_data_kwargs(self, **kwargs):
+        # The preview draws each row's formula from its (unsaved) question.
+        return {**super().get_import_data_kwargs(**kwargs), "retain_instance_in_row_result": True}
 
     def get_confirm_form_initial(self, request, import_form):
         initial = super().get_confirm_form_initial(request, import_form)

@@ -58,6 +58,15 @@
     }
   }
 
+  function leaveLatexMode() {
+    // MathLive's LaTeX mode (entered with Esc or a backslash) keeps what is typed outside
+    // the value until it is left: value reads '' and setValue shows raw text. Switching
+    // back to math mode commits the typed LaTeX, so value and the next setValue work.
+    if (edit.mode && edit.mode !== "math") {
+      edit.mode = "math";
+    }
+  }
+
   function show(data) {
     current = data.item;
     byId("mc-remaining").textContent = `${data.remaining}${data.remaining_capped ? "+" : ""}`;
@@ -87,6 +96,10 @@
     rendered.hidden = !current.renderable;
     byId("mc-not-rendered").hidden = current.renderable;
     setMath(rendered, current.renderable ? current.latex : "");
+    if (document.activeElement === edit) {
+      edit.blur(); // the next result starts with the keys free for A / R / S / E
+    }
+    leaveLatexMode();
     setMath(edit, current.renderable ? current.latex : "");
     byId("mc-edit-latex").textContent = current.renderable ? current.latex : "";
 
@@ -109,6 +122,7 @@
     busy = true;
     const body = { action };
     if (action === "edit") {
+      leaveLatexMode();
       body.latex = edit.value !== undefined ? edit.value : edit.textContent;
     }
     const itemId = current.id;
@@ -128,9 +142,6 @@
         return;
       }
       flash(data.ok ? data.message : data.error, !data.ok);
-      if (document.activeElement === edit) {
-        edit.blur(); // the next result starts with the keys free for A / R / S / E
-      }
       show(data);
     } catch (error) {
       flash(root.dataset.msgFailed, true);
@@ -146,6 +157,7 @@
   edit.addEventListener("input", () => {
     byId("mc-edit-latex").textContent = edit.value;
   });
+  edit.addEventListener("blur", leaveLatexMode);
 
   // Capture phase: the keys are seen before MathLive handles them inside its field.
   document.addEventListener(
@@ -161,6 +173,10 @@
       }
       if (inEditor) {
         if (event.key === "Escape") {
+          // Esc leaves the editor; MathLive would otherwise switch to its LaTeX mode.
+          event.preventDefault();
+          event.stopPropagation();
+          leaveLatexMode();
           edit.blur();
         }
         return;
