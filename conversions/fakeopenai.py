@@ -18,8 +18,9 @@ and ranges.
 Fault decisions are seeded by (--seed, input, attempt number), so a test run is
 reproducible. Inputs can also carry a directive that forces a fault, for tests that
 need one particular item to fail: "fake:status=400", "fake:status=503*2" (the first two
-attempts), "fake:hang", "fake:wrong", "fake:garbage" (each with an optional *N); a forced
-429 asks the client to wait --retry-after seconds.
+attempts), "fake:hang", "fake:wrong", "fake:drop" (the last letter or digit left out),
+"fake:garbage" (each with an optional *N); a forced 429 asks the client to wait
+--retry-after seconds.
 
 GET /_stats returns request counters, including per-input counts keyed by input_key();
 POST /_reset clears them; POST /_config changes options on a running server.
@@ -248,6 +249,19 @@ def wrong_latex(latex: str, rng: random.Random) -> str:
     return latex + "+1"
 
 
+_DRAWN_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|[A-Za-z0-9]")
+
+
+def dropped_latex(latex: str) -> str:
+    """The answer with its last letter or digit left out (not one of a command's name):
+    a wrong answer of the kind only the no-silent-loss check is sure to catch."""
+    last = [m for m in _DRAWN_TOKEN.finditer(latex) if len(m.group(0)) == 1]
+    if not last:
+        return latex
+    at = last[-1].start()
+    return latex[:at] + latex[at + 1 :]
+
+
 def schema_instance(schema: dict, rng: random.Random, *, wrong: bool = False) -> object:
     """A deterministic value satisfying a JSON schema (or, when wrong, one that breaks it)."""
     kind = schema.get("type")
@@ -411,7 +425,7 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)}m{rest:.0f}s"
 
 
-_DIRECTIVE = re.compile(r"fake:(status=(\d{3})|hang|wrong|garbage)(?:\*(\d+))?")
+_DIRECTIVE = re.compile(r"fake:(status=(\d{3})|hang|wrong|drop|garbage)(?:\*(\d+))?")
 
 
 # -- the server -------------------------------------------------------------------------------
@@ -706,6 +720,8 @@ class FakeOpenAI:
             latex = expected_latex(source)
             if wrong:
                 latex = wrong_latex(latex, _seeded(options.seed, key, attempt, "wrong"))
+            elif decision == "drop":
+                latex = dropped_latex(latex)
             answer = {"latex": latex}
         else:
             answer = schema_instance(schema, rng, wrong=wrong)

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from conversions import labeling
 from conversions.cache import CachedResult
-from conversions.converters import ConversionError, mathml_to_latex, validate
+from conversions.converters import ConversionError, account, mathml_to_latex, validate
 from conversions.converters.errors import InvalidMathML
 from conversions.engine.types import Outcome
 from conversions.models import Item, ModelPrice
@@ -70,10 +70,17 @@ class ItemResult:
 def validated_result(
     *, item_id: int, question_id: int, mathml: str, latex: str, route: str
 ) -> ItemResult:
-    """LaTeX checked against its MathML: succeeded, or needs review with the reasons."""
+    """LaTeX checked against its MathML: succeeded, or needs review with the reasons.
+
+    Every backend's LaTeX goes through here (rules, openai, hybrid, cache hits), so the
+    no-silent-loss check (converters.account: every character the source draws is drawn)
+    holds for all of them: anything unaccounted for is validation_failed with one reason
+    per lost item, whatever the validator's score.
+    """
     check = validate(mathml, latex)
-    ok = bool(check.ok)
-    reasons = list(check.reasons)
+    lost = account(mathml, latex)
+    ok = bool(check.ok) and not lost
+    reasons = list(check.reasons) + [r for r in lost if r not in check.reasons]
     problem = "; ".join(str(r) for r in reasons) or (
         f"validation score {check.score:.2f} is below the threshold"
     )
