@@ -29,7 +29,11 @@ from conversions.results import ItemResult, checked
 
 
 def is_stem(mathml: str) -> bool:
-    """The rule for what a job converts as a document: converters.is_document."""
+    """The rule for what is converted as a document: converters.is_document, except for
+    XML documents (an XML declaration or DOCTYPE first), which are one formula's MathML
+    and get the MathML parser's checks and messages."""
+    if mathml.lstrip().startswith(("<?", "<!")):
+        return False
     return is_document(mathml)
 
 

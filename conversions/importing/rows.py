@@ -17,9 +17,11 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from lxml import etree
 
-from conversions.converters import InvalidMathML, is_document, parse_mathml, split_document
+from conversions.converters import InvalidMathML, parse_mathml, split_document
+from conversions.converters.parse import default_limits
 from conversions.importing.sources import cell_text, json_depth
 from conversions.models import Question
+from conversions.stems import is_stem
 
 QUESTION_FIELDS = ("mathml", "text", "subject", "grade", "metadata")
 COLUMN_ALIASES = {
@@ -119,6 +121,12 @@ def stem_problems(text: str) -> list[str]:
     """Why a stem (HTML or text with formulas, converters.is_document) cannot be imported:
     markup that scripts or styles a page anywhere in it, or a formula that is not MathML.
     [] for a good stem. The formulas are named by position ("formula 2")."""
+    max_bytes = default_limits()[0]
+    if len(text.encode()) > max_bytes:
+        return [
+            _("invalid MathML: %(reason)s")
+            % {"reason": f"too big: {len(text.encode()):,} bytes (the limit is {max_bytes:,})"}
+        ]
     unsafe = ""
     try:
         unsafe = unsafe_mathml_part(lxml.html.fragment_fromstring(text, create_parent="div"))
@@ -312,7 +320,7 @@ class RowValidator:
             )
         else:
             self.first_row[question_id] = number
-        if mathml.strip() and is_document(mathml):
+        if mathml.strip() and is_stem(mathml):
             problems.extend(stem_problems(mathml))
         elif mathml.strip():
             try:
