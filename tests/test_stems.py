@@ -7,12 +7,15 @@ import io
 import json
 
 import pytest
+from django.core.management import call_command
+from django.urls import reverse
 
 from conversions import exporting, services, tasks
 from conversions.importing.rows import stem_problems
 from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
 from tests import jobutil
+from tests.adminutil import login, staff_user
 from tests.jobutil import calls
 
 llm = jobutil.llm  # the fixture
@@ -103,8 +106,6 @@ def test_import_accepts_stems_and_refuses_scripts_in_them(tmp_path):
     path = tmp_path / "stems.csv"
     with path.open("w", newline="", encoding="utf-8") as fp:
         csv.writer(fp).writerows([["question_id", "mathml"], ["S-1", STEM]])
-    from django.core.management import call_command
-
     call_command("import_questions", str(path), stdout=io.StringIO())
     assert Question.objects.get(question_id="S-1").mathml == STEM
 
@@ -121,3 +122,47 @@ def test_exports_carry_the_converted_stem():
         )
     )
     assert rows[1][rows[0].index("latex")] == item.result_latex
+
+
+def decide(client, item: Item, body: dict):
+    url = reverse("admin:conversions_item_review_decide", args=[item.pk])
+    return client.post(url, json.dumps(body), content_type="application/json")
+
+
+def test_a_reviewer_fixes_one_formula_and_the_stem_is_rendered_again_and_approved(client, llm):
+    reviewer = staff_user("rita", "reviewers")
+    login(client, reviewer)
+    wrong = '<math><mi>y</mi><mglyph src="s.png" alt="s"/><mtext>fake:wrong</mtext></math>'
+    item = run(Job.Backend.HYBRID, STEM.replace(F3, wrong))
+    assert item.status == Item.Status.NEEDS_REVIEW
+
+    page = client.get(reverse("admin:conversions_item_review"))
+    stem = page.context["initial"]["item"]["stem"]
+    assert stem["source_html"].count("<math") == 3 and "mglyph" not in stem["source_html"]
+    assert "넓이는" in stem["result_html"] and stem["result_html"].count("\\(") == 2
+    assert [bool(f["error"]) for f in stem["formulas"]] == [False, False, True]
+
+    for body, message in (
+        ({"action": "formula", "index": 3, "latex": "y"}, "There is no such formula"),
+        ({"action": "formula", "index": "2", "latex": "y"}, "There is no such formula"),
+        ({"action": "formula", "index": 2, "latex": "\\href{x}{y}"}, "\\href"),
+        ({"action": "formula", "index": 2, "latex": "\\frac{1}"}, "argument"),
+        ({"action": "formula", "index": 2, "latex": "  "}, "empty"),
+    ):
+        answer = decide(client, item, body)
+        assert answer.status_code == 400, body
+        assert message in answer.json()["error"], (body, answer.json())
+    assert Question.objects.get(pk=item.question_id).latex == ""
+
+    answer = decide(client, item, {"action": "formula", "index": 2, "latex": "y"})
+    assert answer.status_code == 200 and answer.json()["ok"], answer.json()
+    question = Question.objects.get(pk=item.question_id)
+    assert question.latex == (
+        "<p>넓이는 \\(\\frac{1}{2}\\)이고, 다음 식 \\[x^2=4\\]을 만족하는 값은 \\(y\\)이다.</p>"
+    )
+    assert question.latex_locked
+    assert [f["route"] for f in question.formulas] == ["rules", "rules", "review"]
+    assert question.formulas[2]["reasons"]  # the fix is validated: y alone loses the glyph
+    item.refresh_from_db()
+    assert item.review_status == Item.ReviewStatus.EDITED
+    assert item.result_formulas[2]["route"] == "llm"  # the job's own result is kept
