@@ -115,7 +115,8 @@ def question_record(question: Question, latest: Item | None) -> dict:
         "subject": question.subject,
         "grade": question.grade,
         "metadata": question.metadata,
-        "latex": question.latex,
+        "latex": question.latex,  # a stem's whole converted document (conversions/stems.py)
+        "formulas": question.formulas,  # a stem's per-formula results; None for a formula
         "conversion_state": question.conversion_state,
         "latex_locked": question.latex_locked,
         "latex_accepted_by": accepted_by.get_username() if accepted_by else None,

@@ -66,6 +66,11 @@ class Question(models.Model):
         related_name="+",
     )
     latex_accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
+    # A stem (HTML or text with formulas, converters.is_document(mathml)) is converted
+    # formula by formula: `latex` then holds the whole converted stem and `formulas` one
+    # entry per formula, in order (conversions/stems.py: mathml, display, latex, error,
+    # score, reasons). None for a bare formula.
+    formulas = models.JSONField(_("formulas"), null=True, blank=True)
 
     # Model output and reviewer corrections are kept apart: `labels` is what the last
     # labeling job produced, `labels_corrected` what a reviewer set (wins when present).
@@ -293,6 +298,8 @@ class Item(models.Model):
 
     result_latex = models.TextField(_("result LaTeX"), blank=True)
     result_labels = models.JSONField(_("result labels"), null=True, blank=True)
+    # A stem's per-formula results (conversions/stems.py); result_latex is the whole stem.
+    result_formulas = models.JSONField(_("result formulas"), null=True, blank=True)
     route = models.CharField(_("route"), max_length=8, choices=Route.choices, blank=True)
     cached = models.BooleanField(_("cache hit"), default=False)
 

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from conversions import labeling
 from conversions.cache import CachedResult
-from conversions.converters import ConversionError, mathml_to_latex, validate
+from conversions.converters import ConversionError, account, mathml_to_latex, validate
 from conversions.converters.errors import InvalidMathML
 from conversions.engine.types import Outcome
 from conversions.models import Item, ModelPrice
@@ -55,6 +55,8 @@ class ItemResult:
     cache_key: str = ""  # set on fresh results to store, and on cache hits to count
     finished_at: datetime | None = None  # when the result came back (default: when written)
     refused: bool = False  # the endpoint refused the call (401/403/404): not stored
+    formulas: list | None = None  # a stem's per-formula entries (conversions/stems.py)
+    more_cache: list = field(default_factory=list)  # a stem's formulas' CachedResults to store
 
     def cache_entry(self) -> CachedResult:
         return CachedResult(
@@ -67,23 +69,35 @@ class ItemResult:
         )
 
 
+def checked(mathml: str, latex: str) -> tuple[bool, float, list[str]]:
+    """(ok, score 0..1, reasons) for LaTeX against its MathML: the validator's verdict and
+    the no-silent-loss check (converters.account) together; ok needs both."""
+    check = validate(mathml, latex)
+    lost = account(mathml, latex)
+    reasons = [str(r) for r in check.reasons]
+    reasons += [r for r in lost if r not in reasons]
+    return bool(check.ok) and not lost, float(check.score), reasons
+
+
 def validated_result(
     *, item_id: int, question_id: int, mathml: str, latex: str, route: str
 ) -> ItemResult:
-    """LaTeX checked against its MathML: succeeded, or needs review with the reasons."""
-    check = validate(mathml, latex)
-    ok = bool(check.ok)
-    reasons = list(check.reasons)
-    problem = "; ".join(str(r) for r in reasons) or (
-        f"validation score {check.score:.2f} is below the threshold"
-    )
+    """LaTeX checked against its MathML: succeeded, or needs review with the reasons.
+
+    Every backend's LaTeX goes through here (rules, openai, hybrid, cache hits), so the
+    no-silent-loss check (converters.account: every character the source draws is drawn)
+    holds for all of them: anything unaccounted for is validation_failed with one reason
+    per lost item, whatever the validator's score.
+    """
+    ok, score, reasons = checked(mathml, latex)
+    problem = "; ".join(reasons) or f"validation score {score:.2f} is below the threshold"
     return ItemResult(
         item_id=item_id,
         question_id=question_id,
         status=Item.Status.SUCCEEDED if ok else Item.Status.NEEDS_REVIEW,
         latex=latex,
         route=route,
-        validation_score=float(check.score),
+        validation_score=score,
         validation_reasons=reasons,
         error_category="" if ok else Item.ErrorCategory.VALIDATION_FAILED,
         error_message="" if ok else problem[:2000],

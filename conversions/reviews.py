@@ -92,6 +92,19 @@ def item_edit_approve(*, item: Item, user, latex: str, comment: str = "") -> Rev
     )
 
 
+def item_document_edit(*, item: Item, user, document: str, comment: str = "") -> ReviewEvent:
+    """Approve a stem's item with its document rendered again after a reviewer fixed one
+    formula (conversions/stem_reviews.py checks that formula's LaTeX before this)."""
+    return _decide(
+        item=item,
+        user=user,
+        action=ReviewEvent.Action.EDIT,
+        review_status=Item.ReviewStatus.EDITED,
+        latex=document,
+        comment=comment,
+    )
+
+
 def item_reject(*, item: Item, user, comment: str = "") -> ReviewEvent:
     return _decide(
         item=item,

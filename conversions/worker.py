@@ -50,6 +50,7 @@ from conversions.results import (
     rules_result,
     skipped_result,
 )
+from conversions.stems import StemWork, entry, entry_ok, is_stem, rules_entry, rules_stem_result
 
 STATUS_CHECK_S = 0.5
 FLUSH_S = 0.5
@@ -72,13 +73,27 @@ class _Pending:
     hint: str = ""
     rules_ms: float = 0.0
     followers: list[_Pending] = field(default_factory=list)
+    # One formula of a stem (conversions/stems.py): its own call, under its own id.
+    stem: StemWork | None = None
+    index: int = 0
+    work_id: int = 0
+
+    @property
+    def mathml(self) -> str:
+        if self.stem is not None:
+            return self.stem.stem.formulas[self.index].mathml
+        return self.item.question.mathml
+
+    @property
+    def key_id(self) -> int:
+        return self.work_id or self.item.pk
 
     def work_item(self) -> WorkItem:
         q = self.item.question
         return WorkItem(
-            item_id=self.item.pk,
-            ref=q.question_id,
-            mathml=q.mathml,
+            item_id=self.key_id,
+            ref=q.question_id if self.stem is None else f"{q.question_id}#{self.index + 1}",
+            mathml=self.mathml,
             text=q.text,
             hint=self.hint,
             batch_no=self.batch_no,
@@ -121,6 +136,7 @@ class JobWorker:
         # repeated in a later batch is not called again before the flush.
         self.fresh: dict[str, CachedResult] = {}
         self.endpoint_refusals = 0  # consecutive 401/403/404 answers
+        self.formula_ids = 0  # a stem's formulas are sent under ids -1, -2, ...
         now = time.monotonic()
         self.last_check = self.last_flush = self.last_renew = now
 
@@ -293,9 +309,10 @@ class JobWorker:
         return None
 
     def _rules(self, item: Item) -> ItemResult:
-        return rules_result(
-            item_id=item.pk, question_id=item.question_id, mathml=item.question.mathml
-        )
+        mathml = item.question.mathml
+        if is_stem(mathml):
+            return rules_stem_result(item_id=item.pk, question_id=item.question_id, mathml=mathml)
+        return rules_result(item_id=item.pk, question_id=item.question_id, mathml=mathml)
 
     def _cached(self, pending: _Pending, hit: CachedResult) -> ItemResult:
         item = pending.item
@@ -430,6 +447,9 @@ class JobWorker:
             if skipped:
                 self._add(batch.batch_no, item, skipped)
                 continue
+            if job.kind == Job.Kind.CONVERT and is_stem(item.question.mathml):
+                self._route_stem(item, batch.batch_no, use_cache)
+                continue
             pending = _Pending(item=item, batch_no=batch.batch_no)
             if job.backend == Job.Backend.HYBRID:
                 started = time.perf_counter()
@@ -458,12 +478,87 @@ class JobWorker:
             if pending.key in hits:
                 self._add(pending.batch_no, pending.item, self._cached(pending, hits[pending.key]))
                 continue
-            self.in_flight[pending.item.pk] = pending
+            self.in_flight[pending.key_id] = pending
             leader = self.leaders.get(pending.key) if use_cache else None
             if leader is not None:
                 leader.followers.append(pending)
             else:
                 self._send(pending)
+
+    def _route_stem(self, item: Item, batch_no: int, use_cache: bool) -> None:
+        """A stem, formula by formula: hybrid keeps what the rules converter did right;
+        a validated cache hit is used; every other formula gets its own call."""
+        job = self.job
+        work = StemWork.start(
+            item_id=item.pk, question_id=item.question_id, mathml=item.question.mathml
+        )
+        if isinstance(work, ItemResult):
+            self._add(batch_no, item, work)
+            return
+        work.batch_no = batch_no
+        to_llm: list[_Pending] = []
+        for index, formula in enumerate(work.stem.formulas):
+            pending = _Pending(item=item, batch_no=batch_no, stem=work, index=index)
+            if job.backend == Job.Backend.HYBRID:
+                rules, _unreadable = rules_entry(formula.mathml, formula.display)
+                if entry_ok(rules):
+                    work.formulas[index] = rules
+                    continue
+                pending.hint = rules["latex"] or ""
+            if use_cache:
+                pending.key = cache_key(
+                    kind=job.kind,
+                    backend=job.backend,
+                    model=job.model,
+                    prompt_version=job.prompt_version,
+                    mathml=formula.mathml,
+                )
+            to_llm.append(pending)
+        hits = {}
+        if use_cache and to_llm:
+            hits = cache_lookup(keys=[p.key for p in to_llm if p.key not in self.fresh])
+            hits.update(self.fresh)
+        for pending in to_llm:
+            formula = work.stem.formulas[pending.index]
+            hit = hits.get(pending.key) if pending.key else None
+            if hit is not None:
+                cached = entry(formula.mathml, formula.display, hit.latex, Item.Route.CACHE)
+                if entry_ok(cached):
+                    work.formulas[pending.index] = cached
+                    work.cost_saved_usd += hit.cost_usd
+                    continue
+            self.formula_ids += 1
+            pending.work_id = -self.formula_ids
+            self.in_flight[pending.work_id] = pending
+            self.backlog.append(pending)
+        if work.done:
+            self._add(batch_no, item, work.result())
+
+    def _on_formula_outcome(self, pending: _Pending, outcome: Outcome) -> None:
+        work = pending.stem
+        formula = work.stem.formulas[pending.index]
+        call = outcome_result(
+            outcome,
+            item_id=pending.item.pk,
+            question_id=pending.item.question_id,
+            mathml=formula.mathml,
+            labeling_job=False,
+            price=self.price,
+            cache_key=pending.key,
+        )
+        work.calls.append(call)
+        if call.status == Item.Status.FAILED:
+            work.formulas[pending.index] = entry(
+                formula.mathml, formula.display, None, Item.Route.LLM, call.error_message
+            )
+        else:
+            work.formulas[pending.index] = entry(
+                formula.mathml, formula.display, call.latex, Item.Route.LLM
+            )
+            if call.cache_key and call.status == Item.Status.SUCCEEDED:
+                self.fresh[call.cache_key] = call.cache_entry()
+        if work.done:
+            self._add(work.batch_no, pending.item, work.result())
 
     def _send(self, pending: _Pending) -> None:
         self.leaders[pending.key] = pending
@@ -474,6 +569,9 @@ class JobWorker:
         if pending is None:
             return
         self._check_endpoint(outcome)
+        if pending.stem is not None:
+            self._on_formula_outcome(pending, outcome)
+            return
         result = self._from_outcome(pending, outcome)
         self._add(pending.batch_no, pending.item, result)
         if result.cache_key and result.status == Item.Status.SUCCEEDED:

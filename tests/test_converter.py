@@ -1,16 +1,21 @@
 """The deterministic MathML -> LaTeX converter and its safe parser (no database)."""
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
 from conversions.converters import (
     ConversionError,
     InvalidMathML,
+    account,
     mathml_to_latex,
     normalize_mathml,
     parse_mathml,
+    validate,
 )
+from conversions.converters.commands import forbidden_commands
 from conversions.converters.parse import default_limits
 from conversions.converters.validate import syntax_problems
 
@@ -61,7 +66,7 @@ TEXT = [
     ("<mi>넓이</mi><mo>=</mo><mn>3</mn>", "\\text{넓이}=3"),
     (
         "<mtext>a{b}$c &amp; 50% #1 a_b ^~\\</mtext>",
-        "\\text{a\\{b\\}\\$c \\& 50\\% \\#1 a\\_b }\\unicode{x5E}\\unicode{x7E}\\backslash",
+        "\\text{a\\{b\\}\\$c \\& 50\\% \\#1 a\\_b }\\hat{}{\\sim}\\backslash",
     ),
     ('<mtext mathvariant="bold">Note</mtext>', "\\textbf{Note}"),
     ("<ms>abc</ms>", "\\text{“abc”}"),
@@ -260,6 +265,40 @@ def test_converts(mathml, latex):
 @pytest.mark.parametrize(("mathml", "latex"), ALL)
 def test_outputs_are_mathlive_latex(mathml, latex):
     assert syntax_problems(convert(mathml)) == []
+
+
+@pytest.mark.parametrize(("mathml", "latex"), ALL)
+def test_outputs_use_no_forbidden_command(mathml, latex):
+    assert forbidden_commands(convert(mathml)) == []
+
+
+def test_dev_corpus_outputs_use_no_forbidden_command():
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "mathml_dev.jsonl"
+    if not corpus.exists():
+        corpus = Path("/work/shared/corpus/mathml_dev.jsonl")
+    if not corpus.exists():
+        pytest.skip("the shared dev corpus is not on this machine")
+    refused = []
+    for line in corpus.read_text(encoding="utf-8").split("\n"):
+        if not line.strip():
+            continue
+        case = json.loads(line)
+        try:
+            latex = mathml_to_latex(case["mathml"])
+        except ConversionError:
+            continue
+        if forbidden_commands(latex):
+            refused.append((case["id"], latex))
+    assert refused == []
+
+
+@pytest.mark.parametrize("text", ["a^b", "a~b", "x^2~y\\z", "^", "~"])
+def test_carets_and_tildes_in_text_are_written_so_the_validator_accepts_them(text):
+    mathml = f"<math><mtext>{text}</mtext></math>"
+    latex = mathml_to_latex(mathml)
+    assert "\\unicode" not in latex
+    assert validate(mathml, latex).ok
+    assert account(mathml, latex) == []
 
 
 @pytest.mark.parametrize(

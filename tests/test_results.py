@@ -147,3 +147,39 @@ def test_job_settings_map_onto_job_fields_and_fill_the_default_model(settings):
     assert fields["prompt_version"]
     assert JobSettings(backend=Job.Backend.RULES).resolved().model == ""
     assert JobSettings(backend=Job.Backend.RULES, limit=7).item_limit() == 7
+
+
+# Wrong answers the validator's round trip lets through (it compares structure), which
+# the no-silent-loss check (converters.account) catches: a semantics with several
+# presentation children kept only in part, a forced line break run together.
+SEMANTICS = (
+    f"<math {NS}><semantics><mi>a</mi><mo>+</mo><mi>b</mi>"
+    '<annotation encoding="LaTeX">a+b</annotation></semantics></math>'
+)
+LINE_BREAK = f'<math {NS}><mi>a</mi><mspace linebreak="newline"/><mi>b</mi></math>'
+
+
+def test_an_llm_answer_that_loses_content_needs_review_with_the_lost_items_as_reasons():
+    for mathml, latex, lost in ((SEMANTICS, "a", "'+'"), (LINE_BREAK, "ab", "줄바꿈")):
+        result = outcome_result(
+            outcome(value={"latex": latex}),
+            item_id=7,
+            question_id=3,
+            mathml=mathml,
+            labeling_job=False,
+            price=None,
+            cache_key="k1",
+        )
+        assert (result.status, result.error_category) == ("needs_review", "validation_failed")
+        assert any(reason.startswith(lost) for reason in result.validation_reasons)
+        assert lost in result.error_message
+        assert result.cache_key == ""  # never stored as a good answer
+
+
+def test_a_cache_hit_that_loses_content_is_not_a_success():
+    hit = CachedResult(
+        key="k1", latex="a", validation_score=1.0, tokens_in=1, tokens_out=1, cost_usd=Decimal(0)
+    )
+    result = cached_result(item_id=7, question_id=3, mathml=SEMANTICS, hit=hit)
+    assert (result.status, result.error_category) == ("needs_review", "validation_failed")
+    assert "'b'이(가) 결과에 빠졌습니다 (원본 1개, 결과 0개)" in result.validation_reasons

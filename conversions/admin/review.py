@@ -22,7 +22,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from conversions import reviews
+from conversions import reviews, stem_reviews
 from conversions.admin.access import REVIEW_ITEMS, require_perm, with_csp
 from conversions.admin.lists import CappedCountPaginator
 from conversions.models import Item, Job, ReviewEvent
@@ -110,6 +110,7 @@ def item_payload(item: Item) -> dict:
         "route": item.get_route_display() if item.route else "",
         "status": item.get_status_display(),
         "review_status": item.get_review_status_display(),
+        "stem": stem_reviews.stem_payload(item),
         "history": [
             {
                 "at": event.created_at.isoformat(),
@@ -178,6 +179,7 @@ DECISIONS = {
     "reject": reviews.item_reject,
     "skip": reviews.item_skip,
     "edit": reviews.item_edit_approve,
+    "formula": stem_reviews.item_formula_edit,  # one formula of a stem
 }
 
 
@@ -194,8 +196,10 @@ def review_decide(request, item_id: int):
         return JsonResponse({"ok": False, "error": _("Unknown action.")}, status=400)
     item = get_object_or_404(Item, pk=item_id)
     kwargs = {"item": item, "user": request.user}
-    if action == "edit":
+    if action in ("edit", "formula"):
         kwargs["latex"] = str(body.get("latex") or "")
+    if action == "formula":
+        kwargs["index"] = body.get("index")
     if action != "skip":
         kwargs["comment"] = str(body.get("comment") or "")[:1000]
     status = 200

@@ -42,7 +42,7 @@ _TEXT_ESCAPES = {
     "%": "\\%",
 }
 # Characters \text{} cannot hold in both MathJax and MathLive: written in math mode.
-_TEXT_BREAKOUTS = {"\\": "\\backslash", "^": "\\unicode{x5E}", "~": "\\unicode{x7E}"}
+_TEXT_BREAKOUTS = {"\\": "\\backslash", "^": "\\hat{}", "~": "{\\sim}"}
 _TEXT_SPECIAL = re.compile("[{}$&#_%\\\\^~\u2061-\u2064\u200b-\u200d\ufeff]")
 _CONTENT_MATHML = frozenset(
     [

@@ -553,6 +553,9 @@ _LATEX_REWRITES = (
     (re.compile(r"\\(begin|end)\{(?:eqnarray|multline)\*?\}"), r"\\\1{matrix}"),
     (re.compile(r"\\begin\{([pbBvV]?matrix|smallmatrix)\*\}(?:\[[lcr]\])?"), r"\\begin{\1}"),
     (re.compile(r"\\end\{([pbBvV]?matrix|smallmatrix)\*\}"), r"\\end{\1}"),
+    # an accent over nothing draws the accent character itself: the converter writes a
+    # caret outside \text{} so (\unicode{x5E} is forbidden, commands.forbidden_commands)
+    (re.compile(r"\\hat\{\s*\}"), r"\\unicode{x5E}"),
     (re.compile(r"\\lparen(?![A-Za-z])"), "("),
     (re.compile(r"\\left<"), r"\\left\\langle "),
     (re.compile(r"\\right>"), r"\\right\\rangle "),

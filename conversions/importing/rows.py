@@ -12,12 +12,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import lxml.html
 from django.conf import settings
 from django.utils.translation import gettext as _
+from lxml import etree
 
-from conversions.converters import InvalidMathML, parse_mathml
+from conversions.converters import InvalidMathML, parse_mathml, split_document
+from conversions.converters.parse import default_limits
 from conversions.importing.sources import cell_text, json_depth
 from conversions.models import Question
+from conversions.stems import is_stem
 
 QUESTION_FIELDS = ("mathml", "text", "subject", "grade", "metadata")
 COLUMN_ALIASES = {
@@ -32,6 +36,7 @@ COLUMN_ALIASES = {
 RESULT_COLUMNS = frozenset(
     {
         "latex",
+        "formulas",
         "conversion_state",
         "latex_locked",
         "latex_accepted_by",
@@ -110,6 +115,45 @@ def unsafe_mathml_part(root) -> str:
             ):
                 return f'{attribute}="{value[:40]}"'
     return ""
+
+
+def stem_problems(text: str) -> list[str]:
+    """Why a stem (HTML or text with formulas, converters.is_document) cannot be imported:
+    markup that scripts or styles a page anywhere in it, or a formula that is not MathML.
+    [] for a good stem. The formulas are named by position ("formula 2")."""
+    max_bytes = default_limits()[0]
+    if len(text.encode()) > max_bytes:
+        return [
+            _("invalid MathML: %(reason)s")
+            % {"reason": f"too big: {len(text.encode()):,} bytes (the limit is {max_bytes:,})"}
+        ]
+    unsafe = ""
+    try:
+        unsafe = unsafe_mathml_part(lxml.html.fragment_fromstring(text, create_parent="div"))
+        formulas = split_document(text).formulas
+    except (ValueError, etree.ParserError) as exc:
+        return [_("the question stem cannot be read: %(reason)s") % {"reason": exc}]
+    if unsafe:
+        return [
+            _("MathML holds %(part)s, which is not maths and could run in a page")
+            % {"part": unsafe}
+        ]
+    problems = []
+    for number, formula in enumerate(formulas, start=1):
+        try:
+            unsafe = unsafe_mathml_part(parse_mathml(formula.mathml))
+        except InvalidMathML as exc:
+            problems.append(
+                _("formula %(n)d of the stem: invalid MathML: %(reason)s")
+                % {"n": number, "reason": exc}
+            )
+            continue
+        if unsafe:
+            problems.append(
+                _("MathML holds %(part)s, which is not maths and could run in a page")
+                % {"part": unsafe}
+            )
+    return problems
 
 
 def has_nul(*values: object) -> bool:
@@ -276,7 +320,9 @@ class RowValidator:
             )
         else:
             self.first_row[question_id] = number
-        if mathml.strip():
+        if mathml.strip() and is_stem(mathml):
+            problems.extend(stem_problems(mathml))
+        elif mathml.strip():
             try:
                 unsafe = unsafe_mathml_part(parse_mathml(mathml))
             except InvalidMathML as exc:

@@ -163,6 +163,7 @@ RESULT_FIELDS = [
     "status",
     "result_latex",
     "result_labels",
+    "result_formulas",
     "route",
     "cached",
     "validation_score",
@@ -214,7 +215,8 @@ def outcomes_record(*, job: Job, owner: str, results: Sequence[ItemResult]) -> l
                 r.cache_entry()
                 for r in written
                 if r.cache_key and not r.cached and r.status == Item.Status.SUCCEEDED
-            ],
+            ]
+            + [entry for r in written for entry in r.more_cache],
             kind=job.kind,
         )
         cache_count_hits(keys=[r.cache_key for r in written if r.cached and r.cache_key])
@@ -226,6 +228,7 @@ def _apply_result(item: Item, result: ItemResult, now) -> None:
     item.status = result.status
     item.result_latex = result.latex
     item.result_labels = result.labels
+    item.result_formulas = result.formulas
     item.route = result.route
     item.cached = result.cached
     item.validation_score = result.validation_score
@@ -256,7 +259,7 @@ def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
         return
     if job.kind != Job.Kind.CONVERT or not results:
         return
-    questions = Question.objects.only("id", "latex_locked", "conversion_state").in_bulk(
+    questions = Question.objects.only("id", "latex_locked", "conversion_state", "formulas").in_bulk(
         [r.question_id for r in results]
     )
     changed = []
@@ -267,6 +270,7 @@ def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
             continue
         if result.status == Item.Status.SUCCEEDED:
             question.latex = result.latex
+            question.formulas = result.formulas
             question.conversion_state = state.CONVERTED
             question.latex_locked = False
             question.latex_accepted_by = None
@@ -284,6 +288,7 @@ def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
         changed.append(question)
     fields = [
         "latex",
+        "formulas",
         "conversion_state",
         "latex_locked",
         "latex_accepted_by",

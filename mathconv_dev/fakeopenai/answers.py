@@ -154,6 +154,19 @@ def wrong_latex(latex: str, rng: random.Random) -> str:
     return latex + "+1"
 
 
+_DRAWN_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|[A-Za-z0-9]")
+
+
+def dropped_latex(latex: str) -> str:
+    """The answer with its last letter or digit left out (not one of a command's name):
+    a wrong answer of the kind only the no-silent-loss check is sure to catch."""
+    last = [m for m in _DRAWN_TOKEN.finditer(latex) if len(m.group(0)) == 1]
+    if not last:
+        return latex
+    at = last[-1].start()
+    return latex[:at] + latex[at + 1 :]
+
+
 def schema_instance(schema: dict, rng: random.Random, *, wrong: bool = False) -> object:
     """A deterministic value satisfying a JSON schema (or, when wrong, one that breaks it)."""
     kind = schema.get("type")

@@ -118,4 +118,4 @@ def duration(seconds: float) -> str:
     return f"{int(minutes)}m{rest:.0f}s"
 
 
-DIRECTIVE = re.compile(r"fake:(status=(\d{3})|hang|wrong|garbage)(?:\*(\d+))?")
+DIRECTIVE = re.compile(r"fake:(status=(\d{3})|hang|wrong|drop|garbage)(?:\*(\d+))?")

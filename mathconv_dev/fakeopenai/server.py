@@ -21,7 +21,8 @@ schema's enums and ranges.
 Fault decisions are seeded by (--seed, input, attempt number), so a test run is
 reproducible. Inputs can also carry a directive that forces a fault, for tests that need
 one particular item to fail: "fake:status=400", "fake:status=503*2" (the first two
-attempts), "fake:hang", "fake:wrong", "fake:garbage" (each with an optional *N); a forced
+attempts), "fake:hang", "fake:wrong", "fake:drop" (the last letter or
+digit left out), "fake:garbage" (each with an optional *N); a forced
 429 asks the client to wait --retry-after seconds.
 
 GET /_stats returns request counters, including per-input counts keyed by input_key();
@@ -48,6 +49,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from mathconv_dev.fakeopenai.answers import (
+    dropped_latex,
     expected_latex,
     input_key,
     is_conversion_schema,
@@ -305,6 +307,8 @@ class FakeOpenAI:
             latex = expected_latex(source)
             if wrong:
                 latex = wrong_latex(latex, seeded(options.seed, key, attempt, "wrong"))
+            elif decision == "drop":
+                latex = dropped_latex(latex)
             answer = {"latex": latex}
         else:
             answer = schema_instance(schema, rng, wrong=wrong)

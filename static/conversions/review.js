@@ -69,6 +69,8 @@
 
   function show(data) {
     current = data.item;
+    // review_stem.js draws a stem's two versions and its formula editor.
+    document.dispatchEvent(new CustomEvent("mc:item", { detail: current }));
     byId("mc-remaining").textContent = `${data.remaining}${data.remaining_capped ? "+" : ""}`;
     byId("mc-empty").hidden = Boolean(current);
     byId("mc-panel").hidden = !current;
@@ -115,12 +117,15 @@
     byId("mc-locked").hidden = !current.locked;
   }
 
-  async function decide(action) {
+  async function decide(action, extra) {
     if (!current || busy) {
       return;
     }
+    if (action === "edit" && current.stem) {
+      return; // a stem is edited one formula at a time (review_stem.js)
+    }
     busy = true;
-    const body = { action };
+    const body = { action, ...(extra || {}) };
     if (action === "edit") {
       leaveLatexMode();
       body.latex = edit.value !== undefined ? edit.value : edit.textContent;
@@ -197,5 +202,6 @@
     true,
   );
 
+  window.mcReview = { decide };
   show(JSON.parse(byId("mc-review-data").textContent));
 })();

@@ -1,0 +1,190 @@
+"""Whole question stems through a job: one result per formula, one document per item.
+
+A Question whose `mathml` is a stem (HTML or text with formulas: converters.is_document)
+is converted formula by formula. Each formula is converted, validated and accounted for
+on its own (results.checked), by the rules converter, the cache or the LLM; the item's
+result is the stem with every formula written back (Stem.render: `\\(...\\)` inline,
+`\\[...\\]` for display="block") plus one entry per formula, stored in
+Item.result_formulas and Question.formulas:
+
+    {"mathml": str, "display": bool, "latex": str | None, "error": str | None,
+     "score": float | None, "reasons": [str], "route": "rules" | "llm" | "cache"}
+
+The item succeeds only when every formula does; a formula that validated low makes the
+item needs_review (the document is still rendered, for the reviewer); a formula with no
+LaTeX at all makes it failed, with the failed formulas named ("수식 2/3: ...").
+Plain functions over plain data, like conversions/results.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from conversions.converters import ConversionError, Stem, is_document, split_document
+from conversions.converters.errors import InvalidMathML
+from conversions.converters.mathml import mathml_to_latex
+from conversions.models import Item
+from conversions.results import ItemResult, checked
+
+
+def is_stem(mathml: str) -> bool:
+    """The rule for what is converted as a document: converters.is_document, except for
+    XML documents (an XML declaration or DOCTYPE first), which are one formula's MathML
+    and get the MathML parser's checks and messages."""
+    if mathml.lstrip().startswith(("<?", "<!")):
+        return False
+    return is_document(mathml)
+
+
+def entry(
+    mathml: str, display: bool, latex: str | None, route: str, error: str | None = None
+) -> dict:
+    """One formula's result; LaTeX is validated and accounted for against its MathML."""
+    if latex is None:
+        return {
+            "mathml": mathml,
+            "display": display,
+            "latex": None,
+            "error": error or "",
+            "score": None,
+            "reasons": [],
+            "route": route,
+        }
+    ok, score, reasons = checked(mathml, latex)
+    return {
+        "mathml": mathml,
+        "display": display,
+        "latex": latex,
+        "error": None if ok else "; ".join(reasons) or "validation failed",
+        "score": score,
+        "reasons": reasons,
+        "route": route,
+    }
+
+
+def entry_ok(formula: dict) -> bool:
+    return formula["latex"] is not None and not formula["error"]
+
+
+def rules_entry(mathml: str, display: bool) -> tuple[dict, bool]:
+    """The rules converter on one formula: (entry, whether the input itself is unreadable)."""
+    try:
+        latex = mathml_to_latex(mathml)
+    except ConversionError as exc:
+        return entry(mathml, display, None, Item.Route.RULES, f"rules: {exc}"), isinstance(
+            exc, InvalidMathML
+        )
+    return entry(mathml, display, latex, Item.Route.RULES), False
+
+
+def render(stem: Stem, formulas: list[dict]) -> str:
+    """The stem with each formula's LaTeX put back (an entry without LaTeX is empty)."""
+    return stem.render([f["latex"] or "" for f in formulas])
+
+
+@dataclass
+class StemWork:
+    """A stem item on its way through a job: its formulas' entries, filled as they come."""
+
+    item_id: int
+    question_id: int
+    stem: Stem
+    formulas: list[dict | None] = field(default_factory=list)
+    unreadable: bool = False  # a formula's MathML could not be read at all
+    calls: list[ItemResult] = field(default_factory=list)  # the LLM calls' results
+    cost_saved_usd: Decimal = Decimal("0")  # what the cache hits saved
+    batch_no: int = 0
+
+    @classmethod
+    def start(cls, *, item_id: int, question_id: int, mathml: str) -> StemWork | ItemResult:
+        """Split the stem; an unreadable one is a failed result straight away."""
+        try:
+            stem = split_document(mathml)
+        except Exception as exc:  # lxml raises several types on markup it cannot read
+            return ItemResult(
+                item_id=item_id,
+                question_id=question_id,
+                status=Item.Status.FAILED,
+                error_category=Item.ErrorCategory.INVALID_INPUT,
+                error_message=f"문서를 읽을 수 없습니다: {exc}"[:2000],
+            )
+        return cls(item_id, question_id, stem, [None] * len(stem.formulas))
+
+    @property
+    def done(self) -> bool:
+        return all(f is not None for f in self.formulas)
+
+    def result(self) -> ItemResult:
+        """The item's result once every formula has an entry (see the module docstring)."""
+        formulas = [f for f in self.formulas if f is not None]
+        count = len(formulas)
+        routes = {f["route"] for f in formulas}
+        route = (
+            Item.Route.LLM
+            if Item.Route.LLM in routes
+            else Item.Route.CACHE
+            if routes == {Item.Route.CACHE}
+            else Item.Route.RULES
+        )
+        scores = [f["score"] for f in formulas if f["score"] is not None]
+        reasons = [
+            f"수식 {i + 1}/{count}: {reason}"
+            for i, f in enumerate(formulas)
+            for reason in (f["reasons"] or ([f["error"]] if f["error"] else []))
+        ]
+        result = ItemResult(
+            item_id=self.item_id,
+            question_id=self.question_id,
+            status=Item.Status.SUCCEEDED,
+            route=route,
+            formulas=formulas,
+            validation_score=min(scores) if scores else (1.0 if not count else None),
+            validation_reasons=reasons,
+            cached=bool(count) and routes == {Item.Route.CACHE},
+        )
+        result.cost_saved_usd = self.cost_saved_usd
+        for call in self.calls:
+            result.tokens_in += call.tokens_in
+            result.tokens_out += call.tokens_out
+            result.cost_usd += call.cost_usd
+            result.api_calls += call.api_calls
+            result.retries += call.retries
+            result.refused = result.refused or call.refused
+            result.latency_ms = max(result.latency_ms or 0, call.latency_ms or 0)
+            result.request_excerpt = result.request_excerpt or call.request_excerpt
+            result.response_excerpt = result.response_excerpt or call.response_excerpt
+            if call.cache_key and call.status == Item.Status.SUCCEEDED:
+                result.more_cache.append(call.cache_entry())
+        missing = [i for i, f in enumerate(formulas) if f["latex"] is None]
+        if missing:
+            result.status = Item.Status.FAILED
+            result.error_category = (
+                Item.ErrorCategory.INVALID_INPUT
+                if self.unreadable
+                else Item.ErrorCategory.INVALID_OUTPUT
+            )
+            result.error_message = "; ".join(
+                f"수식 {i + 1}/{count}: {formulas[i]['error']}" for i in missing
+            )[:2000]
+            return result
+        result.latex = render(self.stem, formulas)
+        bad = [i for i, f in enumerate(formulas) if not entry_ok(f)]
+        if bad:
+            result.status = Item.Status.NEEDS_REVIEW
+            result.error_category = Item.ErrorCategory.VALIDATION_FAILED
+            result.error_message = "; ".join(
+                f"수식 {i + 1}/{count}: {formulas[i]['error']}" for i in bad
+            )[:2000]
+        return result
+
+
+def rules_stem_result(*, item_id: int, question_id: int, mathml: str) -> ItemResult:
+    """A stem converted with the rules converter alone (the rules backend)."""
+    work = StemWork.start(item_id=item_id, question_id=question_id, mathml=mathml)
+    if isinstance(work, ItemResult):
+        return work
+    for i, formula in enumerate(work.stem.formulas):
+        work.formulas[i], unreadable = rules_entry(formula.mathml, formula.display)
+        work.unreadable = work.unreadable or unreadable
+    return work.result()

@@ -1,0 +1,168 @@
+"""Whole question stems through jobs, import and export (conversions/stems.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from conversions import exporting, services, tasks
+from conversions.importing.rows import stem_problems
+from conversions.jobsettings import JobSettings
+from conversions.models import Item, Job, Question
+from tests import jobutil
+from tests.adminutil import login, staff_user
+from tests.jobutil import calls
+
+llm = jobutil.llm  # the fixture
+
+pytestmark = pytest.mark.django_db
+
+# Three formulas in Korean text: one inline fraction, one display equation, and one the
+# rules converter refuses (<mglyph> is an image), which hybrid sends to the LLM.
+F1 = "<math><mfrac><mn>1</mn><mn>2</mn></mfrac></math>"
+F2 = '<math display="block"><msup><mi>x</mi><mn>2</mn></msup><mo>=</mo><mn>4</mn></math>'
+F3 = '<math><mi>y</mi><mo>+</mo><mn>3</mn><mglyph src="s.png" alt="star"/></math>'
+STEM = f"<p>넓이는 {F1}이고, 다음 식 {F2}을 만족하는 값은 {F3}이다.</p>"
+KOREAN = ("넓이는", "이고, 다음 식", "을 만족하는 값은", "이다.")
+
+
+def run(backend: str, mathml: str = STEM) -> Item:
+    Question.objects.update_or_create(question_id="S-1", defaults={"mathml": mathml})
+    job = services.job_create(
+        job_settings=JobSettings(backend=backend, max_concurrent=2),
+        questions=Question.objects.filter(question_id="S-1"),
+        selection={"test": True},
+        enqueue=False,
+    )
+    tasks.job_run_inline(job)
+    return job.items.get()
+
+
+def test_rules_converts_each_formula_and_keeps_the_text_but_fails_on_the_refused_one():
+    item = run(Job.Backend.RULES, STEM.replace(F3, "<math><mi>y</mi></math>"))
+    assert item.status == Item.Status.SUCCEEDED, item.error_message
+    assert item.result_latex == (
+        "<p>넓이는 \\(\\frac{1}{2}\\)이고, 다음 식 \\[x^2=4\\]을 만족하는 값은 \\(y\\)이다.</p>"
+    )
+    assert [f["latex"] for f in item.result_formulas] == ["\\frac{1}{2}", "x^2=4", "y"]
+    assert [f["display"] for f in item.result_formulas] == [False, True, False]
+    assert item.question.latex == item.result_latex
+    assert item.question.formulas == item.result_formulas
+
+    failed = run(Job.Backend.RULES)
+    assert (failed.status, failed.error_category) == ("failed", "invalid_output")
+    assert failed.error_message.startswith("수식 3/3: rules: ")
+    assert failed.result_latex == ""
+    assert [f["latex"] is None for f in failed.result_formulas] == [False, False, True]
+
+
+def test_hybrid_sends_only_the_formula_the_rules_cannot_convert(llm):
+    item = run(Job.Backend.HYBRID)
+    assert llm.stats()["requests"] == 1
+    assert calls(llm, F3) == 1
+    assert item.status == Item.Status.SUCCEEDED, item.error_message
+    assert [f["route"] for f in item.result_formulas] == ["rules", "rules", "llm"]
+    assert item.route == "llm" and item.api_calls == 1
+    for text in KOREAN:
+        assert text in item.result_latex
+    assert item.result_latex.count("\\(") == 2 and item.result_latex.count("\\[") == 1
+
+
+def test_openai_sends_one_request_per_formula_and_the_cache_serves_them_next_time(llm):
+    item = run(Job.Backend.OPENAI)
+    assert llm.stats()["requests"] == 3
+    assert [calls(llm, f) for f in (F1, F2, F3)] == [1, 1, 1]
+    assert item.status == Item.Status.SUCCEEDED, item.error_message
+    assert item.api_calls == 3 and item.tokens_in > 0
+
+    again = run(Job.Backend.OPENAI)
+    assert llm.stats()["requests"] == 3  # not one more
+    assert (again.status, again.route, again.cached) == ("succeeded", "cache", True)
+    assert again.result_latex == item.result_latex
+
+
+def test_a_formula_answer_that_drops_content_makes_the_stem_need_review(llm):
+    dropping = '<math><mi>z</mi><mglyph src="s.png" alt="s"/><mtext>fake:drop</mtext></math>'
+    item = run(Job.Backend.HYBRID, STEM.replace(F3, dropping))
+    assert (item.status, item.error_category) == ("needs_review", "validation_failed")
+    assert item.error_message.startswith("수식 3/3: ")
+    assert any("결과에 빠졌습니다" in r for r in item.validation_reasons)
+    assert item.question.latex == ""  # not accepted
+
+
+def test_import_accepts_stems_and_refuses_scripts_in_them(tmp_path):
+    assert stem_problems(STEM) == []
+    assert stem_problems(STEM.replace("<p>", '<p onclick="steal()">')) == [
+        'MathML holds onclick="steal()", which is not maths and could run in a page'
+    ]
+    assert stem_problems(STEM + "<script>alert(1)</script>") == [
+        "MathML holds <script>, which is not maths and could run in a page"
+    ]
+    path = tmp_path / "stems.csv"
+    with path.open("w", newline="", encoding="utf-8") as fp:
+        csv.writer(fp).writerows([["question_id", "mathml"], ["S-1", STEM]])
+    call_command("import_questions", str(path), stdout=io.StringIO())
+    assert Question.objects.get(question_id="S-1").mathml == STEM
+
+
+def test_exports_carry_the_converted_stem():
+    item = run(Job.Backend.RULES, STEM.replace(F3, "<math><mi>y</mi></math>"))
+    data = json.loads(exporting.export_bytes(Question.objects.all(), "json"))
+    record = next(r for r in (data if isinstance(data, list) else data["questions"]))
+    assert record["latex"] == item.result_latex
+    assert [f["latex"] for f in record["formulas"]] == ["\\frac{1}{2}", "x^2=4", "y"]
+    rows = list(
+        csv.reader(
+            io.StringIO(exporting.export_bytes(Question.objects.all(), "csv").decode("utf-8-sig"))
+        )
+    )
+    assert rows[1][rows[0].index("latex")] == item.result_latex
+
+
+def decide(client, item: Item, body: dict):
+    url = reverse("admin:conversions_item_review_decide", args=[item.pk])
+    return client.post(url, json.dumps(body), content_type="application/json")
+
+
+def test_a_reviewer_fixes_one_formula_and_the_stem_is_rendered_again_and_approved(client, llm):
+    reviewer = staff_user("rita", "reviewers")
+    login(client, reviewer)
+    wrong = '<math><mi>y</mi><mglyph src="s.png" alt="s"/><mtext>fake:wrong</mtext></math>'
+    item = run(Job.Backend.HYBRID, STEM.replace(F3, wrong))
+    assert item.status == Item.Status.NEEDS_REVIEW
+
+    page = client.get(reverse("admin:conversions_item_review"))
+    stem = page.context["initial"]["item"]["stem"]
+    assert stem["source_html"].count("<math") == 3 and "mglyph" not in stem["source_html"]
+    assert "넓이는" in stem["result_html"] and stem["result_html"].count("\\(") == 2
+    assert [bool(f["error"]) for f in stem["formulas"]] == [False, False, True]
+
+    for body, message in (
+        ({"action": "formula", "index": 3, "latex": "y"}, "There is no such formula"),
+        ({"action": "formula", "index": "2", "latex": "y"}, "There is no such formula"),
+        ({"action": "formula", "index": 2, "latex": "\\href{x}{y}"}, "\\href"),
+        ({"action": "formula", "index": 2, "latex": "\\frac{1}"}, "argument"),
+        ({"action": "formula", "index": 2, "latex": "  "}, "empty"),
+    ):
+        answer = decide(client, item, body)
+        assert answer.status_code == 400, body
+        assert message in answer.json()["error"], (body, answer.json())
+    assert Question.objects.get(pk=item.question_id).latex == ""
+
+    answer = decide(client, item, {"action": "formula", "index": 2, "latex": "y"})
+    assert answer.status_code == 200 and answer.json()["ok"], answer.json()
+    question = Question.objects.get(pk=item.question_id)
+    assert question.latex == (
+        "<p>넓이는 \\(\\frac{1}{2}\\)이고, 다음 식 \\[x^2=4\\]을 만족하는 값은 \\(y\\)이다.</p>"
+    )
+    assert question.latex_locked
+    assert [f["route"] for f in question.formulas] == ["rules", "rules", "review"]
+    assert question.formulas[2]["reasons"]  # the fix is validated: y alone loses the glyph
+    item.refresh_from_db()
+    assert item.review_status == Item.ReviewStatus.EDITED
+    assert item.result_formulas[2]["route"] == "llm"  # the job's own result is kept
