@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import reset_queries
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from conversions import exporting, labeling, selectors, services
 from conversions.cache import CachedResult, cache_key, cache_lookup
@@ -56,6 +57,10 @@ FLUSH_S = 0.5
 FLUSH_N = 200
 # Consecutive refused calls (401/403/404: Outcome.refused) that stop a job.
 REFUSALS_TO_STOP = 10
+# Consecutive items whose every call failed to connect (refused, DNS, TLS:
+# Outcome.unreachable), with no answer in between, that pause a job: 5 items of up to
+# 4 calls each, instead of 4 calls for every item of the job.
+UNREACHABLE_TO_STOP = 5
 
 
 def worker_id() -> str:
@@ -121,6 +126,10 @@ class JobWorker:
         # repeated in a later batch is not called again before the flush.
         self.fresh: dict[str, CachedResult] = {}
         self.endpoint_refusals = 0  # consecutive 401/403/404 answers
+        # Outcomes of items that could not reach the endpoint, held back (their items
+        # stay claimed) until an answer shows the endpoint is up, or the job pauses.
+        self.unreachable: list[Outcome] = []
+        self.endpoint_down = False
         now = time.monotonic()
         self.last_check = self.last_flush = self.last_renew = now
 
@@ -470,6 +479,43 @@ class JobWorker:
         self.backlog.append(pending)
 
     def _on_outcome(self, outcome: Outcome) -> None:
+        if outcome.unreachable:
+            self._on_unreachable(outcome)
+            return
+        if not self.endpoint_down:
+            held, self.unreachable = self.unreachable, []
+            for earlier in held:  # the endpoint answers: those failed on their own
+                self._record_outcome(earlier)
+        self._record_outcome(outcome)
+
+    def _on_unreachable(self, outcome: Outcome) -> None:
+        """Hold back an item that could not connect; pause the job after a run of them.
+
+        The job pauses with the reason on it and these items stay claimed, so that
+        `_wrap_up` hands them back as pending: `resume` continues once the base URL,
+        the network or the certificate is fixed.
+        """
+        if outcome.item_id not in self.in_flight:
+            return
+        self.unreachable.append(outcome)
+        if self.endpoint_down or len(self.unreachable) < UNREACHABLE_TO_STOP:
+            return
+        self.endpoint_down = True
+        reason = _(
+            "The endpoint %(url)s could not be reached: %(error)s. %(items)s items in a "
+            "row failed to connect on every call, with no answer in between, so the job "
+            "is paused and its items are left pending. Check the base URL, the network "
+            "or the TLS certificate, then resume the job."
+        ) % {
+            "url": settings.OPENAI_BASE_URL or "https://api.openai.com/v1",
+            "error": outcome.error_message,
+            "items": len(self.unreachable),
+        }
+        self.log.job("endpoint unreachable: pausing the job: %s", outcome.error_message)
+        services.job_pause(job=self.job, reason=reason)
+        self.stop_reason = Job.Status.PAUSED
+
+    def _record_outcome(self, outcome: Outcome) -> None:
         pending = self.in_flight.pop(outcome.item_id, None)
         if pending is None:
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -161,6 +162,7 @@ class _Progress:
     request_excerpt: str = ""
     response_excerpt: str = ""
     last_failure: Failure | None = field(default=None)
+    unreachable_calls: int = 0  # calls that could not connect at all
 
 
 class _Pool:
@@ -334,14 +336,13 @@ class _Pool:
         except Exception as exc:
             progress.call_time_s += time.monotonic() - started
             failure = classify(exc)
-            failure = Failure(
-                failure.category,
-                redact(failure.message, self.secrets),
-                failure.retryable,
-                failure.status,
-                failure.retry_after_s,
-                redact(failure.response_excerpt, self.secrets),
+            failure = dataclasses.replace(
+                failure,
+                message=redact(failure.message, self.secrets),
+                response_excerpt=redact(failure.response_excerpt, self.secrets),
             )
+            if failure.unreachable:
+                progress.unreachable_calls += 1
             progress.response_excerpt = self._excerpt(failure.response_excerpt)
             self.limiter.settle(estimate, 0)
             error_response = getattr(exc, "response", None)
@@ -435,6 +436,9 @@ class _Pool:
             error_message=message,
             http_status=failure.status if failure else None,
             refused=failure.refused if failure else False,
+            unreachable=category is not None
+            and progress.api_calls > 0
+            and progress.unreachable_calls == progress.api_calls,
             latency_s=round(progress.call_time_s, 4),
             tokens_in=progress.tokens_in,
             tokens_out=progress.tokens_out,
@@ -453,14 +457,7 @@ def _where(item: WorkItem) -> str:
 
 
 def _not_retryable(failure: Failure, message: str | None = None) -> Failure:
-    return Failure(
-        failure.category,
-        message or failure.message,
-        False,
-        failure.status,
-        failure.retry_after_s,
-        failure.response_excerpt,
-    )
+    return dataclasses.replace(failure, message=message or failure.message, retryable=False)
 
 
 def _read_choice(completion: object) -> tuple[str | None, Failure | None]:

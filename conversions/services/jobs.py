@@ -125,10 +125,14 @@ def job_enqueue(*, job: Job, tasks: int | None = None) -> None:
         )
 
 
-def job_pause(*, job: Job) -> bool:
-    """Stop a job's work soon; its running task hands claimed items back as pending."""
+def job_pause(*, job: Job, reason: str = "") -> bool:
+    """Stop a job's work soon; its running task hands claimed items back as pending.
+
+    reason: why, when the job pauses itself (an unreachable endpoint); shown on the job
+    page as its error until `job_resume` clears it.
+    """
     changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
-        status=Job.Status.PAUSED, updated_at=timezone.now()
+        status=Job.Status.PAUSED, error_message=reason[:2000], updated_at=timezone.now()
     )
     job.refresh_from_db()
     return bool(changed)
