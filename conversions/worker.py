@@ -67,6 +67,47 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class SentLedger:
+    """API calls counted in the database (Job.requests_sent) before they are sent.
+
+    The engine takes one call from here before each request (runner.CallLedger); the
+    worker thread keeps between `block/2` and `block` calls paid in advance, one UPDATE
+    per top-up, and gives back what is left at the end. A worker killed with calls in
+    flight has counted them all, plus at most `block` never sent: the job's count of
+    sent calls is never below what the endpoint received (hole 9 of issue 13).
+    """
+
+    def __init__(self, block: int) -> None:
+        self.block = max(2, block)
+        self.lock = threading.Lock()
+        self.credits = 0
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.credits <= 0:
+                return False
+            self.credits -= 1
+            return True
+
+    def give_back(self) -> None:
+        with self.lock:
+            self.credits += 1
+
+    def top_up(self) -> int:
+        """How many calls to count now (0: enough in hand); they are then in hand."""
+        with self.lock:
+            if self.credits >= self.block // 2:
+                return 0
+            more = self.block - self.credits
+            self.credits = self.block
+            return more
+
+    def drain(self) -> int:
+        with self.lock:
+            left, self.credits = self.credits, 0
+            return left
+
+
 @dataclass
 class _Pending:
     """A claimed item on its way through the backend."""
@@ -104,12 +145,13 @@ class JobWorker:
         on_progress=None,
         concurrency: int | None = None,
         share: int = 1,
+        owner: str = "",
     ) -> None:
         self.job = job
         self.concurrency = concurrency or job.max_concurrent
         self.share = max(1, share)
         self.log = log
-        self.owner = worker_id()
+        self.owner = owner or worker_id()
         self.deadline = time.monotonic() + budget_s if budget_s else None
         self.continue_ = continue_
         self.stop_event = stop or threading.Event()
@@ -130,6 +172,7 @@ class JobWorker:
         # stay claimed) until an answer shows the endpoint is up, or the job pauses.
         self.unreachable: list[Outcome] = []
         self.endpoint_down = False
+        self.ledger: SentLedger | None = None  # LLM backends: calls counted before sent
         now = time.monotonic()
         self.last_check = self.last_flush = self.last_renew = now
 
@@ -215,9 +258,13 @@ class JobWorker:
             if status not in Job.ACTIVE_STATUSES:
                 self.stop_reason = status
                 self.log.job("job is now %s: stopping", status)
+        if self.ledger is not None and (more := self.ledger.top_up()):
+            services.job_count_sent(job=self.job, calls=more)
         if now - self.last_renew >= self.renew_every:
             self.last_renew = now
             services.items_renew_lease(job=self.job, owner=self.owner)
+            if self.continue_:  # a queued task: stand in for siblings that died
+                services.job_runs_replace_dead(job=self.job)
         if self.results and (len(self.results) >= FLUSH_N or now - self.last_flush >= FLUSH_S):
             self._flush()
 
@@ -359,6 +406,7 @@ class JobWorker:
         )
         # One budget per endpoint, shared with every other worker (conversions/ratelimit.py).
         limiter = endpoint_limiter(endpoint)
+        self.ledger = SentLedger(2 * self.concurrency)
         runner = BatchRunner(
             endpoint=endpoint,
             task=(
@@ -369,6 +417,7 @@ class JobWorker:
             config=EngineConfig(max_concurrent=self.concurrency),
             limiter=limiter,
             log=self.log.adapter(),
+            ledger=self.ledger,
         )
         self.in_flight: dict[int, _Pending] = {}  # claimed and not yet resolved
         self.leaders: dict[str, _Pending] = {}  # one call per identical input at a time
@@ -377,6 +426,9 @@ class JobWorker:
             with runner:
                 self._drive(runner)
         finally:
+            # Every call has ended: what is left in hand was counted but never sent.
+            if unused := self.ledger.drain():
+                services.job_count_sent(job=job, calls=-unused)
             close = getattr(limiter, "close", None)
             if close is not None:
                 close()

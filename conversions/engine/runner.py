@@ -45,6 +45,7 @@ from conversions.engine.types import Endpoint, ErrorCategory, Outcome, WorkItem
 
 __all__ = [
     "BatchRunner",
+    "CallLedger",
     "EngineConfig",
     "InvalidInput",
     "InvalidOutput",
@@ -106,6 +107,18 @@ class Limiter(Protocol):
     def settle(self, estimated: int, actual: int) -> None: ...
 
     def slow_down(self, retry_after_s: float | None) -> None: ...
+
+
+@runtime_checkable
+class CallLedger(Protocol):
+    """Calls paid for in advance: take() one before each call (False: none left yet),
+    give_back() one that was taken but not used. The caller records what it hands out
+    before the calls go (the worker writes it to the database), so a process killed
+    with calls in flight has still counted them."""
+
+    def take(self) -> bool: ...
+
+    def give_back(self) -> None: ...
 
 
 def make_client(endpoint: Endpoint, max_concurrent: int = 10) -> openai.AsyncOpenAI:
@@ -179,7 +192,9 @@ class _Pool:
         stop: asyncio.Event,
         log: Logger,
         on_abandoned: Callable[[Outcome], None] | None = None,
+        ledger: CallLedger | None = None,
     ) -> None:
+        self.ledger = ledger
         self.endpoint = endpoint
         self.task = task
         self.config = config
@@ -253,7 +268,11 @@ class _Pool:
         invalid_outputs = 0
 
         while True:
+            if not await self._take_call():
+                return self._cancelled(item, progress)
             if not await self._acquire(estimate):
+                if self.ledger is not None:
+                    self.ledger.give_back()
                 return self._cancelled(item, progress)
             progress.api_calls += 1
             failure, value = await self._attempt(
@@ -380,6 +399,16 @@ class _Pool:
         except InvalidOutput as exc:
             message = redact(str(exc), self.secrets)
             return Failure(ErrorCategory.INVALID_OUTPUT, message, retryable=True), None
+
+    async def _take_call(self) -> bool:
+        """Wait for a paid-in-advance call from the ledger, unless stopped. True: go."""
+        if self.ledger is None:
+            return True
+        while not self.ledger.take():
+            if self.stop.is_set():
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     async def _acquire(self, estimate: int) -> bool:
         """Wait for the limiter, unless the stop event comes first. True: go ahead."""
@@ -598,7 +627,9 @@ class BatchRunner:
         limiter: Limiter | None = None,
         client_factory: Callable[[], openai.AsyncOpenAI] | None = None,
         log: Logger | None = None,
+        ledger: CallLedger | None = None,
     ) -> None:
+        self.ledger = ledger
         self.endpoint = endpoint
         self.task = task
         self.config = config or EngineConfig()
@@ -664,6 +695,7 @@ class BatchRunner:
             stop=self._stop,
             log=self.log,
             on_abandoned=self._deliver,
+            ledger=self.ledger,
         )
         self._work = asyncio.create_task(pool.run(self._get, self._put))
         self._ready.set()
