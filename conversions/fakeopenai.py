@@ -6,7 +6,8 @@ It speaks enough of the real API for the official SDK: POST /v1/chat/completions
 response_format json_schema (strict), GET /v1/models, usage counts, x-ratelimit-*
 headers, OpenAI-shaped error bodies, 401 without a bearer token, 404 model_not_found.
 It can be told to be slow, to rate-limit (429 with Retry-After above --rpm in a sliding
-window), to fail (500/503), to hang, to answer with malformed JSON, or to answer wrongly.
+window, or in periodic 429 storms), to fail (500/503), to hang, to answer with malformed
+JSON, to cut a body off halfway, or to answer wrongly.
 
 Answers: a conversion request (schema with a "latex" property) gets the deterministic
 converter's LaTeX for the MathML between the prompt's <<<MATHML markers (or, where the
@@ -91,6 +92,11 @@ class FakeOptions:
     hang: float = 600.0
     wrong_rate: float = 0.0  # valid JSON, wrong answer
     garbage_rate: float = 0.0  # malformed JSON content
+    truncate_rate: float = 0.0  # the HTTP body cut off halfway, then the connection closed
+    # 429 storms: for storm_length seconds of every storm_every seconds (counted from the
+    # last reset), every request gets a 429 whose Retry-After is the storm's rest.
+    storm_every: float = 0.0
+    storm_length: float = 0.0
     seed: int = 0
     retry_after: float = 1.0  # seconds a forced 429 ("fake:status=429") asks to wait
     ratelimit_headers: bool = True
@@ -411,6 +417,7 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)}m{rest:.0f}s"
 
 
+_TRUNCATE = "x-fake-truncate"  # an internal marker: cut this answer's body off halfway
 _DIRECTIVE = re.compile(r"fake:(status=(\d{3})|hang|wrong|garbage)(?:\*(\d+))?")
 
 
@@ -455,6 +462,7 @@ class FakeOpenAI:
         self.attempts: Counter[str] = Counter()  # requests that got past the rate limit
         self.requests_window = _Window()
         self.tokens_window = _Window()
+        self.started = time.monotonic()  # 429 storms are timed from here
 
     def stats(self) -> dict:
         return {
@@ -468,6 +476,8 @@ class FakeOpenAI:
                     "hangs",
                     "wrong",
                     "garbage",
+                    "truncated",
+                    "storm_429",
                     "bad_requests",
                     "unauthorized",
                     "connections",
@@ -515,6 +525,9 @@ class FakeOpenAI:
                 status, extra, payload = await self._dispatch(method, target, headers, body, reader)
                 if status == 0:  # the client gave up on a hanging request
                     return
+                if extra.pop(_TRUNCATE, None):
+                    await self._write(writer, status, extra, payload, False, truncate=True)
+                    return
                 await self._write(writer, status, extra, payload, keep_alive)
                 if not keep_alive:
                     return
@@ -551,8 +564,10 @@ class FakeOpenAI:
         extra: dict,
         payload: object,
         keep_alive: bool,
+        truncate: bool = False,
     ) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        sent = body[: len(body) // 2] if truncate else body  # content-length stays full
         head = [
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
             "content-type: application/json",
@@ -560,7 +575,7 @@ class FakeOpenAI:
             f"connection: {'keep-alive' if keep_alive else 'close'}",
         ]
         head.extend(f"{name}: {value}" for name, value in extra.items())
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + sent)
         await writer.drain()
 
     async def _dispatch(
@@ -662,6 +677,7 @@ class FakeOpenAI:
 
         self.counters["requests"] += 1
         self.per_input[key] += 1
+        self._storm(received)
         limit_headers = self._rate_limit(prompt_tokens + max_out)
 
         attempt = self.attempts[key]
@@ -710,6 +726,9 @@ class FakeOpenAI:
         else:
             answer = schema_instance(schema, rng, wrong=wrong)
         content = json.dumps(answer, ensure_ascii=False)
+        truncate = decision == "truncate"
+        if truncate:
+            self.counters["truncated"] += 1
         if decision == "garbage":
             self.counters["garbage"] += 1
             content = content[: max(1, len(content) // 2)]
@@ -721,14 +740,16 @@ class FakeOpenAI:
             completion_tokens, finish_reason = max_out, "length"
         if answer_at is not None:
             await _sleep_until(answer_at)
-        self.counters["ok"] += 1
-        self.per_input_ok[key] += 1
+        if not truncate:  # a cut-off body is no answer
+            self.counters["ok"] += 1
+            self.per_input_ok[key] += 1
         return (
             200,
             {
                 "x-request-id": f"req_{uuid.uuid4().hex[:24]}",
                 "openai-processing-ms": str(int(delay * 1000)),
                 **limit_headers,
+                **({_TRUNCATE: "1"} if truncate else {}),
             },
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -749,6 +770,28 @@ class FakeOpenAI:
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
                 },
+            },
+        )
+
+    def _storm(self, now: float) -> None:
+        """Answer 429 to everything during a storm (storm_every / storm_length)."""
+        options = self.options
+        if not (options.storm_every and options.storm_length):
+            return
+        phase = (now - self.started) % options.storm_every
+        if phase >= options.storm_length:
+            return
+        self.counters["rate_limited"] += 1
+        self.counters["storm_429"] += 1
+        wait = options.storm_length - phase
+        raise ApiError(
+            429,
+            "Rate limit reached (a 429 storm).",
+            "requests",
+            "rate_limit_exceeded",
+            headers={
+                "retry-after": str(math.ceil(wait)),
+                "retry-after-ms": str(math.ceil(wait * 1000)),
             },
         )
 
@@ -810,6 +853,7 @@ class FakeOpenAI:
             ("error_rate", 500 if draw < options.error_rate / 2 else 503),
             ("timeout_rate", "hang"),
             ("garbage_rate", "garbage"),
+            ("truncate_rate", "truncate"),
             ("wrong_rate", "wrong"),
         ):
             rate = getattr(options, threshold_name)

@@ -62,6 +62,24 @@ class Command(BaseCommand):
             help="Share of answers whose content is malformed JSON.",
         )
         parser.add_argument(
+            "--truncate-rate",
+            type=float,
+            default=0.0,
+            help="Share of answers whose HTTP body is cut off halfway (connection closed).",
+        )
+        parser.add_argument(
+            "--storm-every",
+            type=float,
+            default=0.0,
+            help="Seconds between the starts of 429 storms (0: no storms).",
+        )
+        parser.add_argument(
+            "--storm-length",
+            type=float,
+            default=0.0,
+            help="Seconds each 429 storm lasts: every request is answered 429 meanwhile.",
+        )
+        parser.add_argument(
             "--seed", type=int, default=0, help="Seed of the per-input fault decisions."
         )
         parser.add_argument(
@@ -93,6 +111,9 @@ class Command(BaseCommand):
             hang=opts["hang"],
             wrong_rate=opts["wrong_rate"],
             garbage_rate=opts["garbage_rate"],
+            truncate_rate=opts["truncate_rate"],
+            storm_every=opts["storm_every"],
+            storm_length=opts["storm_length"],
             seed=opts["seed"],
             retry_after=opts["retry_after"],
             ratelimit_headers=not opts["no_ratelimit_headers"],
