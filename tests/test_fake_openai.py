@@ -288,3 +288,23 @@ def test_many_concurrent_keep_alive_clients(fake_openai):
     stats = fake_openai.stats()
     assert stats["unauthorized"] == 0
     assert stats["connections"] <= 60  # connections were reused, not one per request
+
+
+def test_a_429_storm_answers_everything_429_until_it_passes(fake_openai):
+    fake_openai.configure(storm_every=3600, storm_length=1800)
+    fake_openai.reset()  # the storm starts now and lasts half an hour
+    with pytest.raises(openai.RateLimitError) as caught:
+        convert(fake_openai)
+    assert 1790 <= int(caught.value.response.headers["retry-after"]) <= 1800
+    fake_openai.configure(storm_every=0, storm_length=0)
+    convert(fake_openai)
+    stats = fake_openai.stats()
+    assert (stats["storm_429"], stats["rate_limited"], stats["ok"]) == (1, 1, 1)
+
+
+def test_a_truncated_body_is_cut_off_and_the_connection_closed(fake_openai):
+    fake_openai.configure(truncate_rate=1.0)
+    with pytest.raises(openai.APIConnectionError):
+        convert(fake_openai)
+    stats = fake_openai.stats()
+    assert (stats["truncated"], stats["ok"]) == (1, 0)
