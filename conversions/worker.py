@@ -172,6 +172,7 @@ class JobWorker:
         # stay claimed) until an answer shows the endpoint is up, or the job pauses.
         self.unreachable: list[Outcome] = []
         self.endpoint_down = False
+        self.endpoint_answered = False  # some call of this run reached the endpoint
         self.ledger: SentLedger | None = None  # LLM backends: calls counted before sent
         now = time.monotonic()
         self.last_check = self.last_flush = self.last_renew = now
@@ -195,7 +196,7 @@ class JobWorker:
                 self._run_rules()
             else:
                 self._run_llm()
-            self._flush()
+            self._flush(final=True)
         except Exception as exc:
             self.log.exception("run %s failed", self.owner)
             if isinstance(exc, ConfigurationError):
@@ -268,13 +269,18 @@ class JobWorker:
         if self.results and (len(self.results) >= FLUSH_N or now - self.last_flush >= FLUSH_S):
             self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, final: bool = False) -> None:
         self.last_flush = time.monotonic()
         # With DEBUG=1 (make demo) Django keeps the last 9,000 queries per connection;
         # bulk updates are large, so a long run would hold hundreds of MB.
         reset_queries()
-        if self.results:
-            results, self.results = self.results, []
+        results, self.results = self.results, []
+        if self.endpoint_refusals and not final:
+            # Refusals in a row may yet stop the job, and then their items stay pending:
+            # they wait here until an answer breaks the row (or the run ends).
+            self.results = [r for r in results if r.refused]
+            results = [r for r in results if not r.refused]
+        if results:
             written = services.outcomes_record(job=self.job, owner=self.owner, results=results)
             self.fresh.clear()
             self.recorded += len(written)
@@ -458,6 +464,18 @@ class JobWorker:
             wait = 0.02 if self.in_flight else 0.0
             for outcome in runner.poll(timeout=wait):
                 self._on_outcome(outcome)
+            if (
+                self.unreachable
+                and (exhausted or self._over_budget())
+                and not self.backlog
+                and runner.in_flight == 0
+            ):
+                # Nothing else will come: see what was delivered, then decide on the
+                # items held back as unreachable (which still count as in flight).
+                for outcome in runner.poll(0):
+                    self._on_outcome(outcome)
+                if self.unreachable:
+                    self._settle_unreachable()
         if self.stop_reason:
             # A pause lets the calls in flight finish (they are paid for); a cancel
             # abandons them. Either way no new call starts.
@@ -534,11 +552,23 @@ class JobWorker:
         if outcome.unreachable:
             self._on_unreachable(outcome)
             return
-        if not self.endpoint_down:
-            held, self.unreachable = self.unreachable, []
-            for earlier in held:  # the endpoint answers: those failed on their own
-                self._record_outcome(earlier)
+        if outcome.api_calls and not self.endpoint_down:
+            self.endpoint_answered = True
+            self._release_unreachable()  # the endpoint is there: those failed on their own
         self._record_outcome(outcome)
+
+    def _release_unreachable(self) -> None:
+        held, self.unreachable = self.unreachable, []
+        for earlier in held:
+            self._record_outcome(earlier)
+
+    def _settle_unreachable(self) -> None:
+        """No call is left in flight to tell whether the endpoint is there: if it answered
+        at all in this run, the held items failed on their own; else it is down."""
+        if self.endpoint_answered:
+            self._release_unreachable()
+        else:
+            self._endpoint_unreachable(self.unreachable[-1])
 
     def _on_unreachable(self, outcome: Outcome) -> None:
         """Hold back an item that could not connect; pause the job after a run of them.
@@ -550,8 +580,10 @@ class JobWorker:
         if outcome.item_id not in self.in_flight:
             return
         self.unreachable.append(outcome)
-        if self.endpoint_down or len(self.unreachable) < UNREACHABLE_TO_STOP:
-            return
+        if not self.endpoint_down and len(self.unreachable) >= UNREACHABLE_TO_STOP:
+            self._endpoint_unreachable(outcome)
+
+    def _endpoint_unreachable(self, outcome: Outcome) -> None:
         self.endpoint_down = True
         reason = _(
             "The endpoint %(url)s could not be reached: %(error)s. %(items)s items in a "

@@ -268,3 +268,15 @@ def test_an_unreachable_endpoint_pauses_the_job_with_its_items_left_pending(
     assert not Job.objects.get(pk=job.pk).error_message
     assert tasks.job_run_inline(job) == Job.Status.COMPLETED
     assert job.items.filter(status="succeeded").count() == 40
+
+
+def test_a_small_job_on_an_unreachable_endpoint_pauses_too(llm, settings):
+    """Fewer items than it takes to call the endpoint down: once nothing else is in
+    flight and no call ever reached it, the job pauses all the same."""
+    make_questions(3)
+    job = create(check_config=False, max_concurrent=2)
+    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{closed_port()}/v1"
+    assert tasks.job_run_inline(job) == Job.Status.PAUSED
+    job.refresh_from_db()
+    assert "ConnectionRefusedError" in job.error_message
+    assert set(job.items.values_list("status", flat=True)) == {"pending"}

@@ -615,7 +615,8 @@ class BatchRunner:
     submit() blocks while the bounded input queue is full; poll() returns outcomes
     finished since the last poll; finish() waits for everything submitted; cancel()
     stops new calls at once and abandons the ones in flight. Item ids must be unique
-    among the items submitted to one runner.
+    among the items submitted to one runner. With a ledger, every call waits for one
+    paid-in-advance call from it (CallLedger).
     """
 
     def __init__(
@@ -718,9 +719,11 @@ class BatchRunner:
         self._deliver(outcome)
 
     def _deliver(self, outcome: Outcome) -> None:
+        # Queued before it stops counting as in flight: in_flight == 0 means that every
+        # outcome can be polled.
+        self._outcomes.put(outcome)
         with self._lock:
             self._pending.discard(outcome.item_id)
-        self._outcomes.put(outcome)
 
     # -- the sync API -------------------------------------------------------------------
 
