@@ -197,6 +197,10 @@ class Job(models.Model):
     # which the reconciler uses to tell a lost task from a busy one.
     last_batch_no = models.PositiveIntegerField(_("batches claimed"), default=0)
     heartbeat_at = models.DateTimeField(_("last worker heartbeat"), null=True, blank=True)
+    # API calls paid for before they were sent, in blocks (worker.SentLedger), so that a
+    # worker killed with calls in flight still counts them; Item.api_calls counts only
+    # the calls whose outcome was recorded.
+    requests_sent = models.PositiveBigIntegerField(_("API calls sent"), default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("created by"),
@@ -224,6 +228,27 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
+
+
+class JobRun(models.Model):
+    """A task working on a job now: on which cluster, and its last sign of life.
+
+    A job's tasks are spread over clusters (services.job_run_place), so that one killed
+    machine does not stop the job; a run whose heartbeat is older than a lease is dead,
+    and a live run of the same job (or the reconciler) queues a task in its place.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs")
+    owner = models.CharField(max_length=64, unique=True)
+    cluster = models.CharField(max_length=200)
+    heartbeat_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("job run")
+        verbose_name_plural = _("job runs")
+
+    def __str__(self) -> str:
+        return self.owner
 
 
 class ItemQuerySet(models.QuerySet):

@@ -175,6 +175,10 @@ def job_stats(*, job: Job) -> dict:
         "cost_usd": _money(agg["cost"]),
         "api_calls": agg["calls"] or 0,
         "api_calls_per_item": round((agg["calls"] or 0) / done, 3) if done else None,
+        # Counted before sending, so it includes calls whose answer was never recorded
+        # (in flight when a worker was killed, or abandoned by a cancel).
+        "requests_sent": job.requests_sent,
+        "requests_unrecorded": max(0, job.requests_sent - (agg["calls"] or 0)),
         "retries": agg["retries"] or 0,
         "cache": {
             "hits": agg["hits"],
@@ -343,6 +347,19 @@ def queue_health() -> dict:
 
 def job_status(*, job_id: int) -> str:
     return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+def other_cluster_alive(cluster: str) -> bool:
+    """Whether a django-q2 cluster other than `cluster` ("host:sentinel pid") is running.
+
+    Clusters publish their status every half second in the shared "queue" cache, for
+    about three seconds (django_q.status.Stat).
+    """
+    try:
+        stats = Stat.get_all()
+    except Exception:  # noqa: BLE001 - no shared cache: as if alone
+        return False
+    return any(f"{stat.host}:{stat.sentinel}" != cluster for stat in stats)
 
 
 def jobs_waiting_in_queue(now) -> set[int]:

@@ -8,40 +8,63 @@ so the names stay; the work lives in worker.py, services and results.py.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 
 from django.conf import settings
 
-from conversions import services
+from conversions import selectors, services
 from conversions.apps import freeze_loaded_objects
 from conversions.engine import runner
 from conversions.joblog import JobLog
 from conversions.models import Job
-from conversions.worker import JobWorker
+from conversions.worker import JobWorker, worker_id
+
+# How often a task is handed on because its job already runs on this cluster, before it
+# runs here anyway (services.job_run_place).
+MAX_HOPS = 10
 
 
-def job_run(job_id: int, share: int = 1) -> str:
+def job_run(job_id: int, share: int = 1, hops: int = 0) -> str:
     """The django-q2 task: work on a job for up to MATHCONV_TASK_BUDGET_SECONDS.
 
     share: how many tasks work on the job side by side; this one takes that share of
-    the job's concurrency (services.job_parallel_tasks). Returns what became of the run.
+    the job's concurrency (services.job_parallel_tasks). hops: how often this task was
+    handed on to spread the job over clusters. Returns what became of the run.
     """
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return f"job {job_id} does not exist"
-    if not services.job_start(job=job):
+    if job.status not in Job.ACTIVE_STATUSES:
         return f"job {job_id} is {job.status}: nothing to do"
-    with JobLog(job.pk) as joblog:
-        worker = JobWorker(
-            job=job,
-            log=joblog,
-            budget_s=settings.MATHCONV_TASK_BUDGET_SECONDS,
-            continue_=True,
-            concurrency=services.task_concurrency(job=job, share=share),
-            share=share,
-        )
-        return worker.run()
+    owner, cluster = worker_id(), cluster_id()
+    may_move = share > 1 and hops < MAX_HOPS and selectors.other_cluster_alive(cluster)
+    if not services.job_run_place(job=job, owner=owner, cluster=cluster, may_move=may_move):
+        services.job_enqueue(job=job, tasks=1, hops=hops + 1)
+        return f"job {job_id} already runs on this cluster: handed on (hop {hops + 1})"
+    try:
+        if not services.job_start(job=job):
+            return f"job {job_id} is {job.status}: nothing to do"
+        with JobLog(job.pk) as joblog:
+            worker = JobWorker(
+                job=job,
+                log=joblog,
+                budget_s=settings.MATHCONV_TASK_BUDGET_SECONDS,
+                continue_=True,
+                concurrency=services.task_concurrency(job=job, share=share),
+                share=share,
+                owner=owner,
+            )
+            return worker.run()
+    finally:
+        services.job_run_end(owner=owner)
+
+
+def cluster_id() -> str:
+    """This worker's cluster: host and the pid of the sentinel that forked it."""
+    return f"{socket.gethostname()}:{os.getppid()}"
 
 
 def jobs_reconcile() -> str:

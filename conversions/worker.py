@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import reset_queries
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from conversions import exporting, labeling, selectors, services
 from conversions.cache import CachedResult, cache_key, cache_lookup
@@ -57,10 +58,55 @@ FLUSH_S = 0.5
 FLUSH_N = 200
 # Consecutive refused calls (401/403/404: Outcome.refused) that stop a job.
 REFUSALS_TO_STOP = 10
+# Consecutive items whose every call failed to connect (refused, DNS, TLS:
+# Outcome.unreachable), with no answer in between, that pause a job: 5 items of up to
+# 4 calls each, instead of 4 calls for every item of the job.
+UNREACHABLE_TO_STOP = 5
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class SentLedger:
+    """API calls counted in the database (Job.requests_sent) before they are sent.
+
+    The engine takes one call from here before each request (runner.CallLedger); the
+    worker thread keeps between `block/2` and `block` calls paid in advance, one UPDATE
+    per top-up, and gives back what is left at the end. A worker killed with calls in
+    flight has counted them all, plus at most `block` never sent: the job's count of
+    sent calls is never below what the endpoint received (hole 9 of issue 13).
+    """
+
+    def __init__(self, block: int) -> None:
+        self.block = max(2, block)
+        self.lock = threading.Lock()
+        self.credits = 0
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.credits <= 0:
+                return False
+            self.credits -= 1
+            return True
+
+    def give_back(self) -> None:
+        with self.lock:
+            self.credits += 1
+
+    def top_up(self) -> int:
+        """How many calls to count now (0: enough in hand); they are then in hand."""
+        with self.lock:
+            if self.credits >= self.block // 2:
+                return 0
+            more = self.block - self.credits
+            self.credits = self.block
+            return more
+
+    def drain(self) -> int:
+        with self.lock:
+            left, self.credits = self.credits, 0
+            return left
 
 
 @dataclass
@@ -114,12 +160,13 @@ class JobWorker:
         on_progress=None,
         concurrency: int | None = None,
         share: int = 1,
+        owner: str = "",
     ) -> None:
         self.job = job
         self.concurrency = concurrency or job.max_concurrent
         self.share = max(1, share)
         self.log = log
-        self.owner = worker_id()
+        self.owner = owner or worker_id()
         self.deadline = time.monotonic() + budget_s if budget_s else None
         self.continue_ = continue_
         self.stop_event = stop or threading.Event()
@@ -137,6 +184,12 @@ class JobWorker:
         self.fresh: dict[str, CachedResult] = {}
         self.endpoint_refusals = 0  # consecutive 401/403/404 answers
         self.formula_ids = 0  # a stem's formulas are sent under ids -1, -2, ...
+        # Outcomes of items that could not reach the endpoint, held back (their items
+        # stay claimed) until an answer shows the endpoint is up, or the job pauses.
+        self.unreachable: list[Outcome] = []
+        self.endpoint_down = False
+        self.endpoint_answered = False  # some call of this run reached the endpoint
+        self.ledger: SentLedger | None = None  # LLM backends: calls counted before sent
         now = time.monotonic()
         self.last_check = self.last_flush = self.last_renew = now
 
@@ -159,7 +212,7 @@ class JobWorker:
                 self._run_rules()
             else:
                 self._run_llm()
-            self._flush()
+            self._flush(final=True)
         except Exception as exc:
             self.log.exception("run %s failed", self.owner)
             if isinstance(exc, ConfigurationError):
@@ -222,19 +275,28 @@ class JobWorker:
             if status not in Job.ACTIVE_STATUSES:
                 self.stop_reason = status
                 self.log.job("job is now %s: stopping", status)
+        if self.ledger is not None and (more := self.ledger.top_up()):
+            services.job_count_sent(job=self.job, calls=more)
         if now - self.last_renew >= self.renew_every:
             self.last_renew = now
             services.items_renew_lease(job=self.job, owner=self.owner)
+            if self.continue_:  # a queued task: stand in for siblings that died
+                services.job_runs_replace_dead(job=self.job)
         if self.results and (len(self.results) >= FLUSH_N or now - self.last_flush >= FLUSH_S):
             self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, final: bool = False) -> None:
         self.last_flush = time.monotonic()
         # With DEBUG=1 (make demo) Django keeps the last 9,000 queries per connection;
         # bulk updates are large, so a long run would hold hundreds of MB.
         reset_queries()
-        if self.results:
-            results, self.results = self.results, []
+        results, self.results = self.results, []
+        if self.endpoint_refusals and not final:
+            # Refusals in a row may yet stop the job, and then their items stay pending:
+            # they wait here until an answer breaks the row (or the run ends).
+            self.results = [r for r in results if r.refused]
+            results = [r for r in results if not r.refused]
+        if results:
             written = services.outcomes_record(job=self.job, owner=self.owner, results=results)
             self.fresh.clear()
             self.recorded += len(written)
@@ -367,6 +429,7 @@ class JobWorker:
         )
         # One budget per endpoint, shared with every other worker (conversions/ratelimit.py).
         limiter = endpoint_limiter(endpoint)
+        self.ledger = SentLedger(2 * self.concurrency)
         runner = BatchRunner(
             endpoint=endpoint,
             task=(
@@ -377,6 +440,7 @@ class JobWorker:
             config=EngineConfig(max_concurrent=self.concurrency),
             limiter=limiter,
             log=self.log.adapter(),
+            ledger=self.ledger,
         )
         self.in_flight: dict[int, _Pending] = {}  # claimed and not yet resolved
         self.leaders: dict[str, _Pending] = {}  # one call per identical input at a time
@@ -385,6 +449,9 @@ class JobWorker:
             with runner:
                 self._drive(runner)
         finally:
+            # Every call has ended: what is left in hand was counted but never sent.
+            if unused := self.ledger.drain():
+                services.job_count_sent(job=job, calls=-unused)
             close = getattr(limiter, "close", None)
             if close is not None:
                 close()
@@ -414,6 +481,18 @@ class JobWorker:
             wait = 0.02 if self.in_flight else 0.0
             for outcome in runner.poll(timeout=wait):
                 self._on_outcome(outcome)
+            if (
+                self.unreachable
+                and (exhausted or self._over_budget())
+                and not self.backlog
+                and runner.in_flight == 0
+            ):
+                # Nothing else will come: see what was delivered, then decide on the
+                # items held back as unreachable (which still count as in flight).
+                for outcome in runner.poll(0):
+                    self._on_outcome(outcome)
+                if self.unreachable:
+                    self._settle_unreachable()
         if self.stop_reason:
             # A pause lets the calls in flight finish (they are paid for); a cancel
             # abandons them. Either way no new call starts.
@@ -565,6 +644,57 @@ class JobWorker:
         self.backlog.append(pending)
 
     def _on_outcome(self, outcome: Outcome) -> None:
+        if outcome.unreachable:
+            self._on_unreachable(outcome)
+            return
+        if outcome.api_calls and not self.endpoint_down:
+            self.endpoint_answered = True
+            self._release_unreachable()  # the endpoint is there: those failed on their own
+        self._record_outcome(outcome)
+
+    def _release_unreachable(self) -> None:
+        held, self.unreachable = self.unreachable, []
+        for earlier in held:
+            self._record_outcome(earlier)
+
+    def _settle_unreachable(self) -> None:
+        """No call is left in flight to tell whether the endpoint is there: if it answered
+        at all in this run, the held items failed on their own; else it is down."""
+        if self.endpoint_answered:
+            self._release_unreachable()
+        else:
+            self._endpoint_unreachable(self.unreachable[-1])
+
+    def _on_unreachable(self, outcome: Outcome) -> None:
+        """Hold back an item that could not connect; pause the job after a run of them.
+
+        The job pauses with the reason on it and these items stay claimed, so that
+        `_wrap_up` hands them back as pending: `resume` continues once the base URL,
+        the network or the certificate is fixed.
+        """
+        if outcome.item_id not in self.in_flight:
+            return
+        self.unreachable.append(outcome)
+        if not self.endpoint_down and len(self.unreachable) >= UNREACHABLE_TO_STOP:
+            self._endpoint_unreachable(outcome)
+
+    def _endpoint_unreachable(self, outcome: Outcome) -> None:
+        self.endpoint_down = True
+        reason = _(
+            "The endpoint %(url)s could not be reached: %(error)s. %(items)s items in a "
+            "row failed to connect on every call, with no answer in between, so the job "
+            "is paused and its items are left pending. Check the base URL, the network "
+            "or the TLS certificate, then resume the job."
+        ) % {
+            "url": settings.OPENAI_BASE_URL or "https://api.openai.com/v1",
+            "error": outcome.error_message,
+            "items": len(self.unreachable),
+        }
+        self.log.job("endpoint unreachable: pausing the job: %s", outcome.error_message)
+        services.job_pause(job=self.job, reason=reason)
+        self.stop_reason = Job.Status.PAUSED
+
+    def _record_outcome(self, outcome: Outcome) -> None:
         pending = self.in_flight.pop(outcome.item_id, None)
         if pending is None:
             return

@@ -283,11 +283,13 @@ MATHCONV_LOG_DIR = Path(os.environ.get("MATHCONV_LOG_DIR", VAR_DIR / "logs"))
 MATHCONV_EXPORT_DIR = Path(os.environ.get("MATHCONV_EXPORT_DIR", VAR_DIR / "exports"))
 
 # --- jobs ---------------------------------------------------------------------------
-# A worker holds its claimed items for MATHCONV_LEASE_SECONDS and renews the lease while
-# it lives; items of a killed worker are claimed again once their lease expires. A task
+# A worker holds its claimed items for MATHCONV_LEASE_SECONDS and renews the lease every
+# quarter of it while it lives; items of a killed worker are claimed again once their
+# lease expires, and a live task of the same job (or the reconciler) queues a task in
+# place of the dead one then: a short lease is a short stall after a kill. A task
 # works for at most MATHCONV_TASK_BUDGET_SECONDS (well under Q_CLUSTER timeout), then
 # enqueues a continuation of itself.
-MATHCONV_LEASE_SECONDS = env_int("MATHCONV_LEASE_SECONDS", 120)
+MATHCONV_LEASE_SECONDS = env_int("MATHCONV_LEASE_SECONDS", 30)
 MATHCONV_TASK_BUDGET_SECONDS = env_int("MATHCONV_TASK_BUDGET_SECONDS", 600)
 # An LLM job with max_concurrent C runs as ceil(C / this) tasks side by side (at most one
 # per cluster worker), so that one process's CPU does not cap its throughput.
@@ -301,7 +303,9 @@ MATHCONV_CONCURRENCY_PER_TASK = env_int("MATHCONV_CONCURRENCY_PER_TASK", 25)
 # lease, and a finished item is never claimed again.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 Q_CLUSTER = {
-    "name": "mathconv",
+    # The queue's name (and Redis key prefix): every web and worker process of one site
+    # uses the same; two sites sharing a Redis use two names.
+    "name": os.environ.get("Q_NAME", "mathconv"),
     "workers": env_int("Q_WORKERS", 2),
     "recycle": 200,
     "timeout": env_int("Q_TIMEOUT", 900),
@@ -323,7 +327,11 @@ Q_CLUSTER = {
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "queue": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": Q_CLUSTER["name"],
+        }
         if REDIS_URL
         else {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",

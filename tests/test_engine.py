@@ -186,6 +186,7 @@ def test_timeouts_are_classified_and_retried(fake_openai):
     assert outcomes[0].ok and outcomes[0].api_calls == 2
     assert outcomes[1].error_category == ErrorCategory.TIMEOUT
     assert outcomes[1].api_calls == 2
+    assert not outcomes[1].unreachable  # it connected: a slow endpoint is not a gone one
     assert fake_openai.stats()["hangs"] == 3
 
 
@@ -196,8 +197,9 @@ def test_connection_errors_are_retried_and_reported():
     ep = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, model="m")
     (outcome,) = run(items(1), ep=ep, config=EngineConfig(max_attempts=2, backoff_base_s=0.01))
     assert outcome.error_category == ErrorCategory.API_ERROR
-    assert outcome.error_message.startswith("connection error")
+    assert outcome.error_message.startswith("could not connect: ConnectionRefusedError")
     assert outcome.api_calls == 2
+    assert outcome.unreachable  # every call failed to connect: the endpoint, not the item
 
 
 def test_malformed_output_is_invalid_output_after_one_retry(fake_openai):

@@ -307,6 +307,9 @@ def test_every_option_round_trips_through_the_command_line():
         hang=5.0,
         wrong_rate=0.05,
         garbage_rate=0.01,
+        truncate_rate=0.02,
+        storm_every=30.0,
+        storm_length=5.0,
         seed=7,
         retry_after=3.0,
         ratelimit_headers=False,
@@ -337,3 +340,23 @@ def test_a_running_server_takes_every_option_on_config(fake_openai):
     with pytest.raises(urllib.error.HTTPError) as caught:
         fake_openai.configure(no_such_option=1)
     assert caught.value.code == 400
+
+
+def test_a_429_storm_answers_everything_429_until_it_passes(fake_openai):
+    fake_openai.configure(storm_every=3600, storm_length=1800)
+    fake_openai.reset()  # the storm starts now and lasts half an hour
+    with pytest.raises(openai.RateLimitError) as caught:
+        convert(fake_openai)
+    assert 1790 <= int(caught.value.response.headers["retry-after"]) <= 1800
+    fake_openai.configure(storm_every=0, storm_length=0)
+    convert(fake_openai)
+    stats = fake_openai.stats()
+    assert (stats["storm_429"], stats["rate_limited"], stats["ok"]) == (1, 1, 1)
+
+
+def test_a_truncated_body_is_cut_off_and_the_connection_closed(fake_openai):
+    fake_openai.configure(truncate_rate=1.0)
+    with pytest.raises(openai.APIConnectionError):
+        convert(fake_openai)
+    stats = fake_openai.stats()
+    assert (stats["truncated"], stats["ok"]) == (1, 0)

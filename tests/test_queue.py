@@ -8,8 +8,9 @@ import pytest
 from django.core.management import call_command
 from django_q.brokers import get_broker
 from django_q.models import Task
+from django_q.status import Stat
 
-from conversions import services
+from conversions import selectors, services
 from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
 from mathconv_dev.fakeopenai import input_key
@@ -138,3 +139,78 @@ def test_pause_resume_cancel_and_retry_on_the_cluster(llm):
     for item in job.items.select_related("question"):
         # Called once, or twice if the cancel abandoned its call in flight.
         assert per_input[input_key(item.question.mathml)] <= (2 if item.pk in cancelled else 1)
+
+
+def test_calls_in_flight_when_a_cluster_is_killed_are_counted_as_sent(llm, settings):
+    settings.MATHCONV_LEASE_SECONDS = LEASE_S
+    llm.configure(latency=0.5)
+    make_questions(200)
+    running = cluster(llm)
+    try:
+        job = create(batch_size=20, max_concurrent=8)
+        wait_until(lambda: finished(job) >= 30)
+        running.kill()  # calls in flight: the server got them, no answer is recorded
+    finally:
+        running.stop()
+    job.refresh_from_db()
+    received = llm.stats()["requests"]
+    recorded = sum(job.items.values_list("api_calls", flat=True))
+    assert recorded < received
+    # Counted before they were sent, in blocks of twice the task's concurrency: never
+    # fewer than the server got, and at most one unused block more.
+    assert received <= job.requests_sent <= received + 2 * 8
+    stats = selectors.job_stats(job=job)
+    assert (stats["requests_sent"], stats["requests_unrecorded"]) == (
+        job.requests_sent,
+        job.requests_sent - recorded,
+    )
+
+
+def test_a_jobs_tasks_run_on_two_clusters_and_one_kill_does_not_stop_the_job(llm, settings):
+    lease_s = 8
+    settings.MATHCONV_LEASE_SECONDS = lease_s
+    settings.MATHCONV_CONCURRENCY_PER_TASK = 2  # max_concurrent 4: two tasks
+    llm.configure(latency=0.1)
+    make_questions(240)
+    env = {
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": API_KEY,
+        "MATHCONV_LEASE_SECONDS": str(lease_s),
+        "MATHCONV_CONCURRENCY_PER_TASK": "2",
+        "Q_WORKERS": "2",
+    }
+    clusters = [Cluster(**env).start(), Cluster(**env).start()]
+    try:
+        wait_until(lambda: len(Stat.get_all()) == 2, timeout=120, interval=0.5)
+        job = create(batch_size=10, max_concurrent=4)
+        runs = wait_until(lambda: len(r := list(job.runs.all())) == 2 and r, interval=0.05)
+        # Spread: before, a broker handed both tasks to whichever cluster asked first.
+        assert runs[0].cluster != runs[1].cluster
+        wait_until(lambda: finished(job) >= 40)
+        sentinel_of = {c.proc.pid: c for c in clusters}
+        victim = next(
+            r for r in runs if parent_pid(int(r.cluster.rsplit(":", 1)[1])) in sentinel_of
+        )
+        sentinel_of[parent_pid(int(victim.cluster.rsplit(":", 1)[1]))].kill()
+        done_at_kill = finished(job)
+        held = set(job.items.filter(lease_owner=victim.owner).values_list("pk", flat=True))
+        # The other cluster's task goes on while the dead task's items are still leased.
+        wait_until(lambda: finished(job) >= done_at_kill + 20, timeout=60)
+        assert job.items.filter(pk__in=held, status="running", lease_owner=victim.owner).exists()
+        wait_until(lambda: Job.objects.get(pk=job.pk).is_final, timeout=180, interval=0.5)
+    finally:
+        for running in clusters:
+            running.stop()
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED
+    assert job.items.filter(status="succeeded").count() == 240
+    per_input = llm.stats()["per_input"]
+    for item in job.items.select_related("question"):
+        calls = per_input[input_key(item.question.mathml)]
+        assert calls == 1 or (calls == 2 and item.pk in held)
+
+
+def parent_pid(pid: int) -> int:
+    """The parent of a process (from /proc): a worker's sentinel is a child of qcluster."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])

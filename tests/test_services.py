@@ -382,3 +382,36 @@ def test_job_stats_count_what_the_items_say(django_assert_max_num_queries):
     health = selectors.queue_health()
     assert health["active_jobs"] == 1
     assert not health["cluster_alive"] and "manage.py qcluster" in health["warning"]
+
+
+def test_a_second_task_of_a_job_on_one_cluster_is_handed_on_while_another_cluster_lives():
+    job = rules_job()
+    assert services.job_run_place(job=job, owner="a", cluster="host:1", may_move=True)
+    assert not services.job_run_place(job=job, owner="b", cluster="host:1", may_move=True)
+    assert services.job_run_place(job=job, owner="c", cluster="host:2", may_move=True)
+    # Alone (or handed on too often already): it runs beside its sibling.
+    assert services.job_run_place(job=job, owner="d", cluster="host:1", may_move=False)
+    assert sorted(job.runs.values_list("owner", flat=True)) == ["a", "c", "d"]
+    services.job_run_end(owner="a")
+    assert services.job_run_place(job=job, owner="e", cluster="host:1", may_move=True) is False
+
+
+def test_a_run_that_stopped_beating_is_replaced_once_and_its_job_reconciled(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.MATHCONV_LEASE_SECONDS = 60
+    job = rules_job()
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, heartbeat_at=timezone.now())
+    services.job_run_place(job=job, owner="alive", cluster="host:1", may_move=False)
+    services.job_run_place(job=job, owner="killed", cluster="host:2", may_move=False)
+    job.runs.filter(owner="killed").update(heartbeat_at=timezone.now() - timedelta(minutes=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.job_runs_replace_dead(job=job) == 1
+        assert services.job_runs_replace_dead(job=job) == 0  # one replacement per dead run
+    assert OrmQ.objects.count() == 1
+    assert list(job.runs.values_list("owner", flat=True)) == ["alive"]
+    # The reconciler does the same for a job none of whose runs replaced the dead one.
+    job.runs.update(heartbeat_at=timezone.now() - timedelta(minutes=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_reconcile() == [job.pk]
+    assert OrmQ.objects.count() == 2 and not job.runs.exists()

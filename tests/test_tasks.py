@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 
 import pytest
+from django.utils import translation
 from django_q.models import OrmQ
 
 from conversions import exporting, selectors, services, tasks
@@ -228,3 +229,56 @@ def test_an_endpoint_refusing_every_call_fails_the_job_and_loses_nothing(llm):
     Job.objects.filter(pk=job.pk).update(model="gpt-4.1-mini")
     assert services.job_resume(job=job)
     assert tasks.job_run_inline(job) == Job.Status.COMPLETED
+
+
+def closed_port() -> int:
+    """A local TCP port with nothing listening on it (connections are refused)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "base_url, cause",
+    [
+        (f"http://127.0.0.1:{closed_port()}/v1", "ConnectionRefusedError"),
+        ("http://no-such-endpoint.invalid/v1", "gaierror"),
+    ],
+    ids=["refused", "dns"],
+)
+def test_an_unreachable_endpoint_pauses_the_job_with_its_items_left_pending(
+    llm, settings, base_url, cause
+):
+    make_questions(40)
+    job = create(check_config=False, max_concurrent=2, batch_size=10)
+    settings.OPENAI_BASE_URL = base_url
+    with translation.override("ko"):
+        assert tasks.job_run_inline(job) == Job.Status.PAUSED
+    job.refresh_from_db()
+    assert job.status == Job.Status.PAUSED
+    assert "엔드포인트" in job.error_message and base_url in job.error_message
+    assert cause in job.error_message
+    # Not one item failed: a few items' calls found the endpoint gone, and the job
+    # stopped there, without trying the other items.
+    assert set(job.items.values_list("status", flat=True)) == {"pending"}
+    assert job.items.filter(attempts__gt=0).count() < 15
+
+    settings.OPENAI_BASE_URL = llm.base_url  # fixed: resume goes on with every item
+    assert services.job_resume(job=job)
+    assert not Job.objects.get(pk=job.pk).error_message
+    assert tasks.job_run_inline(job) == Job.Status.COMPLETED
+    assert job.items.filter(status="succeeded").count() == 40
+
+
+def test_a_small_job_on_an_unreachable_endpoint_pauses_too(llm, settings):
+    """Fewer items than it takes to call the endpoint down: once nothing else is in
+    flight and no call ever reached it, the job pauses all the same."""
+    make_questions(3)
+    job = create(check_config=False, max_concurrent=2)
+    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{closed_port()}/v1"
+    assert tasks.job_run_inline(job) == Job.Status.PAUSED
+    job.refresh_from_db()
+    assert "ConnectionRefusedError" in job.error_message
+    assert set(job.items.values_list("status", flat=True)) == {"pending"}

@@ -7,13 +7,18 @@ here, so there is one place that decides and one budget per item (DESIGN invaria
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import json
 import random
+import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+import httpx2
 import openai
 
 from conversions.engine.types import ErrorCategory
@@ -40,6 +45,8 @@ class Failure:
     status: int | None = None
     retry_after_s: float | None = None
     response_excerpt: str = ""
+    # No connection could be made at all (refused, DNS, TLS): the endpoint, not the item.
+    unreachable: bool = False
 
     @property
     def rate_limited(self) -> bool:
@@ -137,8 +144,55 @@ def _connection_failure(exc: BaseException) -> ConnectionError | None:
     return None
 
 
+def _connect_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [
+        ConnectionRefusedError,
+        socket.gaierror,
+        ssl.SSLError,
+        httpx2.ConnectError,
+    ]
+    # The aiohttp transport (openai[aiohttp]) reports DNS, refused and TLS as this.
+    with contextlib.suppress(ImportError):
+        types.append(importlib.import_module("aiohttp").ClientConnectorError)
+    return tuple(types)
+
+
+CONNECT_ERRORS = _connect_error_types()
+
+
+def _unreachable_cause(exc: BaseException) -> BaseException | None:
+    """Why no connection could be made (refused, DNS, TLS), if that is what happened.
+
+    A call that connected and then failed (a timeout waiting for the answer, a body cut
+    short, a reset mid-answer) is not this: the endpoint is there.
+    """
+    if not isinstance(exc, openai.APIConnectionError):
+        return None
+    seen, cause = 0, exc.__cause__ or exc.__context__
+    found = None
+    while cause is not None and seen < 10:
+        if isinstance(cause, CONNECT_ERRORS):
+            found = cause  # keep walking: the innermost names the reason best
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return found
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 def classify(exc: BaseException) -> Failure:
     """Turn an exception from one API call into data: category, message, retry or not."""
+    unreachable = _unreachable_cause(exc)
+    if unreachable is not None:
+        # Checked first: the aiohttp transport reports these as a connect *timeout*.
+        return Failure(
+            ErrorCategory.API_ERROR,
+            f"could not connect: {_describe(unreachable)}",
+            True,
+            unreachable=True,
+        )
     refused = _connection_failure(exc)
     if refused is not None:
         # Checked first: the aiohttp transport reports a refused connection as a

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -44,6 +45,7 @@ from conversions.engine.types import Endpoint, ErrorCategory, Outcome, WorkItem
 
 __all__ = [
     "BatchRunner",
+    "CallLedger",
     "EngineConfig",
     "InvalidInput",
     "InvalidOutput",
@@ -107,6 +109,18 @@ class Limiter(Protocol):
     def slow_down(self, retry_after_s: float | None) -> None: ...
 
 
+@runtime_checkable
+class CallLedger(Protocol):
+    """Calls paid for in advance: take() one before each call (False: none left yet),
+    give_back() one that was taken but not used. The caller records what it hands out
+    before the calls go (the worker writes it to the database), so a process killed
+    with calls in flight has still counted them."""
+
+    def take(self) -> bool: ...
+
+    def give_back(self) -> None: ...
+
+
 def make_client(endpoint: Endpoint, max_concurrent: int = 10) -> openai.AsyncOpenAI:
     """The SDK client for an endpoint: our timeout, no SDK retries, a pool sized to the run.
 
@@ -161,6 +175,7 @@ class _Progress:
     request_excerpt: str = ""
     response_excerpt: str = ""
     last_failure: Failure | None = field(default=None)
+    unreachable_calls: int = 0  # calls that could not connect at all
 
 
 class _Pool:
@@ -177,7 +192,9 @@ class _Pool:
         stop: asyncio.Event,
         log: Logger,
         on_abandoned: Callable[[Outcome], None] | None = None,
+        ledger: CallLedger | None = None,
     ) -> None:
+        self.ledger = ledger
         self.endpoint = endpoint
         self.task = task
         self.config = config
@@ -251,7 +268,11 @@ class _Pool:
         invalid_outputs = 0
 
         while True:
+            if not await self._take_call():
+                return self._cancelled(item, progress)
             if not await self._acquire(estimate):
+                if self.ledger is not None:
+                    self.ledger.give_back()
                 return self._cancelled(item, progress)
             progress.api_calls += 1
             failure, value = await self._attempt(
@@ -334,14 +355,13 @@ class _Pool:
         except Exception as exc:
             progress.call_time_s += time.monotonic() - started
             failure = classify(exc)
-            failure = Failure(
-                failure.category,
-                redact(failure.message, self.secrets),
-                failure.retryable,
-                failure.status,
-                failure.retry_after_s,
-                redact(failure.response_excerpt, self.secrets),
+            failure = dataclasses.replace(
+                failure,
+                message=redact(failure.message, self.secrets),
+                response_excerpt=redact(failure.response_excerpt, self.secrets),
             )
+            if failure.unreachable:
+                progress.unreachable_calls += 1
             progress.response_excerpt = self._excerpt(failure.response_excerpt)
             self.limiter.settle(estimate, 0)
             error_response = getattr(exc, "response", None)
@@ -379,6 +399,16 @@ class _Pool:
         except InvalidOutput as exc:
             message = redact(str(exc), self.secrets)
             return Failure(ErrorCategory.INVALID_OUTPUT, message, retryable=True), None
+
+    async def _take_call(self) -> bool:
+        """Wait for a paid-in-advance call from the ledger, unless stopped. True: go."""
+        if self.ledger is None:
+            return True
+        while not self.ledger.take():
+            if self.stop.is_set():
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     async def _acquire(self, estimate: int) -> bool:
         """Wait for the limiter, unless the stop event comes first. True: go ahead."""
@@ -435,6 +465,9 @@ class _Pool:
             error_message=message,
             http_status=failure.status if failure else None,
             refused=failure.refused if failure else False,
+            unreachable=category is not None
+            and progress.api_calls > 0
+            and progress.unreachable_calls == progress.api_calls,
             latency_s=round(progress.call_time_s, 4),
             tokens_in=progress.tokens_in,
             tokens_out=progress.tokens_out,
@@ -453,14 +486,7 @@ def _where(item: WorkItem) -> str:
 
 
 def _not_retryable(failure: Failure, message: str | None = None) -> Failure:
-    return Failure(
-        failure.category,
-        message or failure.message,
-        False,
-        failure.status,
-        failure.retry_after_s,
-        failure.response_excerpt,
-    )
+    return dataclasses.replace(failure, message=message or failure.message, retryable=False)
 
 
 def _read_choice(completion: object) -> tuple[str | None, Failure | None]:
@@ -589,7 +615,8 @@ class BatchRunner:
     submit() blocks while the bounded input queue is full; poll() returns outcomes
     finished since the last poll; finish() waits for everything submitted; cancel()
     stops new calls at once and abandons the ones in flight. Item ids must be unique
-    among the items submitted to one runner.
+    among the items submitted to one runner. With a ledger, every call waits for one
+    paid-in-advance call from it (CallLedger).
     """
 
     def __init__(
@@ -601,7 +628,9 @@ class BatchRunner:
         limiter: Limiter | None = None,
         client_factory: Callable[[], openai.AsyncOpenAI] | None = None,
         log: Logger | None = None,
+        ledger: CallLedger | None = None,
     ) -> None:
+        self.ledger = ledger
         self.endpoint = endpoint
         self.task = task
         self.config = config or EngineConfig()
@@ -667,6 +696,7 @@ class BatchRunner:
             stop=self._stop,
             log=self.log,
             on_abandoned=self._deliver,
+            ledger=self.ledger,
         )
         self._work = asyncio.create_task(pool.run(self._get, self._put))
         self._ready.set()
@@ -689,9 +719,11 @@ class BatchRunner:
         self._deliver(outcome)
 
     def _deliver(self, outcome: Outcome) -> None:
+        # Queued before it stops counting as in flight: in_flight == 0 means that every
+        # outcome can be polled.
+        self._outcomes.put(outcome)
         with self._lock:
             self._pending.discard(outcome.item_id)
-        self._outcomes.put(outcome)
 
     # -- the sync API -------------------------------------------------------------------
 

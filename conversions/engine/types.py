@@ -54,6 +54,9 @@ class Outcome:
     # whether that answer refused the call itself (401/403/404: key, access, model).
     http_status: int | None = None
     refused: bool = False
+    # Every call of this item failed to connect (refused, DNS, TLS): the endpoint is
+    # unreachable, which says nothing about the item.
+    unreachable: bool = False
     latency_s: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0

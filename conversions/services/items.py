@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 
 from conversions.cache import cache_count_hits, cache_store
 from conversions.labeling import questions_labels_store
-from conversions.models import Item, Job, Question
+from conversions.models import Item, Job, JobRun, Question
 from conversions.results import ItemResult
 from conversions.rowwrite import rows_update
 
@@ -128,9 +128,16 @@ def items_renew_lease(*, job: Job, owner: str) -> int:
     """Extend the lease of everything this worker holds; also the job's heartbeat."""
     now = timezone.now()
     Job.objects.filter(pk=job.pk).update(heartbeat_at=now)
+    JobRun.objects.filter(owner=owner).update(heartbeat_at=now)
     return Item.objects.filter(job_id=job.pk, status=Item.Status.RUNNING, lease_owner=owner).update(
         lease_expires_at=now + lease_duration()
     )
+
+
+def job_count_sent(*, job: Job, calls: int) -> None:
+    """Add `calls` API calls to the job's count of calls sent (negative: hand back
+    calls counted in advance and never sent; worker.SentLedger)."""
+    Job.objects.filter(pk=job.pk).update(requests_sent=F("requests_sent") + calls)
 
 
 def items_release(*, job: Job, owner: str, item_ids: Iterable[int] | None = None) -> int:

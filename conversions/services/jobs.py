@@ -21,7 +21,7 @@ from conversions import selectors
 from conversions.exporting import export_dir
 from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, Job, Question
+from conversions.models import Item, Job, JobRun, Question
 from conversions.preflight import ConfigurationError, check_backend_config
 from conversions.services.items import items_mark_cancelled, lease_duration
 
@@ -109,8 +109,11 @@ def task_concurrency(*, job: Job, share: int) -> int:
     return max(1, math.ceil(job.max_concurrent / max(1, share)))
 
 
-def job_enqueue(*, job: Job, tasks: int | None = None) -> None:
-    """Queue the job's tasks (or `tasks` of them) once the current transaction commits."""
+def job_enqueue(*, job: Job, tasks: int | None = None, hops: int = 0) -> None:
+    """Queue the job's tasks (or `tasks` of them) once the current transaction commits.
+
+    hops: how many times this task was handed on already (job_run_place).
+    """
     job_id = job.pk
     share = job_parallel_tasks(job=job)
     for _copy in range(tasks or share):
@@ -119,16 +122,61 @@ def job_enqueue(*, job: Job, tasks: int | None = None) -> None:
                 "conversions.tasks.job_run",
                 job_id,
                 share,
+                hops,
                 task_name=f"job-{job_id}",
                 group=f"job-{job_id}",
             )
         )
 
 
-def job_pause(*, job: Job) -> bool:
-    """Stop a job's work soon; its running task hands claimed items back as pending."""
+def job_run_place(*, job: Job, owner: str, cluster: str, may_move: bool) -> bool:
+    """Register a task about to work on the job; False: hand it on to another cluster.
+
+    A broker hands tasks to whichever cluster asks first, so both tasks of a job often
+    landed on one cluster, and one SIGKILL stopped all work on the job until the leases
+    expired (hole 10 of issue 13). With may_move (another cluster is alive, and the task
+    was not handed on too often already), a task whose job already has a live run on
+    this cluster is not run here. The job row is locked, so two tasks starting at once
+    on one cluster see each other.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        list(Job.objects.select_for_update().filter(pk=job.pk).values_list("pk"))
+        live = JobRun.objects.filter(job_id=job.pk, heartbeat_at__gte=now - lease_duration())
+        if may_move and live.filter(cluster=cluster).exists():
+            return False
+        JobRun.objects.create(job_id=job.pk, owner=owner, cluster=cluster, heartbeat_at=now)
+    return True
+
+
+def job_run_end(*, owner: str) -> None:
+    JobRun.objects.filter(owner=owner).delete()
+
+
+def job_runs_replace_dead(*, job: Job) -> int:
+    """Queue a task in place of each run of the job that stopped beating (its worker was
+    killed); returns how many. Called by the job's live runs and by the reconciler, so a
+    killed cluster's share of a job comes back within about one lease."""
+    stale = timezone.now() - lease_duration()
+    replaced = 0
+    for run in JobRun.objects.filter(job_id=job.pk, heartbeat_at__lt=stale):
+        # One caller wins each dead run: the delete is conditional on its heartbeat.
+        if JobRun.objects.filter(pk=run.pk, heartbeat_at__lt=stale).delete()[0]:
+            replaced += 1
+    if replaced and Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).exists():
+        job_enqueue(job=job, tasks=replaced)
+        log.warning("job=%s: queued %s task(s) in place of dead runs", job.pk, replaced)
+    return replaced
+
+
+def job_pause(*, job: Job, reason: str = "") -> bool:
+    """Stop a job's work soon; its running task hands claimed items back as pending.
+
+    reason: why, when the job pauses itself (an unreachable endpoint); shown on the job
+    page as its error until `job_resume` clears it.
+    """
     changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
-        status=Job.Status.PAUSED, updated_at=timezone.now()
+        status=Job.Status.PAUSED, error_message=reason[:2000], updated_at=timezone.now()
     )
     job.refresh_from_db()
     return bool(changed)
@@ -280,8 +328,22 @@ def jobs_reconcile() -> list[int]:
             if Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
                 heartbeat_at=now
             ):
+                JobRun.objects.filter(job_id=job.pk, heartbeat_at__lt=stale).delete()
                 job_enqueue(job=job)
                 requeued.append(job.pk)
+    # Jobs that still have a live run but lost others (a killed cluster): their live
+    # runs replace the dead ones themselves; this catches what they have not yet.
+    partly_dead = (
+        JobRun.objects.filter(heartbeat_at__lt=stale, job__status__in=Job.ACTIVE_STATUSES)
+        .values_list("job_id", flat=True)
+        .distinct()
+    )
+    for job in Job.objects.filter(pk__in=list(partly_dead)):
+        if job_runs_replace_dead(job=job):
+            requeued.append(job.pk)
+    JobRun.objects.filter(heartbeat_at__lt=stale).exclude(
+        job__status__in=Job.ACTIVE_STATUSES
+    ).delete()
     items_mark_cancelled(
         Item.objects.filter(
             job__status=Job.Status.CANCELLED,

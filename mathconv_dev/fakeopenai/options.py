@@ -43,6 +43,15 @@ class FakeOptions:
     hang: float = _option(600.0, "Seconds a hanging request hangs.")
     wrong_rate: float = _option(0.0, "Share of answers that are valid JSON but wrong.")
     garbage_rate: float = _option(0.0, "Share of answers whose content is malformed JSON.")
+    truncate_rate: float = _option(
+        0.0, "Share of answers whose HTTP body is cut off halfway, then the connection closed."
+    )
+    storm_every: float = _option(
+        0.0, "429 storms: one starts every S seconds, counted from the last reset (0: none)."
+    )
+    storm_length: float = _option(
+        0.0, "429 storms: for S seconds every request gets a 429 until the storm passes."
+    )
     seed: int = _option(0, "Seed of the per-input fault decisions.")
     retry_after: float = _option(
         1.0, 'Seconds a forced 429 (an input carrying "fake:status=429") asks to wait.'

@@ -96,6 +96,9 @@ class _Window:
         return max(0.0, self.entries[0][0] + window - now) if self.entries else 0.0
 
 
+_TRUNCATE = "x-fake-truncate"  # an internal marker: cut this answer's body off halfway
+
+
 class FakeOpenAI:
     """The server's state (options, counters, rate-limit windows) and its request handler."""
 
@@ -111,6 +114,7 @@ class FakeOpenAI:
         self.attempts: Counter[str] = Counter()  # requests that got past the rate limit
         self.requests_window = _Window()
         self.tokens_window = _Window()
+        self.started = time.monotonic()  # 429 storms are timed from here
 
     def stats(self) -> dict:
         """Counters since the last reset; per_input and per_input_ok by input_key()."""
@@ -125,6 +129,8 @@ class FakeOpenAI:
                     "hangs",
                     "wrong",
                     "garbage",
+                    "truncated",
+                    "storm_429",
                     "bad_requests",
                     "unauthorized",
                     "connections",
@@ -158,6 +164,18 @@ class FakeOpenAI:
         status, headers, payload = await self._dispatch(
             request.method, request.path, request.headers, body, received
         )
+        if headers.pop(_TRUNCATE, None):
+            # Content-Length promises the whole body; half of it comes, then the connection
+            # closes: what a proxy dropping the connection mid-answer looks like.
+            data = json.dumps(payload).encode()
+            response = web.StreamResponse(status=status, headers=headers)
+            response.content_type = "application/json"
+            response.content_length = len(data)
+            await response.prepare(request)
+            await response.write(data[: len(data) // 2])
+            if request.transport is not None:
+                request.transport.close()
+            return response
         return web.Response(
             status=status,
             body=json.dumps(payload).encode(),
@@ -263,6 +281,7 @@ class FakeOpenAI:
 
         self.counters["requests"] += 1
         self.per_input[key] += 1
+        self._storm(received)
         limit_headers = self._rate_limit(prompt_tokens + max_out)
 
         attempt = self.attempts[key]
@@ -322,16 +341,21 @@ class FakeOpenAI:
         finish_reason = "stop"
         if max_out and completion_tokens > max_out:
             completion_tokens, finish_reason = max_out, "length"
+        truncate = decision == "truncate"
+        if truncate:
+            self.counters["truncated"] += 1
         if answer_at is not None:
             await _sleep_until(answer_at)
-        self.counters["ok"] += 1
-        self.per_input_ok[key] += 1
+        if not truncate:  # a cut-off body is no answer
+            self.counters["ok"] += 1
+            self.per_input_ok[key] += 1
         return (
             200,
             {
                 "x-request-id": f"req_{uuid.uuid4().hex[:24]}",
                 "openai-processing-ms": str(int(delay * 1000)),
                 **limit_headers,
+                **({_TRUNCATE: "1"} if truncate else {}),
             },
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -352,6 +376,28 @@ class FakeOpenAI:
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
                 },
+            },
+        )
+
+    def _storm(self, now: float) -> None:
+        """Answer 429 to everything during a storm (storm_every / storm_length)."""
+        options = self.options
+        if not (options.storm_every and options.storm_length):
+            return
+        phase = (now - self.started) % options.storm_every
+        if phase >= options.storm_length:
+            return
+        self.counters["rate_limited"] += 1
+        self.counters["storm_429"] += 1
+        wait = options.storm_length - phase
+        raise ApiError(
+            429,
+            "Rate limit reached (a 429 storm).",
+            "requests",
+            "rate_limit_exceeded",
+            headers={
+                "retry-after": str(math.ceil(wait)),
+                "retry-after-ms": str(math.ceil(wait * 1000)),
             },
         )
 
@@ -413,6 +459,7 @@ class FakeOpenAI:
             ("error_rate", 500 if draw < options.error_rate / 2 else 503),
             ("timeout_rate", "hang"),
             ("garbage_rate", "garbage"),
+            ("truncate_rate", "truncate"),
             ("wrong_rate", "wrong"),
         ):
             rate = getattr(options, threshold_name)

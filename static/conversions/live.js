@@ -156,6 +156,8 @@
     setText("mc-cache-hits", number(stats.cache.hits));
     setText("mc-cache-saved", money(stats.cache.saved_usd));
     setText("mc-api-calls", number(stats.api_calls));
+    setText("mc-requests-sent", number(stats.requests_sent));
+    setText("mc-requests-unrecorded", number(stats.requests_unrecorded));
     setText("mc-error", stats.error);
     byId("mc-error").hidden = !stats.error;
     renderCounts(stats);

@@ -56,7 +56,7 @@ def format_stats(stats: dict, *, exports: bool = True) -> str:
         f"{_duration(stats['elapsed_s'])}, ETA {_duration(stats['eta_s'])}",
         f"  tokens      {stats['tokens_in']} in / {stats['tokens_out']} out; "
         f"API calls {stats['api_calls']} ({stats['api_calls_per_item'] or 0:.2f} per item), "
-        f"retries {stats['retries']}",
+        f"sent {stats['requests_sent']}, retries {stats['retries']}",
         f"  cost        ${stats['cost_usd']:.6f}; cache hits {cache['hits']} "
         f"({_pct(cache['hit_rate'])}) saved ${cache['saved_usd']:.6f}"
         + (
