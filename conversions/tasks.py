@@ -8,9 +8,7 @@ so the names stay; the work lives in worker.py, services and results.py.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import threading
 
 from django.conf import settings
@@ -20,10 +18,9 @@ from conversions.apps import freeze_loaded_objects
 from conversions.engine import runner
 from conversions.joblog import JobLog
 from conversions.models import Job
-from conversions.worker import JobWorker, worker_id
+from conversions.worker import JobWorker, cluster_id, worker_id
 
-# How often a task is handed on because its job already runs on this cluster, before it
-# runs here anyway (services.job_run_place).
+# Hand-ons before a task runs on a cluster that already runs its job (job_run_place).
 MAX_HOPS = 10
 
 
@@ -60,11 +57,6 @@ def job_run(job_id: int, share: int = 1, hops: int = 0) -> str:
             return worker.run()
     finally:
         services.job_run_end(owner=owner)
-
-
-def cluster_id() -> str:
-    """This worker's cluster: host and the pid of the sentinel that forked it."""
-    return f"{socket.gethostname()}:{os.getppid()}"
 
 
 def jobs_reconcile() -> str:

@@ -64,6 +64,11 @@ REFUSALS_TO_STOP = 10
 UNREACHABLE_TO_STOP = 5
 
 
+def cluster_id() -> str:
+    """This worker's cluster: host and the pid of the sentinel that forked it."""
+    return f"{socket.gethostname()}:{os.getppid()}"
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 

@@ -9,8 +9,6 @@ from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
 from tests import jobutil
 
-llm = jobutil.llm  # the fixture
-
 pytestmark = pytest.mark.django_db
 
 NS = 'xmlns="http://www.w3.org/1998/Math/MathML"'

@@ -21,10 +21,7 @@ from conversions import services
 from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
 from mathconv_dev.fakeopenai import input_key
-from tests import jobutil
 from tests.jobutil import API_KEY, Cluster, make_questions, wait_until
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

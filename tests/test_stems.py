@@ -14,11 +14,8 @@ from conversions import exporting, services, tasks
 from conversions.importing.rows import stem_problems
 from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
-from tests import jobutil
 from tests.adminutil import login, staff_user
 from tests.jobutil import calls
-
-llm = jobutil.llm  # the fixture
 
 pytestmark = pytest.mark.django_db
 

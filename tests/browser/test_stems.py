@@ -14,14 +14,12 @@ from playwright.sync_api import expect
 from conversions import exporting, services, tasks
 from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question, ReviewEvent
-from tests import jobutil
 from tests.adminutil import staff_user
 from tests.browser.conftest import WIDE
 from tests.jobutil import calls, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-llm = jobutil.llm  # the fixture
 
 F1 = "<math><mfrac><mn>1</mn><mn>2</mn></mfrac></math>"
 F2 = "<math><msup><mi>x</mi><mn>2</mn></msup><mo>=</mo><mn>4</mn></math>"
