@@ -94,6 +94,9 @@ class FakeOptions:
     seed: int = 0
     retry_after: float = 1.0  # seconds a forced 429 ("fake:status=429") asks to wait
     ratelimit_headers: bool = True
+    # Every error body repeats the request's bearer token, as a careless proxy might: for
+    # the tests that the key never reaches the database, logs or pages.
+    echo_key: bool = False
     models: tuple[str, ...] = DEFAULT_MODELS
 
     def update(self, values: dict) -> None:
@@ -596,6 +599,9 @@ class FakeOpenAI:
             elif error.status < 500 and error.status != 429:
                 self.counters["bad_requests"] += 1
             extra = {"x-request-id": f"req_{uuid.uuid4().hex[:24]}", **error.headers}
+            if self.options.echo_key:
+                token = headers.get("authorization", "").partition(" ")[2]
+                error.body["error"]["message"] += f" (Authorization: Bearer {token})"
             return error.status, extra, error.body
         except ValueError:
             return (

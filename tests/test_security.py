@@ -5,6 +5,7 @@ tests/browser/test_xss.py, production HTTPS settings in tests/test_settings.py."
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 from pathlib import Path
@@ -18,9 +19,9 @@ from django.urls import reverse
 from django_q.models import OrmQ, Task
 from django_q.signing import SignedPackage
 
-from conversions import services, tasks
+from conversions import exporting, sanitize, services, tasks
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, Job, Question
+from conversions.models import Item, Job, Question, ReviewEvent
 from tests import jobutil
 from tests import test_permissions as perms
 from tests.adminutil import PASSWORD
@@ -177,3 +178,71 @@ def test_the_api_key_is_nowhere_even_when_the_server_echoes_it(
     for where, text in leaks.items():
         assert secret_part not in text, f"the API key leaked into {where}"
     assert "[redacted]" in leaks["database"]  # the echoed body was stored, key redacted
+
+
+# --- forbidden LaTeX never leaves ---------------------------------------------------------
+
+EVIL = r"x+\href{javascript:alert(1)}{y}"
+
+
+def test_exports_and_json_endpoints_withhold_stored_latex_with_forbidden_commands(everything):
+    """An old row stored before the validator refused \\href (question LaTeX, a result, a
+    reviewed LaTeX and a review event): every export (CSV, XLSX, JSON, the batch files, the
+    question exports) and every JSON endpoint carries the marker instead, naming the
+    command; a clean LaTeX next to it goes out unchanged."""
+    job = Job.objects.get(pk=everything["conversions_job"])
+    evil_item = Item.objects.get(pk=everything["review_item"])
+    Item.objects.filter(pk=evil_item.pk).update(
+        result_latex=EVIL, reviewed_latex=EVIL, status="needs_review", batch_no=1
+    )
+    Item.objects.filter(pk=everything["conversions_item"]).update(
+        status="succeeded", result_latex=r"\frac{1}{x}", batch_no=1
+    )
+    Question.objects.filter(pk=evil_item.question_id).update(latex=EVIL)
+    ReviewEvent.objects.create(
+        item=evil_item, question=evil_item.question, action="edit", latex_after=EVIL
+    )
+    marker = sanitize.withheld_latex([r"\href"])
+    exporting.job_export(job=job)
+
+    outputs = {
+        "question csv": exporting.export_bytes(Question.objects.all(), "csv").decode("utf-8"),
+        "question json": exporting.export_bytes(Question.objects.all(), "json").decode("utf-8"),
+        "question xlsx": xlsx_text(exporting.export_bytes(Question.objects.all(), "xlsx")),
+        "job csv": "".join(exporting.job_results_csv_lines(job)),
+        "job json": "".join(exporting.job_results_json_chunks(job)),
+        "job xlsx": xlsx_text(exporting.job_results_xlsx(job)),
+        "batch files": "\n".join(
+            p.read_text() for p in (exporting.export_dir(job_id=job.pk) / "batches").glob("*")
+        ),
+    }
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", password=PASSWORD))
+    for name in (
+        "conversions_job_dashboard_data",
+        "conversions_job_stats",
+        "conversions_item_review_next",
+    ):
+        # the review queue also holds the clean item: leave it out to get the withheld one
+        exclude = {"exclude": everything["conversions_item"]}
+        response = client.get(url_for(name, everything), exclude)
+        assert response.status_code == 200, name
+        outputs[name] = json.dumps(response.json())
+    for where, text in outputs.items():
+        left = text.replace(json.dumps(marker)[1:-1], "").replace(marker, "")
+        assert "href" not in left, where
+    for where in ("question csv", "question json", "job csv", "job json", "batch files"):
+        text = outputs[where]
+        assert marker in text or json.dumps(marker)[1:-1] in text, where
+        assert r"\frac{1}{x}" in text or r"\\frac{1}{x}" in text or where.startswith("question")
+    review = json.loads(outputs["conversions_item_review_next"])["item"]
+    assert review["latex"] == marker and review["renderable"] is False
+    assert review["question_latex"] == marker
+    assert marker in [h["latex"] for h in review["history"]]
+
+
+def xlsx_text(data: bytes) -> str:
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(io.BytesIO(data), read_only=True).active
+    return "\n".join(str(c) for row in sheet.iter_rows(values_only=True) for c in row)
