@@ -70,7 +70,8 @@ def assert_nothing_ran(session, name: str) -> None:
     injected = session.page.evaluate(
         """() => document.querySelectorAll(
             'math script, math img, math [href], math [onmouseover], annotation-xml,'
-            + ' #content img[onerror], #content svg[onload], #content script:not([src]):not([type="application/json"])'
+            + ' #content img[onerror], #content svg[onload],'
+            + ' #content script:not([src]):not([type="application/json"])'
         ).length"""
     )
     assert injected == 0, name
