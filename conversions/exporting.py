@@ -32,6 +32,7 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from conversions.models import Item, Job, Question
+from conversions.sanitize import latex_for_output
 from conversions.selectors import job_stats
 
 FORMATS = ("csv", "xlsx", "json")
@@ -115,7 +116,9 @@ def question_record(question: Question, latest: Item | None) -> dict:
         "subject": question.subject,
         "grade": question.grade,
         "metadata": question.metadata,
-        "latex": question.latex,  # a stem's whole converted document (conversions/stems.py)
+        "latex": latex_for_output(
+            question.latex
+        ),  # a stem's whole converted document (conversions/stems.py)
         "formulas": question.formulas,  # a stem's per-formula results; None for a formula
         "conversion_state": question.conversion_state,
         "latex_locked": question.latex_locked,
@@ -135,7 +138,7 @@ def latest_result(item: Item) -> dict:
     return {
         "job_id": item.job_id,
         "status": item.status,
-        "result_latex": item.result_latex,
+        "result_latex": latex_for_output(item.result_latex),
         "validation_score": item.validation_score,
         "error_category": item.error_category,
         "error_message": item.error_message,
@@ -276,6 +279,8 @@ def result_rows(items: QuerySet[Item], *, page: int = RESULT_PAGE) -> Iterator[d
     while chunk := list(values.filter(pk__gt=last)[:page]):
         for row_values in chunk:
             row = dict(zip(RESULT_COLUMNS, row_values, strict=True))
+            row["result_latex"] = latex_for_output(row["result_latex"])
+            row["reviewed_latex"] = latex_for_output(row["reviewed_latex"])
             row["cost_usd"] = str(row["cost_usd"])
             row["finished_at"] = row["finished_at"].isoformat() if row["finished_at"] else None
             yield row

@@ -139,3 +139,20 @@ def latex_is_renderable(latex: str) -> bool:
     """True when the LaTeX may be handed to MathLive: none of the commands that link,
     style or script (the validator's list, conversions.converters.commands)."""
     return not forbidden_commands(latex or "")
+
+
+def withheld_latex(commands: list[str]) -> str:
+    """The marker that stands for a stored LaTeX carrying forbidden commands, e.g.
+    "[withheld: LaTeX with \\href]". Not LaTeX; the import ignores the exported LaTeX
+    columns, so it never comes back in."""
+    return f"[withheld: LaTeX with {' '.join(commands)}]"
+
+
+def latex_for_output(latex: str | None) -> str | None:
+    """`latex` unchanged, or withheld_latex(...) when it carries a command that links,
+    styles or scripts (DESIGN invariant 11: exports and the JSON endpoints never carry
+    one, even from a row stored before the validator refused it)."""
+    if not latex:
+        return latex
+    forbidden = forbidden_commands(latex)
+    return withheld_latex(forbidden) if forbidden else latex

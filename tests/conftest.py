@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.utils import translation
 
+from mathconv_dev.fakeopenai import FakeOptions
 from mathconv_dev.fakeopenai.process import MANAGE_COMMAND, FakeServer
 from tests.jobutil import API_KEY, seed_prices
 from tests.settings import subprocess_env
@@ -43,6 +44,22 @@ def fake_openai(fake_openai_server):
     fake_openai_server.restore()
     yield fake_openai_server
     fake_openai_server.restore()
+
+
+@pytest.fixture
+def fake_openai_factory():
+    """start(**options) -> a dedicated fake server (FakeOptions fields), stopped after the
+    test: for tests that need a server of their own (a restart, a second endpoint)."""
+    servers: list[FakeServer] = []
+
+    def start(**options) -> FakeServer:
+        server = FakeServer(FakeOptions(**options), command=MANAGE_COMMAND, env=subprocess_env())
+        servers.append(server.start())
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -313,6 +313,7 @@ def test_every_option_round_trips_through_the_command_line():
         seed=7,
         retry_after=3.0,
         ratelimit_headers=False,
+        echo_key=True,
         models=("gpt-a", "gpt-b"),
     )
     defaults = FakeOptions()

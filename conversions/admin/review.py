@@ -26,7 +26,7 @@ from conversions import reviews, stem_reviews
 from conversions.admin.access import REVIEW_ITEMS, require_perm, with_csp
 from conversions.admin.lists import CappedCountPaginator
 from conversions.models import Item, Job, ReviewEvent
-from conversions.sanitize import latex_is_renderable, sanitize_mathml
+from conversions.sanitize import latex_for_output, latex_is_renderable, sanitize_mathml
 
 REMAINING_CAP = 1000
 HISTORY = 10
@@ -101,9 +101,9 @@ def item_payload(item: Item) -> dict:
         "text": Truncator(question.text).chars(2000),
         "mathml_html": sanitize_mathml(question.mathml),
         "mathml_source": question.mathml[:20_000],
-        "latex": item.result_latex,
+        "latex": latex_for_output(item.result_latex),
         "renderable": latex_is_renderable(item.result_latex),
-        "question_latex": question.latex,
+        "question_latex": latex_for_output(question.latex),
         "locked": question.latex_locked,
         "score": item.validation_score,
         "reasons": [str(reason) for reason in (item.validation_reasons or [])][:10],
@@ -116,7 +116,7 @@ def item_payload(item: Item) -> dict:
                 "at": event.created_at.isoformat(),
                 "user": str(event.user) if event.user else "",
                 "action": event.get_action_display(),
-                "latex": event.latex_after,
+                "latex": latex_for_output(event.latex_after),
             }
             for event in history
         ],

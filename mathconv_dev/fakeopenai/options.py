@@ -57,6 +57,11 @@ class FakeOptions:
         1.0, 'Seconds a forced 429 (an input carrying "fake:status=429") asks to wait.'
     )
     ratelimit_headers: bool = _option(True, "Send x-ratelimit-* headers.")
+    echo_key: bool = _option(
+        False,
+        "Repeat the request's bearer token in every error body, as a careless proxy might "
+        "(for the tests that the key reaches no database, log or page).",
+    )
     models: tuple[str, ...] = _option(DEFAULT_MODELS, "Comma-separated model ids the server knows.")
 
     def update(self, values: dict) -> None:

@@ -215,6 +215,9 @@ class FakeOpenAI:
                 self.counters["unauthorized"] += 1
             elif error.status < 500 and error.status != 429:
                 self.counters["bad_requests"] += 1
+            if self.options.echo_key:
+                token = headers.get("authorization", "").partition(" ")[2]
+                error.body["error"]["message"] += f" (Authorization: Bearer {token})"
             extra = {"x-request-id": f"req_{uuid.uuid4().hex[:24]}", **error.headers}
             return error.status, extra, error.body
         except ValueError:
