@@ -205,7 +205,11 @@ class JobAdmin(admin.ModelAdmin):
         job = self._job(request, object_id)
         if fmt not in EXPORT_FORMATS:
             raise Http404
-        return job_export_response(job, fmt)
+        try:
+            return job_export_response(job, fmt)
+        except exporting.ExportError as error:  # a cell XLSX cannot hold: nothing is sent
+            messages.error(request, str(error))
+            return redirect(reverse("admin:conversions_job_change", args=[job.pk]))
 
 
 def job_page_data(job: Job, *, series: bool = True) -> dict:

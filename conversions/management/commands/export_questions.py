@@ -7,15 +7,16 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from conversions.exporting import FORMATS, export_questions
+from conversions.exporting import FORMATS, ExportError, export_questions
 from conversions.models import Question
 
 
 class Command(BaseCommand):
     help = (
         "Export questions with their results (LaTeX, conversion state, effective labels, "
-        "latest conversion result). CSV and XLSX neutralise spreadsheet formulas; JSON is "
-        "lossless and can be imported again."
+        "latest conversion result). LaTeX and MathML are exported exactly; XLSX writes "
+        "every string as a text cell; CSV guards only text a spreadsheet would run as a "
+        "formula. JSON is lossless. Every format can be imported again."
     )
 
     def add_arguments(self, parser):
@@ -46,7 +47,10 @@ class Command(BaseCommand):
                 raise CommandError("XLSX cannot go to standard output; give a file name.")
             export_questions(queryset, fmt, sys.stdout.buffer)
             return
-        count = export_to_file(queryset, fmt, Path(out))
+        try:
+            count = export_to_file(queryset, fmt, Path(out))
+        except ExportError as error:
+            raise CommandError(str(error)) from error
         self.stdout.write(f"Exported {count} questions to {out} ({fmt}).")
 
 
