@@ -51,7 +51,7 @@ def test_job_list_shows_progress_and_success_rate_without_a_query_per_row(operat
     html = response.content.decode()
     assert response.status_code == 200
     assert '<progress class="mc-progress" value="8" max="10">' in html  # 8 of 10 done
-    assert "75.0%" in html  # 6 of the 8 finished succeeded
+    assert "75.0 % (6/8)" in html  # 6 of the 8 finished succeeded, counts beside the rate
     assert str(job) in html
 
     def queries() -> int:

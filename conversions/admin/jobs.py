@@ -35,7 +35,6 @@ from conversions.admin.lists import CappedCountPaginator
 from conversions.models import Item, Job, ModelPrice
 
 UNFINISHED = Item.UNFINISHED_STATUSES
-UNSUCCESSFUL = (Item.Status.FAILED, Item.Status.NEEDS_REVIEW, Item.Status.SKIPPED)
 EXPORT_FORMATS = exporting.FORMATS
 SAMPLE_CHARS = 300
 
@@ -111,8 +110,8 @@ class JobAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(
                 unfinished_items=_items_in(UNFINISHED),
-                cancelled_items=_items_in([Item.Status.CANCELLED]),
-                unsuccessful_items=_items_in(UNSUCCESSFUL),
+                succeeded_items=_items_in(selectors.RATE_SUCCEEDED),
+                counted_items=_items_in(selectors.RATE_COUNTED),
             )
         )
 
@@ -131,10 +130,8 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("success rate"))
     def success_rate(self, job: Job) -> str:
-        finished = job.total_items - job.unfinished_items - job.cancelled_items
-        if finished <= 0:
-            return "–"
-        return f"{100 * (finished - job.unsuccessful_items) / finished:.1f}%"
+        # The one definition: selectors.success_rate (skipped and cancelled left out).
+        return selectors.rate_text(job.succeeded_items, job.counted_items)
 
     # --- the live job page and its endpoints -----------------------------------------
 

@@ -30,10 +30,6 @@
     return value === null || value === undefined ? dash : Number(value).toLocaleString();
   }
 
-  function percent(share) {
-    return share === null || share === undefined ? dash : `${(100 * share).toFixed(1)}%`;
-  }
-
   function money(value) {
     return value === null || value === undefined ? dash : `$${Number(value).toFixed(4)}`;
   }
@@ -144,7 +140,7 @@
     setText("mc-done", number(stats.done));
     setText("mc-total", number(stats.total));
     setText("mc-status", stats.status_label);
-    setText("mc-success", percent(stats.success_rate));
+    setText("mc-success", stats.success.text);
     setText("mc-throughput-now", stats.throughput_per_min === null ? dash : `${stats.throughput_per_min}${perMinute}`);
     setText("mc-p50", stats.latency_ms.p50 === null ? dash : `${stats.latency_ms.p50} ms`);
     setText("mc-p95", stats.latency_ms.p95 === null ? dash : `${stats.latency_ms.p95} ms`);
