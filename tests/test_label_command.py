@@ -169,6 +169,7 @@ def test_unknown_schema_and_missing_key_are_refused(tmp_path, settings):
     with pytest.raises(CommandError, match="OPENAI_API_KEY is not set"):
         run_label("--input-csv", str(source))
     assert not Job.objects.exists()
+    assert not Question.objects.exists()  # refused before any row was imported
 
 
 @pytest.mark.django_db(transaction=True)

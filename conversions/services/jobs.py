@@ -76,12 +76,26 @@ def job_create(
         Item.objects.bulk_create(chunk)
         total += len(chunk)
         job.total_items = total
-        job.save(update_fields=["total_items", "updated_at"])
+        job.name = job.name or job_default_name(job)
+        job.save(update_fields=["total_items", "name", "updated_at"])
         if enqueue:
             job_enqueue(job=job)
     _outputs_clear(job_id=job.pk)
     log.info("job=%s created: %s items, backend %s", job.pk, total, backend)
     return job
+
+
+def job_default_name(job: Job) -> str:
+    """A name a person can find again, for a job started without one: kind, backend,
+    model, local start time and size ("변환 rules 2026-11-30 21:03 · 364문항")."""
+    model = f" {job.model}" if job.model else ""
+    return _("%(kind)s %(backend)s%(model)s %(time)s · %(n)s questions") % {
+        "kind": job.get_kind_display(),
+        "backend": job.backend,
+        "model": model,
+        "time": timezone.localtime(job.created_at).strftime("%Y-%m-%d %H:%M"),
+        "n": job.total_items,
+    }
 
 
 def _outputs_clear(*, job_id: int) -> None:
