@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from conversions import exporting, selectors, services
 from conversions.management.commands._report import format_stats
@@ -25,7 +26,17 @@ class Command(BaseCommand):
             help="retry: only items with this error category (validation_failed includes "
             "items waiting for review).",
         )
-        parser.add_argument("--json", action="store_true", help="stats: print JSON.")
+        parser.add_argument(
+            "--backend",
+            choices=[Job.Backend.HYBRID, Job.Backend.OPENAI],
+            help=_(
+                "retry: retry the failed items with the LLM in a new job on this backend "
+                "(for items the rules converter refused); without it they run again on "
+                "the job's own backend."
+            ),
+        )
+        parser.add_argument("--model", default="", help=_("retry --backend: the model."))
+        parser.add_argument("--json", action="store_true", help=_("stats: print JSON."))
 
     def handle(self, *args, **opts):
         try:
@@ -43,6 +54,15 @@ class Command(BaseCommand):
             if not change(job=job):
                 raise CommandError(f"Job {job.pk} is {was}: cannot {action} it.")
             self.stdout.write(f"Job {job.pk}: {was} -> {job.status}.")
+        elif action == "retry" and opts["backend"]:
+            try:
+                new = services.job_retry_with(job=job, backend=opts["backend"], model=opts["model"])
+            except services.ConfigurationError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(
+                _("Job %(new)s (%(name)s) retries %(n)s failed item(s) of job %(job)s.")
+                % {"new": new.pk, "name": new.name, "n": new.total_items, "job": job.pk}
+            )
         elif action == "retry":
             count = services.items_retry(job=job, category=opts["category"])
             job.refresh_from_db()
