@@ -6,6 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from conversions import exporting, selectors, services
 from conversions.management.commands._report import format_stats
@@ -15,7 +16,9 @@ ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export")
 
 
 class Command(BaseCommand):
-    help = "Pause, resume, cancel or retry a job, print its stats, or export its results."
+    help = gettext_lazy(
+        "Pause, resume, cancel or retry a job, print its stats, or export its results."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=ACTIONS, help="What to do with the job.")
@@ -42,7 +45,7 @@ class Command(BaseCommand):
         try:
             job = Job.objects.get(pk=opts["job"])
         except Job.DoesNotExist:
-            raise CommandError(f"Job {opts['job']} does not exist.") from None
+            raise CommandError(_("Job %s does not exist.") % opts["job"]) from None
         action = opts["action"]
         if action in ("pause", "resume", "cancel"):
             change = {
@@ -52,8 +55,14 @@ class Command(BaseCommand):
             }[action]
             was = job.status
             if not change(job=job):
-                raise CommandError(f"Job {job.pk} is {was}: cannot {action} it.")
-            self.stdout.write(f"Job {job.pk}: {was} -> {job.status}.")
+                raise CommandError(
+                    _("Job %(job)s is %(status)s: cannot %(action)s it.")
+                    % {"job": job.pk, "status": was, "action": action}
+                )
+            self.stdout.write(
+                _("Job %(job)s: %(was)s -> %(now)s.")
+                % {"job": job.pk, "was": was, "now": job.status}
+            )
         elif action == "retry" and opts["backend"]:
             try:
                 new = services.job_retry_with(job=job, backend=opts["backend"], model=opts["model"])
@@ -66,7 +75,10 @@ class Command(BaseCommand):
         elif action == "retry":
             count = services.items_retry(job=job, category=opts["category"])
             job.refresh_from_db()
-            self.stdout.write(f"Job {job.pk}: {count} item(s) queued again; job is {job.status}.")
+            self.stdout.write(
+                _("Job %(job)s: %(n)s item(s) queued again; job is %(status)s.")
+                % {"job": job.pk, "n": count, "status": job.status}
+            )
         elif action == "stats":
             stats = selectors.job_stats(job=job)
             if opts["json"]:
@@ -75,6 +87,9 @@ class Command(BaseCommand):
                 self.stdout.write(format_stats(stats))
         else:
             paths = exporting.job_export(job=job)
-            self.stdout.write(f"Job {job.pk}: wrote {paths[0]}")
+            self.stdout.write(_("Job %(job)s: wrote %(path)s") % {"job": job.pk, "path": paths[0]})
             if len(paths) > 1:
-                self.stdout.write(f"and {len(paths) - 1} batch file(s) in {paths[1].parent}")
+                self.stdout.write(
+                    _("and %(n)s batch file(s) in %(dir)s")
+                    % {"n": len(paths) - 1, "dir": paths[1].parent}
+                )
