@@ -109,7 +109,12 @@ def test_controls_pause_resume_cancel_and_retry(operator):
     assert Item.objects.filter(job=job, status=Item.Status.FAILED).count() == 0
     assert Item.objects.filter(job=job, status=Item.Status.PENDING).count() == 4
 
-    operator.post(control("cancel"))
+    # Cancel asks first (a confirmation page without JavaScript), then cancels.
+    page = operator.post(control("cancel"))
+    assert page.status_code == 200 and 'name="confirm" value="1"' in page.content.decode()
+    job.refresh_from_db()
+    assert job.status != Job.Status.CANCELLED
+    operator.post(control("cancel"), {"confirm": "1"})
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED
     assert Item.objects.filter(job=job, status=Item.Status.CANCELLED).count() == 4

@@ -253,6 +253,18 @@ JOB_CONTROLS = {
 @require_POST
 def _control(request, job: Job, op: str):
     require_perm(request, RUN_JOBS)
+    if op == "cancel" and request.POST.get("confirm") != "1":
+        # Cancel asks first: this page without JavaScript, a confirm() dialog with it
+        # (live.js adds confirm=1 once the operator agreed).
+        unfinished = job.items.filter(status__in=UNFINISHED).count()
+        context = {
+            **admin.site.each_context(request),
+            "opts": Job._meta,
+            "job": job,
+            "unfinished": unfinished,
+            "title": _("Cancel job"),
+        }
+        return TemplateResponse(request, "admin/conversions/job/cancel_confirm.html", context)
     if op == "retry":
         count = services.items_retry(job=job)
         acted = bool(count)

@@ -183,6 +183,21 @@
     window.setTimeout(poll, pollMs);
   }
 
+  // Cancel asks first; without JavaScript the server shows a confirmation page instead.
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+        return;
+      }
+      const agreed = document.createElement("input");
+      agreed.type = "hidden";
+      agreed.name = "confirm";
+      agreed.value = "1";
+      form.appendChild(agreed);
+    });
+  });
+
   const initial = JSON.parse(byId("mc-job-data").textContent);
   render(initial);
   if (!initial.final) {
