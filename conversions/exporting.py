@@ -5,11 +5,20 @@
 - a job's item results (RESULT_COLUMNS): the per-batch JSON files and stats.json a
   worker writes, and the job page's CSV / XLSX / JSON download.
 
-Spreadsheet exports neutralise formula injection as OWASP recommends: a text cell that
-begins with = + - @ (or their full-width forms), a tab or a carriage return gets a leading
-apostrophe, so Excel and LibreOffice show it as text instead of evaluating it. That
-alters such cells (a LaTeX "-x" reads "'-x"); the CSV/XLSX import takes the apostrophe
-off again, so an exported sheet re-imports unchanged. The JSON export is lossless.
+What leaves mathconv is what it holds:
+- LaTeX and MathML columns (EXACT_COLUMNS) are data other systems read: they are written
+  exactly, in every format (a LaTeX "-2" stays "-2").
+- XLSX: every string is an explicit text cell (type "s", number format "@"), so a
+  spreadsheet never evaluates it and every string reads back exactly. A cell longer than
+  Excel's limit (XLSX_CELL_LIMIT, 32,767 characters; openpyxl would cut it silently) or
+  holding a control character XLSX cannot store refuses the export with ExportError
+  naming the row and the column (the JSON export holds any length).
+- CSV has no cell types, so other text cells (question text, subject, labels, messages)
+  are guarded only when a spreadsheet would run them as a formula (spreadsheet_formula()):
+  those get a leading apostrophe, which the CSV import takes off again.
+- Timestamps are in settings.TIME_ZONE (Asia/Seoul, as the pages) with their offset.
+- Labels: one column per label field (label_<name>), as the `label` command's CSV.
+The JSON export is lossless.
 
 Rows are read in primary-key pages with a constant number of queries per page (the
 question page, then the latest conversion item of each question on it), so exporting
@@ -21,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -28,9 +38,12 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
+from django.utils.translation import gettext as _
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 
+from conversions import labeling
 from conversions.models import Item, Job, Question
 from conversions.sanitize import latex_for_output
 from conversions.selectors import job_stats
@@ -50,7 +63,7 @@ TABULAR_COLUMNS = (
     "latex_locked",
     "latex_accepted_by",
     "latex_accepted_at",
-    "labels",
+    "labels",  # replaced by one label_<name> column per label field (tabular_columns)
     "labels_meta",
     "latest_job_id",
     "latest_status",
@@ -70,21 +83,63 @@ LATEST_FIELDS = (
     "error_message",
     "finished_at",
 )
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# LaTeX and MathML: exported exactly, never guarded (other systems read them as data).
+EXACT_COLUMNS = frozenset(
+    {"mathml", "latex", "latest_result_latex", "result_latex", "reviewed_latex"}
+)
+XLSX_CELL_LIMIT = 32767  # characters in one cell: Excel's limit, where openpyxl cuts
+LABELS_AT = "labels"
+FORMULA_STARTS = ("=", "@", "+", "-", "\uff1d", "\uff20", "\uff0b", "\uff0d")
+LEADING_BLANKS = " \t\r\n"
+# A signed number: a spreadsheet reads "-2" or "+1.5e3" as a number, which runs nothing.
+SIGNED_NUMBER = re.compile(r"[+\-\uff0b\uff0d]\s*(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?%?")
+
+
+class ExportError(ValueError):
+    """An export that would lose data (a cell over XLSX_CELL_LIMIT); the message names
+    the row and the column, and nothing is written."""
+
+
+def spreadsheet_formula(text: str) -> bool:
+    """Would Excel or LibreOffice run this CSV cell as a formula?
+
+    The rule (OWASP's CSV injection list, narrowed to what executes): after leading
+    blanks (space, tab, CR, LF; some importers trim them), the cell starts with = or @
+    (or their full-width forms), or with + or - (or full-width) that does not begin a
+    plain signed number. "-2", "+1.5" and "-3%" are numbers; "-x^2", "+SUM(A1)" and
+    "=1+2" are formulas; "a=1" is text.
+    """
+    body = text.lstrip(LEADING_BLANKS)
+    if not body.startswith(FORMULA_STARTS):
+        return False
+    return not SIGNED_NUMBER.fullmatch(body)
 
 
 def neutralise(value: object) -> object:
-    """Prefix a ' to a text cell a spreadsheet would read as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+    """A CSV text cell with a leading ' when a spreadsheet would run it as a formula.
+
+    Cells that already start with apostrophes before such text get one more, so
+    restore_neutralised() is its exact inverse: every string comes back as it was.
+    """
+    if isinstance(value, str) and spreadsheet_formula(value.lstrip("'")):
         return "'" + value
     return value
 
 
 def restore_neutralised(text: str) -> str:
-    """Undo neutralise() on a spreadsheet cell read back, so an export re-imports unchanged."""
-    if text.startswith("'") and text[1:].startswith(FORMULA_TRIGGERS):
+    """Undo neutralise() on a CSV cell read back, so an export re-imports unchanged."""
+    if text.startswith("'") and spreadsheet_formula(text.lstrip("'")):
         return text[1:]
     return text
+
+
+def _csv_cell(column: str, value: object) -> object:
+    return value if column in EXACT_COLUMNS else neutralise(value)
+
+
+def csv_cells(columns: Iterable[str], row: Iterable[object]) -> list[object]:
+    """A row as CSV cells: LaTeX and MathML exact, other text guarded (neutralise)."""
+    return [_csv_cell(c, v) for c, v in zip(columns, row, strict=True)]
 
 
 def question_records(queryset: QuerySet[Question], *, page_size: int = PAGE_SIZE) -> Iterator[dict]:
@@ -149,21 +204,37 @@ def latest_result(item: Item) -> dict:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    """ISO 8601 in settings.TIME_ZONE with its offset ("2026-11-30T21:03:00+09:00")."""
+    return timezone.localtime(value).isoformat() if value else None
 
 
-def tabular_row(record: dict) -> list[object]:
-    """One spreadsheet row: JSON fields as JSON text, the latest result flattened."""
+def tabular_columns(label_names: Iterable[str] | None = None) -> list[str]:
+    """The question export's columns: TABULAR_COLUMNS with "labels" replaced by one
+    label_<name> column per label field (default: the fields of every label schema)."""
+    if label_names is None:
+        label_names = labeling.label_field_names()
+    at = TABULAR_COLUMNS.index(LABELS_AT)
+    labels = [f"label_{name}" for name in label_names]
+    return [*TABULAR_COLUMNS[:at], *labels, *TABULAR_COLUMNS[at + 1 :]]
+
+
+def tabular_row(record: dict, columns: list[str] | None = None) -> list[object]:
+    """One spreadsheet row (unguarded values): JSON fields as JSON text, labels one
+    column per field (list values joined with "; "), the latest result flattened."""
+    columns = tabular_columns() if columns is None else columns
     latest = record["latest_result"] or {}
+    labels = record["labels"] or {}
     flat = {
         **record,
         "metadata": _json_cell(record["metadata"]),
-        "labels": _json_cell(record["labels"]),
         "labels_meta": _json_cell(record["labels_meta"]),
         "latex_locked": "true" if record["latex_locked"] else "false",
         **{f"latest_{name}": latest.get(name) for name in LATEST_FIELDS},
     }
-    return [neutralise("" if flat[c] is None else flat[c]) for c in TABULAR_COLUMNS]
+    for column in columns:
+        if column.startswith("label_"):
+            flat[column] = labeling.label_value_text(labels.get(column[len("label_") :]))
+    return ["" if flat[c] is None else flat[c] for c in columns]
 
 
 def _json_cell(value: object) -> str:
@@ -171,40 +242,89 @@ def _json_cell(value: object) -> str:
 
 
 def write_csv(queryset: QuerySet[Question], fp: BinaryIO) -> int:
-    return _write_csv_rows(fp, TABULAR_COLUMNS, _tabular_rows(queryset))
+    columns = tabular_columns()
+    return _write_csv_rows(fp, columns, _tabular_rows(queryset, columns))
 
 
 def write_xlsx(queryset: QuerySet[Question], fp: BinaryIO) -> int:
-    return _write_xlsx_rows(fp, "questions", TABULAR_COLUMNS, _tabular_rows(queryset))
+    columns = tabular_columns()
+    rows = _tabular_rows(queryset, columns)
+    return _write_xlsx_rows(fp, "questions", columns, rows, name=_question_name)
 
 
-def _tabular_rows(queryset: QuerySet[Question]) -> Iterator[list[object]]:
-    return (tabular_row(record) for record in question_records(queryset))
+def _question_name(row: list) -> str:
+    return _("question %s") % row[0]
 
 
-def _write_csv_rows(fp: BinaryIO, columns: Iterable[str], rows: Iterable[list]) -> int:
+def _tabular_rows(queryset: QuerySet[Question], columns: list[str]) -> Iterator[list[object]]:
+    return (tabular_row(record, columns) for record in question_records(queryset))
+
+
+def _write_csv_rows(fp: BinaryIO, columns: list[str], rows: Iterable[list]) -> int:
     # UTF-8 with a BOM: Excel (Korean Windows included) opens it without mojibake.
     text = io.TextIOWrapper(fp, encoding="utf-8-sig", newline="", write_through=True)
     writer = csv.writer(text)
     writer.writerow(columns)
     count = 0
     for count, row in enumerate(rows, start=1):  # noqa: B007
-        writer.writerow(row)
+        writer.writerow([_csv_cell(c, v) for c, v in zip(columns, row, strict=True)])
     text.detach()
     return count
 
 
-def _write_xlsx_rows(fp: BinaryIO, sheet_name: str, columns: Iterable[str], rows) -> int:
+def _write_xlsx_rows(fp: BinaryIO, sheet_name: str, columns: list[str], rows, *, name) -> int:
+    """Rows as an XLSX sheet; strings as text cells, numbers as numbers.
+
+    name: a row's name for people ("question Q-1"), used in the ExportError a cell over
+    XLSX_CELL_LIMIT or with a control character raises.
+    """
     book = Workbook(write_only=True)  # rows go to a temporary file, not memory
     sheet = book.create_sheet(sheet_name)
-    sheet.append(list(columns))
+    sheet.append([_text_cell(sheet, c) for c in columns])
     count = 0
     for count, row in enumerate(rows, start=1):  # noqa: B007
-        sheet.append(
-            [ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v for v in row]
-        )
+        cells = []
+        for column, value in zip(columns, row, strict=True):
+            if isinstance(value, str):
+                _xlsx_check(value, row=name(row), column=column)
+                value = _text_cell(sheet, value)
+            cells.append(value)
+        sheet.append(cells)
     book.save(fp)
     return count
+
+
+def _text_cell(sheet, value: str) -> Cell:
+    # Cell() reads a leading "=" as a formula: the type is set to text after the value.
+    cell = Cell(sheet, row=1, column=1, value=value)  # append() places it
+    cell.data_type = "s"
+    cell.number_format = "@"
+    return cell
+
+
+def _xlsx_check(value: str, *, row: str, column: str) -> None:
+    if len(value) > XLSX_CELL_LIMIT:
+        raise ExportError(
+            _(
+                "%(row)s: column “%(column)s” has %(n)s characters, more than the %(limit)s an "
+                "XLSX cell holds. Nothing was exported; export as CSV or JSON, which hold "
+                "any length."
+            )
+            % {
+                "row": row,
+                "column": column,
+                "n": f"{len(value):,}",
+                "limit": f"{XLSX_CELL_LIMIT:,}",
+            }
+        )
+    if ILLEGAL_CHARACTERS_RE.search(value):
+        raise ExportError(
+            _(
+                "%(row)s: column “%(column)s” holds a control character an XLSX file cannot "
+                "store. Nothing was exported; export as CSV or JSON."
+            )
+            % {"row": row, "column": column}
+        )
 
 
 def write_json(queryset: QuerySet[Question], fp: BinaryIO) -> int:
@@ -281,8 +401,7 @@ def result_rows(items: QuerySet[Item], *, page: int = RESULT_PAGE) -> Iterator[d
             row = dict(zip(RESULT_COLUMNS, row_values, strict=True))
             row["result_latex"] = latex_for_output(row["result_latex"])
             row["reviewed_latex"] = latex_for_output(row["reviewed_latex"])
-            row["cost_usd"] = str(row["cost_usd"])
-            row["finished_at"] = row["finished_at"].isoformat() if row["finished_at"] else None
+            row["finished_at"] = _iso(row["finished_at"])
             yield row
         last = chunk[-1][0]
 
@@ -301,7 +420,7 @@ def batch_export(*, job: Job, batch_no: int) -> Path | None:
         return None
     path = export_dir(job_id=job.pk) / "batches" / f"batch-{batch_no:06d}.json"
     # One result per line: readable, and json's C encoder (indent= would use the slow one).
-    lines = ",\n".join(json.dumps(row, ensure_ascii=False, default=str) for row in rows)
+    lines = ",\n".join(json.dumps(_json_row(row), ensure_ascii=False) for row in rows)
     text = f'{{"job": {job.pk}, "batch": {batch_no}, "results": [\n{lines}\n]}}\n'
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -341,15 +460,21 @@ def _write_json(path: Path, data) -> None:
     tmp.replace(path)
 
 
+def _json_row(row: dict) -> dict:
+    # cost_usd is a Decimal: JSON carries it as its exact decimal text.
+    return {**row, "cost_usd": str(row["cost_usd"])}
+
+
 def result_cells(row: dict) -> list[object]:
-    """A result row as spreadsheet cells: JSON fields as JSON text, formulas neutralised."""
+    """A result row as spreadsheet values (unguarded): JSON fields as JSON text,
+    cost_usd a number (Decimal)."""
     return [_result_cell(row[c]) for c in RESULT_COLUMNS]
 
 
 def _result_cell(value: object) -> object:
     if isinstance(value, dict | list):
         value = json.dumps(value, ensure_ascii=False)
-    return neutralise("" if value is None else value)
+    return "" if value is None else value
 
 
 def job_results_csv_lines(job: Job) -> Iterator[str]:
@@ -358,22 +483,27 @@ def job_results_csv_lines(job: Job) -> Iterator[str]:
     writer = csv.writer(out)
     yield "\ufeff" + writer.writerow(RESULT_COLUMNS)
     for row in result_rows(Item.objects.filter(job_id=job.pk)):
-        yield writer.writerow(result_cells(row))
+        cells = zip(RESULT_COLUMNS, result_cells(row), strict=True)
+        yield writer.writerow([_csv_cell(c, v) for c, v in cells])
 
 
 def job_results_json_chunks(job: Job) -> Iterator[str]:
     """The job's results as a JSON array, one result per line, for streaming."""
     yield "["
     for n, row in enumerate(result_rows(Item.objects.filter(job_id=job.pk))):
-        yield ("\n" if n == 0 else ",\n") + json.dumps(row, ensure_ascii=False)
+        yield ("\n" if n == 0 else ",\n") + json.dumps(_json_row(row), ensure_ascii=False)
     yield "\n]\n"
 
 
 def job_results_xlsx(job: Job) -> bytes:
     buffer = io.BytesIO()
     rows = (result_cells(row) for row in result_rows(Item.objects.filter(job_id=job.pk)))
-    _write_xlsx_rows(buffer, "results", RESULT_COLUMNS, rows)
+    _write_xlsx_rows(buffer, "results", list(RESULT_COLUMNS), rows, name=_item_name)
     return buffer.getvalue()
+
+
+def _item_name(row: list) -> str:
+    return _("item %(item)s (question %(question)s)") % {"item": row[0], "question": row[1]}
 
 
 class _Echo:

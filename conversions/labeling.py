@@ -220,14 +220,20 @@ def questions_labels_store(*, job: Job, results: Sequence[tuple[int, int, dict]]
         return 0
     now = timezone.now()
     by_question = {question_id: (item_id, labels) for question_id, item_id, labels in results}
-    questions = list(Question.objects.filter(pk__in=by_question).only("id"))
+    questions = list(
+        Question.objects.filter(pk__in=by_question).only("id", "labels_corrected", "labels_meta")
+    )
     fields = ["labels", "labels_meta", "updated_at"]
     if job.overwrite_reviewed:
         fields.append("labels_corrected")
     for question in questions:
         item_id, labels = by_question[question.pk]
         question.labels = labels
-        question.labels_meta = labels_meta(job=job, item_id=item_id, labeled_at=now)
+        meta = labels_meta(job=job, item_id=item_id, labeled_at=now)
+        if question.labels_corrected is not None and not job.overwrite_reviewed:
+            # The reviewer's labels stay in effect, and so does their credit.
+            meta = {**question.labels_meta, "model_labels": meta}
+        question.labels_meta = meta
         question.labels_corrected = None  # written only when the job overwrites reviews
         question.updated_at = now
     Question.objects.bulk_update(questions, fields, batch_size=500)
@@ -300,11 +306,33 @@ def labels_approve(*, item: Item, user=None, comment: str = "") -> dict:
     return checked
 
 
+def reviewer_labels_meta(meta: dict, *, user, at) -> dict:
+    """labels_meta once a reviewer set the labels: credits the reviewer ("source",
+    "reviewed_by", "reviewed_at"), keeps the schema, and keeps the model's provenance
+    (model, prompt, job, item) apart under "model_labels"."""
+    meta = dict(meta or {})
+    model = meta.pop("model_labels", None) or {
+        k: meta.pop(k)
+        for k in ("model", "prompt_version", "job", "item", "labeled_at")
+        if k in meta
+    }
+    for key in ("model", "prompt_version", "job", "item", "labeled_at"):
+        meta.pop(key, None)
+    return {
+        **meta,
+        "source": "reviewer",
+        "reviewed_by": user.get_username() if user is not None else None,
+        "reviewed_at": at.isoformat(),
+        "model_labels": model,
+    }
+
+
 def _labels_review(question, item, labels: dict, *, user, approve: bool, comment: str) -> None:
     now = timezone.now()
     with transaction.atomic():
         question.labels_corrected = labels
-        question.save(update_fields=["labels_corrected", "updated_at"])
+        question.labels_meta = reviewer_labels_meta(question.labels_meta, user=user, at=now)
+        question.save(update_fields=["labels_corrected", "labels_meta", "updated_at"])
         if item is None:
             return
         item.reviewed_labels = labels
@@ -325,7 +353,11 @@ def _labels_review(question, item, labels: dict, *, user, approve: bool, comment
 def labels_correction_clear(*, question: Question) -> None:
     """Back to the model's labels (the history stays in ReviewEvent)."""
     question.labels_corrected = None
-    question.save(update_fields=["labels_corrected", "updated_at"])
+    meta = question.labels_meta or {}
+    if meta.get("source") == "reviewer":  # the model's labels, with its credit, again
+        base = {k: v for k, v in meta.items() if k in ("schema", "schema_version")}
+        question.labels_meta = {**base, **(meta.get("model_labels") or {})}
+    question.save(update_fields=["labels_corrected", "labels_meta", "updated_at"])
 
 
 def _schema_for(*, question: Question, item: Item | None) -> LabelSchema:

@@ -397,6 +397,12 @@ class Item(models.Model):
         ]
 
     def __str__(self) -> str:
+        # The question's own id when it is loaded (admin lists select it), never a query.
+        if Item.question.is_cached(self):
+            return _("%(question)s (job %(job)s)") % {
+                "question": self.question.question_id,
+                "job": self.job_id,
+            }
         return f"{self.job_id}/{self.question_id}"
 
     @property

@@ -187,14 +187,18 @@ class QuestionResource(resources.ModelResource):
 
     # Export through the library (its `export` command, Resource.export) gets the same
     # columns and formula neutralisation as the admin and import_questions.
+    # The library may write the dataset to any format, so text cells get the CSV guard
+    # (LaTeX and MathML are exact, as everywhere).
     def get_export_headers(self, selected_fields=None):
-        return list(exporting.TABULAR_COLUMNS)
+        return exporting.tabular_columns()
 
     def export(self, queryset=None, **kwargs):
         queryset = self.get_queryset() if queryset is None else queryset
-        dataset = tablib.Dataset(headers=list(exporting.TABULAR_COLUMNS))
+        columns = exporting.tabular_columns()
+        dataset = tablib.Dataset(headers=columns)
         for record in exporting.question_records(queryset):
-            dataset.append(exporting.tabular_row(record))
+            row = exporting.tabular_row(record, columns)
+            dataset.append(exporting.csv_cells(columns, row))
         return dataset
 
 

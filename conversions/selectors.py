@@ -28,6 +28,49 @@ from conversions.engine.types import WorkItem
 from conversions.models import Item, Job, LabelSchema, ModelPrice, Question
 
 SAMPLE_MESSAGES = 5
+
+# --- the success rate, defined once ------------------------------------------------------
+
+# Counted: every item a job attempted to the end. needs_review (the answer failed the
+# validator) and failed count against the rate. Left out: pending and running (not done),
+# cancelled (never attempted) and skipped (a reviewer's locked result was kept, nothing
+# was attempted); skipped items are shown apart.
+RATE_SUCCEEDED = (Item.Status.SUCCEEDED,)
+RATE_COUNTED = (Item.Status.SUCCEEDED, Item.Status.NEEDS_REVIEW, Item.Status.FAILED)
+
+
+def success_rate(counts: dict) -> dict:
+    """The success rate from item counts by status ({"succeeded": 773, "failed": 3, ...}).
+
+    Returns {"rate": float in [0, 1] or None when nothing was counted, "succeeded": int,
+    "counted": int (succeeded + needs_review + failed), "skipped": int, "text": str}.
+    This is the only definition: the dashboard, the job list and page, the CLI
+    (`convert --wait`, `job stats`, `label`) and the JSON stats all use it.
+    """
+    succeeded = sum(counts.get(s, 0) or 0 for s in RATE_SUCCEEDED)
+    counted = sum(counts.get(s, 0) or 0 for s in RATE_COUNTED)
+    rate = succeeded / counted if counted else None
+    return {
+        "rate": rate,
+        "succeeded": succeeded,
+        "counted": counted,
+        "skipped": counts.get(Item.Status.SKIPPED, 0) or 0,
+        "text": rate_text(succeeded, counted),
+    }
+
+
+def rate_text(succeeded: int, counted: int) -> str:
+    """ "99.6 % (773/776)", the counts beside the percentage; "–" when nothing counted.
+
+    Rounded down to one decimal, so a rate with any failure never reads 100 % (773/776
+    is 99.6 %, 99,999/100,000 is 99.9 %).
+    """
+    if not counted:
+        return "–"
+    tenths = succeeded * 1000 // counted
+    return f"{tenths // 10}.{tenths % 10} % ({succeeded:,}/{counted:,})"
+
+
 RECENT_WINDOW_S = 60
 UNFINISHED = Item.UNFINISHED_STATUSES
 TREND_DAYS = 30
@@ -147,7 +190,7 @@ def job_stats(*, job: Job) -> dict:
     if job.backend == Job.Backend.HYBRID:
         per_llm_item = _llm_cost_per_item(job, items, {"n": agg["llm_n"], "cost": agg["llm_cost"]})
         rules_saved = per_llm_item * routes.get(Item.Route.RULES, 0) if per_llm_item else None
-    succeeded = counts.get(Item.Status.SUCCEEDED, 0)
+    success = success_rate(counts)
     return {
         "job": job.pk,
         "name": str(job),
@@ -164,7 +207,8 @@ def job_stats(*, job: Job) -> dict:
         "done": done,
         "progress": done / total if total else 1.0,
         "counts": counts,
-        "success_rate": succeeded / finished if finished else None,
+        "success_rate": success["rate"],
+        "success": success,
         "failures": _failures(items),
         "latency_ms": _latency(items, agg["timed"], agg["latency_mean"]),
         "elapsed_s": round(elapsed_s, 1),
@@ -260,8 +304,7 @@ def overall_stats(*, days: int = 30) -> dict:
         latency_mean=Avg("latency_ms"),
     )
     counts = _counts(items, "status")
-    succeeded = counts.get(Item.Status.SUCCEEDED, 0)
-    finished = agg["n"] - counts.get(Item.Status.CANCELLED, 0)
+    success = success_rate(counts)
     per_day = (
         items.annotate(day=TruncDate("finished_at"))
         .order_by("day")
@@ -273,7 +316,8 @@ def overall_stats(*, days: int = 30) -> dict:
         "jobs": _counts(Job.objects.filter(created_at__gte=since), "status"),
         "items": agg["n"],
         "counts": counts,
-        "success_rate": succeeded / finished if finished else None,
+        "success_rate": success["rate"],
+        "success": success,
         "failures": _failures(items),
         "latency_ms": _latency(items, agg["timed"], agg["latency_mean"]),
         "tokens_in": agg["tokens_in"] or 0,
@@ -411,8 +455,9 @@ def daily_trends(*, days: int = TREND_DAYS) -> dict:
         .values("day")
         .annotate(
             items=Count("pk"),
-            succeeded=Count("pk", filter=Q(status=Item.Status.SUCCEEDED)),
-            cancelled=Count("pk", filter=Q(status=Item.Status.CANCELLED)),
+            succeeded=Count("pk", filter=Q(status__in=RATE_SUCCEEDED)),
+            counted=Count("pk", filter=Q(status__in=RATE_COUNTED)),
+            skipped=Count("pk", filter=Q(status=Item.Status.SKIPPED)),
             hits=Count("pk", filter=Q(cached=True)),
             tokens_in=Sum("tokens_in"),
             tokens_out=Sum("tokens_out"),
@@ -429,7 +474,8 @@ def daily_trends(*, days: int = TREND_DAYS) -> dict:
             {
                 "day": str(row["day"]),
                 "items": row["items"],
-                "success_rate": _rate(row["succeeded"], row["items"] - row["cancelled"]),
+                "success_rate": _rate(row["succeeded"], row["counted"]),
+                "success_text": rate_text(row["succeeded"], row["counted"]),
                 "cost_usd": float(row["cost"] or 0),
             }
             for row in rows
@@ -437,7 +483,15 @@ def daily_trends(*, days: int = TREND_DAYS) -> dict:
         "totals": {
             "days": days,
             "items": total["items"],
-            "success_rate": _rate(total["succeeded"], total["items"] - total["cancelled"]),
+            "success_rate": _rate(total["succeeded"], total["counted"]),
+            "success_text": rate_text(total["succeeded"], total["counted"]),
+            "success": {
+                "rate": _rate(total["succeeded"], total["counted"]),
+                "succeeded": total["succeeded"],
+                "counted": total["counted"],
+                "skipped": total["skipped"],
+                "text": rate_text(total["succeeded"], total["counted"]),
+            },
             "tokens_in": total["tokens_in"],
             "tokens_out": total["tokens_out"],
             "api_calls": total["api_calls"],
@@ -452,7 +506,8 @@ def daily_trends(*, days: int = TREND_DAYS) -> dict:
 _SUMMED = (
     "items",
     "succeeded",
-    "cancelled",
+    "counted",
+    "skipped",
     "hits",
     "tokens_in",
     "tokens_out",

@@ -48,7 +48,7 @@ def test_job_list_shows_progress_and_success_rate_without_a_query_per_row(operat
     html = response.content.decode()
     assert response.status_code == 200
     assert '<progress class="mc-progress" value="8" max="10">' in html  # 8 of 10 done
-    assert "75.0%" in html  # 6 of the 8 finished succeeded
+    assert "75.0 % (6/8)" in html  # 6 of the 8 finished succeeded, counts beside the rate
     assert str(job) in html
 
     def queries() -> int:
@@ -106,7 +106,12 @@ def test_controls_pause_resume_cancel_and_retry(operator):
     assert Item.objects.filter(job=job, status=Item.Status.FAILED).count() == 0
     assert Item.objects.filter(job=job, status=Item.Status.PENDING).count() == 4
 
-    operator.post(control("cancel"))
+    # Cancel asks first (a confirmation page without JavaScript), then cancels.
+    page = operator.post(control("cancel"))
+    assert page.status_code == 200 and 'name="confirm" value="1"' in page.content.decode()
+    job.refresh_from_db()
+    assert job.status != Job.Status.CANCELLED
+    operator.post(control("cancel"), {"confirm": "1"})
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED
     assert Item.objects.filter(job=job, status=Item.Status.CANCELLED).count() == 4
@@ -114,7 +119,9 @@ def test_controls_pause_resume_cancel_and_retry(operator):
 
 def test_export_results_in_three_formats(operator):
     job = finished_job(n_ok=2, n_failed=1, n_pending=0)
-    Item.objects.filter(job=job, status=Item.Status.SUCCEEDED).update(result_latex="=1+1")
+    Item.objects.filter(job=job, status=Item.Status.SUCCEEDED).update(
+        result_latex="=1+1", cost_usd="0.001250", error_message="=HYPERLINK()"
+    )
 
     def export(fmt):
         response = operator.get(reverse("admin:conversions_job_export", args=[job.pk, fmt]))
@@ -125,7 +132,9 @@ def test_export_results_in_three_formats(operator):
     rows = list(csv.DictReader(io.StringIO(export("csv").decode("utf-8-sig"))))
     assert len(rows) == 3
     assert {r["status"] for r in rows} == {"succeeded", "failed"}
-    assert "'=1+1" in [r["result_latex"] for r in rows]  # formula injection neutralised
+    assert "=1+1" in [r["result_latex"] for r in rows]  # LaTeX is exported exactly
+    assert "'=HYPERLINK()" in [r["error_message"] for r in rows]  # text a sheet would run
+    assert all(r["finished_at"].endswith("+09:00") for r in rows if r["finished_at"])
 
     records = json.loads(export("json"))
     assert sorted(r["result_latex"] for r in records) == ["", "=1+1", "=1+1"]
@@ -133,6 +142,20 @@ def test_export_results_in_three_formats(operator):
 
     sheet = load_workbook(io.BytesIO(export("xlsx"))).active
     assert sheet.max_row == 4
+    values = list(sheet.iter_rows(values_only=True))
+    header = list(values[0])
+    by_status = {r[header.index("status")]: r for r in values[1:]}
+    assert by_status["succeeded"][header.index("cost_usd")] == 0.00125  # a number
+    assert by_status["succeeded"][header.index("result_latex")] == "=1+1"  # text, not formula
+    cells = [c for row in sheet.iter_rows() for c in row]
+    assert [c.data_type for c in cells].count("f") == 0
+
+    # A cell XLSX cannot hold: refused with a message naming the item, nothing sent.
+    Item.objects.filter(job=job, status=Item.Status.FAILED).update(error_message="x" * 40000)
+    response = operator.get(reverse("admin:conversions_job_export", args=[job.pk, "xlsx"]))
+    assert response.status_code == 302
+    shown = [str(m) for m in response.wsgi_request._messages]
+    assert len(shown) == 1 and "error_message" in shown[0] and "32,767" in shown[0]
     assert (
         operator.get(reverse("admin:conversions_job_export", args=[job.pk, "pdf"])).status_code
         == 404

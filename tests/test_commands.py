@@ -41,8 +41,9 @@ def test_convert_rules_wait_on_the_demo_bank_needs_no_api_key(settings):
     assert output.startswith(
         f"Job {job.pk} created: {total} items, backend rules.\n"
         "No django-q2 cluster is running: working in this process.\n"
-        f"Job {job.pk} (Conversion #{job.pk}): completed"
+        f"Job {job.pk} ({job.name}): completed"
     )
+    assert job.name.endswith(f"· {total} questions")  # a name a person finds again
     assert f"  items       {total} done of {total}: " in output
     assert "  routes      rules " in output
     assert f"job-{job.pk:06d}.log" in output
@@ -155,7 +156,8 @@ def test_monitor_prints_a_dashboard(settings):
     job = Job.objects.get()
     screen = run("monitor", str(job.pk), "--once")
     assert "cluster NOT RUNNING" in screen
-    assert f"Job {job.pk} (Conversion #{job.pk}): completed" in screen
+    assert f"Job {job.pk} ({job.name}): completed" in screen
+    assert job.name.endswith("· 5 questions") and " rules " in job.name  # findable
     assert "[##############################] 100.0% 5/5  completed" in screen
     overview = run("monitor", "--once")
     assert f"#{job.pk:<5} rules   [####" in overview

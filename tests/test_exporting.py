@@ -9,14 +9,22 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from openpyxl import load_workbook
 
-from conversions.exporting import TABULAR_COLUMNS, export_bytes, neutralise
+from conversions.exporting import (
+    export_bytes,
+    neutralise,
+    restore_neutralised,
+    tabular_columns,
+)
 from conversions.importing import RESULT_COLUMNS, import_file
 from conversions.models import Item, Job, Question
 from conversions.resources import QuestionResource
 
 pytestmark = pytest.mark.django_db
 
-DANGEROUS = ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\ry", "\uff1dHYPERLINK()"]
+# Question texts a spreadsheet would run as formulas (the CSV guard's rule:
+# exporting.spreadsheet_formula), and texts it reads as numbers or text.
+DANGEROUS = ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "\t=x", "\r+y", "\uff1dHYPERLINK()", "-x^2"]
+HARMLESS = ["-2", "+1.5", "-3%", "\tx", "a=1", "'x", "수학", ""]
 
 
 @pytest.fixture
@@ -63,53 +71,50 @@ def csv_rows(data: bytes) -> list[dict]:
     return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
 
 
-def test_neutralise_prefixes_only_formula_triggers():
+def test_neutralise_guards_only_what_a_spreadsheet_would_run():
     assert [neutralise(v) for v in DANGEROUS] == ["'" + v for v in DANGEROUS]
-    assert [neutralise(v) for v in ["a=1", "'=x", "수학", "", 3, -1.5, None]] == [
-        "a=1",
-        "'=x",
-        "수학",
-        "",
-        3,
-        -1.5,
-        None,
-    ]
+    assert [neutralise(v) for v in [*HARMLESS, 3, -1.5, None]] == [*HARMLESS, 3, -1.5, None]
+    # An apostrophe already in front of a formula gets one more, so the guard is undone
+    # exactly on import.
+    assert neutralise("'=x") == "''=x"
+    for value in [*DANGEROUS, *HARMLESS, "'=x", "''-y"]:
+        assert restore_neutralised(neutralise(value)) == value
 
 
-def test_csv_export_neutralises_formulas_and_carries_results(bank):
+def test_csv_export_keeps_latex_exact_and_guards_only_formulas(bank):
     plain, hostile, new_job = bank
     rows = csv_rows(export_bytes(Question.objects.all(), "csv"))
 
-    assert list(rows[0]) == list(TABULAR_COLUMNS)
+    assert list(rows[0]) == tabular_columns()
+    assert "labels" not in rows[0] and "label_difficulty" in rows[0]
     first = rows[0]
     assert first["question_id"] == "E-1"
     assert first["text"] == "부등식을 푸시오."
-    assert first["latex"] == "'-x^{2}"
+    assert first["latex"] == "-x^{2}"  # LaTeX is data: never guarded
     assert first["conversion_state"] == "approved"
     assert first["latex_locked"] == "true"
-    assert json.loads(first["labels"]) == {"difficulty": 3}  # the reviewer's correction wins
+    assert first["label_difficulty"] == "3"  # the reviewer's correction wins
     assert json.loads(first["metadata"]) == plain.metadata
     assert first["latest_job_id"] == str(new_job.pk)
-    assert first["latest_result_latex"] == "'-x^2"
+    assert first["latest_result_latex"] == "-x^2"
     assert first["latest_status"] == "succeeded"
     assert first["latest_validation_score"] == "0.75"
     assert [row["text"] for row in rows[1:]] == ["'" + v for v in DANGEROUS]
     assert rows[1]["subject"] == "'=cmd|' /C calc'!A0"
-    for row in rows:
-        for value in row.values():
-            assert not value.startswith(("=", "+", "-", "@", "\t", "\r", "\uff1d"))
 
 
-def test_xlsx_export_has_no_formula_cells(bank):
+def test_xlsx_export_writes_every_string_as_a_text_cell(bank):
     book = load_workbook(io.BytesIO(export_bytes(Question.objects.all(), "xlsx")))
     sheet = book.active
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0] == TABULAR_COLUMNS
-    assert [cell.data_type for row in sheet.iter_rows() for cell in row].count("f") == 0
-    first = dict(zip(TABULAR_COLUMNS, rows[1], strict=True))
-    assert [r[2] for r in rows[2:]] == ["'" + v for v in DANGEROUS]
-    assert first["latex"] == "'-x^{2}"
+    assert list(rows[0]) == tabular_columns()
+    strings = [cell for row in sheet.iter_rows() for cell in row if isinstance(cell.value, str)]
+    assert strings and all(c.data_type == "s" and c.number_format == "@" for c in strings)
+    first = dict(zip(rows[0], rows[1], strict=True))
+    assert [r[2] for r in rows[2:]] == DANGEROUS  # exactly, as text cells
+    assert first["latex"] == "-x^{2}"
     assert first["latest_validation_score"] == 0.75  # numbers stay numbers
+    assert first["updated_at"].endswith("+09:00")  # Asia/Seoul, as the pages
 
 
 def test_json_export_is_lossless(bank):
@@ -141,13 +146,15 @@ def test_an_export_imports_back_unchanged(bank, tmp_path, fmt):
     report = import_file(path)
 
     assert report.ok, report.lines()
-    assert (report.created, report.updated, report.skipped) == (0, 0, 8)
+    assert (report.created, report.updated, report.skipped) == (0, 0, 1 + len(DANGEROUS))
     assert list(Question.objects.order_by("pk").values()) == before
 
 
 def test_every_export_column_is_imported_or_a_known_result_column():
     importable = {"question_id", "mathml", "text", "subject", "grade", "metadata"}
-    assert set(TABULAR_COLUMNS) - importable <= RESULT_COLUMNS
+    labels = {c for c in tabular_columns() if c.startswith("label_")}
+    assert labels  # the default schema's fields, one column each
+    assert set(tabular_columns()) - importable - labels <= RESULT_COLUMNS
     record_keys = {"labels_model", "labels_corrected", "labels_meta", "created_at"}
     assert record_keys | {"latest_result"} <= RESULT_COLUMNS
 
@@ -188,5 +195,102 @@ def test_export_questions_command(bank, tmp_path):
 
 def test_the_librarys_own_export_path_is_neutralised_too(bank):
     dataset = QuestionResource().export(Question.objects.all())
-    assert dataset.headers == list(TABULAR_COLUMNS)
+    assert dataset.headers == tabular_columns()
     assert dataset["text"][1:] == ["'" + v for v in DANGEROUS]
+
+
+# --- what leaves mathconv is what it holds (issue 12, issue 13 hole 5) -------------------
+
+TRICKY = [
+    "-2",
+    "=1+2",
+    "+x",
+    "@SUM(A1)",
+    "\t-y",
+    "\r=z",
+    "'=quoted",
+    "''-twice",
+    "-x^{2}+\\frac{1}{2}",
+    "수학 -1",
+    " =spaced",
+    "\uff1dfull",
+    "0012",
+    "1e5",
+    "TRUE",
+    "3/4",
+]
+
+
+@pytest.fixture
+def tricky():
+    for n, value in enumerate(TRICKY):
+        Question.objects.create(
+            question_id=f"T-{n:02d}", mathml=f"<math><mn>{n}</mn></math>", text=value, latex=value
+        )
+    return Question.objects.order_by("question_id")
+
+
+def test_csv_round_trip_gives_identical_strings(tricky, tmp_path):
+    path = tmp_path / "out.csv"
+    call_command("export_questions", str(path), stdout=StringIO())
+    rows = csv_rows(path.read_bytes())
+    # LaTeX columns carry exactly what is stored, with no guard.
+    assert [r["latex"] for r in rows] == TRICKY
+    # Question text is guarded only where a spreadsheet would run it; taking the guard off
+    # (what the import does) gives back every string exactly.
+    assert [restore_neutralised(r["text"]) for r in rows] == TRICKY
+    assert rows[0]["text"] == "-2" and rows[1]["text"] == "'=1+2"
+    Question.objects.update(text="changed")
+    report = import_file(path)
+    assert report.ok, report.lines()
+    assert list(tricky.values_list("text", flat=True)) == TRICKY
+
+
+def test_xlsx_round_trip_gives_identical_strings(tricky, tmp_path):
+    path = tmp_path / "out.xlsx"
+    call_command("export_questions", str(path), stdout=StringIO())
+    sheet = load_workbook(path).active
+    rows = list(sheet.iter_rows(values_only=True))
+    header = list(rows[0])
+    text, latex = header.index("text"), header.index("latex")
+    assert [r[text] for r in rows[1:]] == TRICKY  # not "'=1+2", not the number 2, ...
+    assert [r[latex] for r in rows[1:]] == TRICKY
+    assert all(c.data_type == "s" for row in sheet.iter_rows(min_row=2) for c in row[:3])
+    Question.objects.update(text="changed")
+    report = import_file(path)
+    assert report.ok, report.lines()
+    assert list(tricky.values_list("text", flat=True)) == TRICKY
+
+
+def test_xlsx_export_refuses_a_cell_longer_than_excel_holds(tricky, tmp_path):
+    from django.core.management.base import CommandError
+
+    from conversions.exporting import XLSX_CELL_LIMIT, ExportError
+
+    long = "가" * (XLSX_CELL_LIMIT + 1)
+    Question.objects.filter(question_id="T-03").update(text=long)
+    with pytest.raises(ExportError, match="question T-03: column “text” has 32,768 characters"):
+        export_bytes(Question.objects.all(), "xlsx")
+    target = tmp_path / "out.xlsx"
+    with pytest.raises(CommandError, match="T-03"):
+        call_command("export_questions", str(target), stdout=StringIO())
+    assert list(tmp_path.iterdir()) == []  # nothing partial left
+    # At the limit it fits, and CSV and JSON hold any length.
+    Question.objects.filter(question_id="T-03").update(text=long[:XLSX_CELL_LIMIT])
+    sheet = load_workbook(io.BytesIO(export_bytes(Question.objects.all(), "xlsx"))).active
+    assert sheet.cell(row=5, column=3).value == long[:XLSX_CELL_LIMIT]
+    Question.objects.filter(question_id="T-03").update(text=long)
+    assert csv_rows(export_bytes(Question.objects.all(), "csv"))[3]["text"] == long
+    assert json.loads(export_bytes(Question.objects.all(), "json"))[3]["text"] == long
+
+
+def test_xlsx_limit_message_is_korean(tricky):
+    from django.utils import translation
+
+    from conversions.exporting import XLSX_CELL_LIMIT, ExportError
+
+    Question.objects.filter(question_id="T-01").update(latex="x" * (XLSX_CELL_LIMIT + 5))
+    with translation.override("ko"), pytest.raises(ExportError) as caught:
+        export_bytes(Question.objects.all(), "xlsx")
+    assert "T-01" in str(caught.value) and "latex" in str(caught.value)
+    assert "32,767" in str(caught.value) and "내보내지" in str(caught.value)

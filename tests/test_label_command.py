@@ -96,8 +96,8 @@ def test_test_mode_touches_exactly_50_rows_of_a_cp949_csv(tmp_path, server, open
     assert "pooled_data.csv [csv] (cp949): 120 rows" in out
     assert "Created 120, updated 0, skipped 0 (unchanged)." in out
     assert f"Job {job.pk} created: 50 rows to label with gpt-4o-mini (schema default v1)." in out
-    assert "Labeled 50 of 50 rows; 0 left for review (invalid answers), 0 failed." in out
-    assert "Failure rate: 0.0 % (0/50)." in out
+    assert "Labeled 50 of 50 rows; 0 left for review (invalid answers), 0 failed, " in out
+    assert "Success rate: 100.0 % (50/50)." in out
     output = tmp_path / "pooled_data_labeled.csv"
     assert f"Wrote 50 rows to {output}" in out
 
@@ -169,6 +169,7 @@ def test_unknown_schema_and_missing_key_are_refused(tmp_path, settings):
     with pytest.raises(CommandError, match="OPENAI_API_KEY is not set"):
         run_label("--input-csv", str(source))
     assert not Job.objects.exists()
+    assert not Question.objects.exists()  # refused before any row was imported
 
 
 @pytest.mark.django_db(transaction=True)

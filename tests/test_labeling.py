@@ -244,13 +244,19 @@ def test_model_labels_and_reviewer_corrections_are_kept_apart(admin_user):
     assert item.reviewed_labels == corrected and item.review_status == Item.ReviewStatus.EDITED
     event = ReviewEvent.objects.get(item=item)
     assert (event.action, event.labels_after, event.user) == ("labels", corrected, admin_user)
+    # The provenance credits the reviewer now; the model's is kept apart.
+    meta = question.labels_meta
+    assert (meta["source"], meta["reviewed_by"], meta["schema"]) == ("reviewer", "admin", "default")
+    assert "model" not in meta and meta["model_labels"]["model"] == "gpt-4o-mini"
 
-    # A later job rewrites the model's labels and keeps the correction...
+    # A later job rewrites the model's labels and keeps the correction (and its credit)...
     again = _label_job(schema, Question.objects.all())
     newer = {**DEFAULT_LABELS, "unit": "소수"}
     labeling.questions_labels_store(job=again, results=[(question.pk, again.items.get().pk, newer)])
     question.refresh_from_db()
     assert (question.labels, question.labels_corrected) == (newer, corrected)
+    assert question.labels_meta["reviewed_by"] == "admin"
+    assert question.labels_meta["model_labels"]["job"] == again.pk
     # ...unless the operator asks to overwrite reviewed results.
     overwrite = _label_job(schema, Question.objects.all(), overwrite_reviewed=True)
     labeling.questions_labels_store(
@@ -258,6 +264,15 @@ def test_model_labels_and_reviewer_corrections_are_kept_apart(admin_user):
     )
     question.refresh_from_db()
     assert (question.labels, question.labels_corrected) == (newer, None)
+    assert "source" not in question.labels_meta and question.labels_meta["job"] == overwrite.pk
+
+    # Clearing a correction gives the model's labels their credit back.
+    labeling.labels_correct(question=question, labels=corrected, user=admin_user)
+    labeling.labels_correction_clear(question=question)
+    question.refresh_from_db()
+    assert (
+        question.labels_meta["model"] == "gpt-4o-mini" and "reviewed_by" not in question.labels_meta
+    )
 
 
 @pytest.mark.django_db
@@ -404,7 +419,9 @@ def test_labels_are_exported_with_the_questions():
             io.StringIO(exporting.export_bytes(Question.objects.all(), "csv").decode("utf-8-sig"))
         )
     )
-    assert json.loads(rows[0]["labels"]) == corrected
+    assert "labels" not in rows[0]  # one column per label field, not one JSON cell
+    assert rows[0]["label_difficulty"] == "4" and rows[0]["label_unit"] == "분수"
+    assert rows[0]["label_keywords"] == "약분"
     assert json.loads(rows[0]["labels_meta"]) == meta
     record = json.loads(exporting.export_bytes(Question.objects.all(), "json"))[0]
     assert (record["labels_model"], record["labels_corrected"]) == (DEFAULT_LABELS, corrected)

@@ -99,3 +99,34 @@ def test_hybrid_savings_are_estimated_before_any_llm_call(llm):
     assert stats["routes"] == {"rules": 5}
     # No LLM call priced yet: the saving is estimated from prompt and answer sizes.
     assert 0 < stats["saved_vs_all_llm_usd"] < 5 * 0.001
+
+
+def test_retry_with_the_llm_sends_what_the_rules_refused(llm):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    make_questions(3)
+    make_questions(2, prefix="G", mathml=glyph)
+    job = create(Job.Backend.RULES)
+    tasks.job_run_inline(job)
+    assert selectors.job_stats(job=job)["counts"]["failed"] == 2
+    # Retrying on the rules again fails the same way; `--backend hybrid` sends them on.
+    with pytest.raises(services.ConfigurationError, match="hybrid or openai"):
+        services.job_retry_with(job=job, backend=Job.Backend.RULES)
+    out = StringIO()
+    call_command("job", "retry", str(job.pk), "--backend", "hybrid", stdout=out)
+    retry = Job.objects.exclude(pk=job.pk).get()
+    assert f"Job {retry.pk} ({retry.name}) retries 2 failed item(s) of job {job.pk}." in (
+        out.getvalue()
+    )
+    assert (retry.backend, retry.total_items, retry.selection["job"]) == ("hybrid", 2, job.pk)
+    tasks.job_run_inline(retry)
+    retry.refresh_from_db()
+    assert retry.status == Job.Status.COMPLETED
+    assert dict(retry.items.values_list("question__question_id", "route")) == {
+        "G-00001": "llm",
+        "G-00002": "llm",
+    }
+    assert calls(llm, glyph(1)) == 1 and calls(llm, glyph(2)) == 1
+    assert selectors.job_stats(job=retry)["success"]["text"] == "100.0 % (2/2)"

@@ -35,7 +35,6 @@ from conversions.admin.lists import CappedCountPaginator
 from conversions.models import Item, Job, ModelPrice
 
 UNFINISHED = Item.UNFINISHED_STATUSES
-UNSUCCESSFUL = (Item.Status.FAILED, Item.Status.NEEDS_REVIEW, Item.Status.SKIPPED)
 EXPORT_FORMATS = exporting.FORMATS
 SAMPLE_CHARS = 300
 
@@ -111,8 +110,8 @@ class JobAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(
                 unfinished_items=_items_in(UNFINISHED),
-                cancelled_items=_items_in([Item.Status.CANCELLED]),
-                unsuccessful_items=_items_in(UNSUCCESSFUL),
+                succeeded_items=_items_in(selectors.RATE_SUCCEEDED),
+                counted_items=_items_in(selectors.RATE_COUNTED),
             )
         )
 
@@ -131,10 +130,8 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("success rate"))
     def success_rate(self, job: Job) -> str:
-        finished = job.total_items - job.unfinished_items - job.cancelled_items
-        if finished <= 0:
-            return "–"
-        return f"{100 * (finished - job.unsuccessful_items) / finished:.1f}%"
+        # The one definition: selectors.success_rate (skipped and cancelled left out).
+        return selectors.rate_text(job.succeeded_items, job.counted_items)
 
     # --- the live job page and its endpoints -----------------------------------------
 
@@ -205,7 +202,11 @@ class JobAdmin(admin.ModelAdmin):
         job = self._job(request, object_id)
         if fmt not in EXPORT_FORMATS:
             raise Http404
-        return job_export_response(job, fmt)
+        try:
+            return job_export_response(job, fmt)
+        except exporting.ExportError as error:  # a cell XLSX cannot hold: nothing is sent
+            messages.error(request, str(error))
+            return redirect(reverse("admin:conversions_job_change", args=[job.pk]))
 
 
 def job_page_data(job: Job, *, series: bool = True) -> dict:
@@ -252,6 +253,18 @@ JOB_CONTROLS = {
 @require_POST
 def _control(request, job: Job, op: str):
     require_perm(request, RUN_JOBS)
+    if op == "cancel" and request.POST.get("confirm") != "1":
+        # Cancel asks first: this page without JavaScript, a confirm() dialog with it
+        # (live.js adds confirm=1 once the operator agreed).
+        unfinished = job.items.filter(status__in=UNFINISHED).count()
+        context = {
+            **admin.site.each_context(request),
+            "opts": Job._meta,
+            "job": job,
+            "unfinished": unfinished,
+            "title": _("Cancel job"),
+        }
+        return TemplateResponse(request, "admin/conversions/job/cancel_confirm.html", context)
     if op == "retry":
         count = services.items_retry(job=job)
         acted = bool(count)

@@ -71,7 +71,10 @@ class ConvertForm(JobSettingsForm):
         label=gettext_lazy("only unconverted"),
         required=False,
         initial=True,
-        help_text=gettext_lazy("Skip questions that already have an accepted result."),
+        help_text=gettext_lazy(
+            "Skip questions that already have an accepted result. On by default, as in "
+            "the convert command (convert --all converts every question)."
+        ),
     )
     overwrite_reviewed = forms.BooleanField(
         label=gettext_lazy("overwrite reviewed results"),

@@ -1,7 +1,7 @@
 """Questions in the admin: list, search, filters, and import/export (CSV, XLSX, JSON).
 
 Imports are all or nothing with a dry-run preview (see conversions.resources); exports
-carry each question's results, with spreadsheet formula injection neutralised.
+carry each question's results (what an export holds: conversions.exporting).
 """
 
 from django import forms
@@ -184,6 +184,8 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
         if change and "labels_corrected" in form.changed_data and obj.labels_corrected:
             # Recorded on the labeling item too, with a review event (who and when).
             labeling.labels_correct(question=obj, labels=obj.labels_corrected, user=request.user)
+        elif change and "labels_corrected" in form.changed_data:
+            labeling.labels_correction_clear(question=obj)  # the model's credit comes back
 
     class Media:
         js = ["vendor/mathlive/mathlive.min.js"]
@@ -305,5 +307,5 @@ class QuestionAdmin(LaunchActionsMixin, ImportExportModelAdmin):
 
     def init_request_context_data(self, request, form):
         context = super().init_request_context_data(request, form)
-        context["fields_list"] = [(_("Questions"), list(exporting.TABULAR_COLUMNS))]
+        context["fields_list"] = [(_("Questions"), exporting.tabular_columns())]
         return context

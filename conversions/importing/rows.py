@@ -57,6 +57,8 @@ RESULT_COLUMNS = frozenset(
         "latest_finished_at",
     }
 )
+# The export's (and the label CSV's) label_<field> columns are results too.
+LABEL_COLUMN_PREFIX = "label_"
 ALLOW_EMPTY_MATHML_HINT = "--allow-empty-mathml"
 
 
@@ -201,7 +203,7 @@ def layout_for(keys: Iterable[object]) -> Layout:
     for name, key in by_name.items():
         if name in used:
             continue
-        if not name or name in RESULT_COLUMNS:
+        if not name or name in RESULT_COLUMNS or str(name).startswith(LABEL_COLUMN_PREFIX):
             ignored.append(cell_text(key) or "(unnamed)")
         else:
             extra.append(key)

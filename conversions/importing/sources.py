@@ -189,8 +189,14 @@ def _sniff_delimiter(header_line: str) -> str:
 
 
 def _table_rows(
-    headers: list[str], rows: Iterable[tuple[int, list[object]]], limits: Limits
+    headers: list[str],
+    rows: Iterable[tuple[int, list[object]]],
+    limits: Limits,
+    *,
+    guarded: bool = False,
 ) -> Iterator[tuple[int, dict[str, object]]]:
+    """guarded: the cells may carry the CSV export's formula guard (exporting.neutralise),
+    which is taken off; XLSX exports write text cells and carry no guard."""
     width = len(headers)
     for count, (number, values) in enumerate(rows, start=1):
         limits.check_rows(count, number)
@@ -200,7 +206,9 @@ def _table_rows(
                 % {"n": len(values), "width": width},
                 row=number,
             )
-        cells = [restore_neutralised(cell_text(v)) for v in values[:width]]
+        cells = [cell_text(v) for v in values[:width]]
+        if guarded:
+            cells = [restore_neutralised(cell) for cell in cells]
         cells += [""] * (width - len(cells))
         yield number, dict(zip(headers, cells, strict=True))
 
@@ -230,7 +238,9 @@ def csv_table(fp: BinaryIO, encoding: str | None = None, limits: Limits | None =
             yield number, values
             number += 1
 
-    return Table(rows=_table_rows(headers, numbered(), limits), headers=headers, header_row=1)
+    return Table(
+        rows=_table_rows(headers, numbered(), limits, guarded=True), headers=headers, header_row=1
+    )
 
 
 class _BoundedReader:

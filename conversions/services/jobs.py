@@ -76,12 +76,69 @@ def job_create(
         Item.objects.bulk_create(chunk)
         total += len(chunk)
         job.total_items = total
-        job.save(update_fields=["total_items", "updated_at"])
+        job.name = job.name or job_default_name(job)
+        job.save(update_fields=["total_items", "name", "updated_at"])
         if enqueue:
             job_enqueue(job=job)
     _outputs_clear(job_id=job.pk)
     log.info("job=%s created: %s items, backend %s", job.pk, total, backend)
     return job
+
+
+def job_retry_with(
+    *,
+    job: Job,
+    backend: str,
+    model: str = "",
+    items: QuerySet[Item] | None = None,
+    created_by=None,
+    enqueue: bool = True,
+) -> Job:
+    """Retry a job's failed items with another backend ("retry with the LLM"): a new job
+    over their questions, so that an item the rules converter refused is sent to hybrid
+    or openai instead of failing the same way again. The failed items stay as the record
+    of the first attempt; the new job's cost is its own.
+
+    items: a subset of the job's items (the failures page's selection); default every
+    failed item of the job. Raises ConfigurationError (no key, unknown model, nothing
+    failed) before writing anything.
+    """
+    if backend not in (Job.Backend.HYBRID, Job.Backend.OPENAI) or job.kind != Job.Kind.CONVERT:
+        raise ConfigurationError(
+            _("Retry with the LLM runs a conversion job's failures on hybrid or openai.")
+        )
+    chosen = Item.objects.filter(job_id=job.pk) if items is None else items.filter(job_id=job.pk)
+    question_ids = chosen.filter(status=Item.Status.FAILED).values("question_id")
+    questions = Question.objects.filter(pk__in=question_ids)
+    if not questions.exists():
+        raise ConfigurationError(_("Job %(job)s has no failed items to retry.") % {"job": job.pk})
+    return job_create(
+        job_settings=JobSettings(
+            kind=Job.Kind.CONVERT,
+            backend=backend,
+            model=model,
+            only_unconverted=False,
+            overwrite_reviewed=job.overwrite_reviewed,
+            name=_("Retry of job %(job)s with %(backend)s") % {"job": job.pk, "backend": backend},
+        ),
+        questions=questions,
+        selection={"source": "retry", "job": job.pk},
+        created_by=created_by,
+        enqueue=enqueue,
+    )
+
+
+def job_default_name(job: Job) -> str:
+    """A name a person can find again, for a job started without one: kind, backend,
+    model, local start time and size ("변환 rules 2026-11-30 21:03 · 364문항")."""
+    model = f" {job.model}" if job.model else ""
+    return _("%(kind)s %(backend)s%(model)s %(time)s · %(n)s questions") % {
+        "kind": job.get_kind_display(),
+        "backend": job.backend,
+        "model": model,
+        "time": timezone.localtime(job.created_at).strftime("%Y-%m-%d %H:%M"),
+        "n": job.total_items,
+    }
 
 
 def _outputs_clear(*, job_id: int) -> None:

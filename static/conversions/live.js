@@ -30,10 +30,6 @@
     return value === null || value === undefined ? dash : Number(value).toLocaleString();
   }
 
-  function percent(share) {
-    return share === null || share === undefined ? dash : `${(100 * share).toFixed(1)}%`;
-  }
-
   function money(value) {
     return value === null || value === undefined ? dash : `$${Number(value).toFixed(4)}`;
   }
@@ -144,7 +140,7 @@
     setText("mc-done", number(stats.done));
     setText("mc-total", number(stats.total));
     setText("mc-status", stats.status_label);
-    setText("mc-success", percent(stats.success_rate));
+    setText("mc-success", stats.success.text);
     setText("mc-throughput-now", stats.throughput_per_min === null ? dash : `${stats.throughput_per_min}${perMinute}`);
     setText("mc-p50", stats.latency_ms.p50 === null ? dash : `${stats.latency_ms.p50} ms`);
     setText("mc-p95", stats.latency_ms.p95 === null ? dash : `${stats.latency_ms.p95} ms`);
@@ -188,6 +184,21 @@
     }
     window.setTimeout(poll, pollMs);
   }
+
+  // Cancel asks first; without JavaScript the server shows a confirmation page instead.
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+        return;
+      }
+      const agreed = document.createElement("input");
+      agreed.type = "hidden";
+      agreed.name = "confirm";
+      agreed.value = "1";
+      form.appendChild(agreed);
+    });
+  });
 
   const initial = JSON.parse(byId("mc-job-data").textContent);
   render(initial);

@@ -46,7 +46,12 @@ def format_stats(stats: dict, *, exports: bool = True) -> str:
         f"Job {stats['job']} ({stats['name']}): {stats['status']}"
         f"  [backend {stats['backend']}{', model ' + stats['model'] if stats['model'] else ''}]",
         f"  items       {stats['done']} done of {stats['total']}: {count_text or 'none'}",
-        f"  success     {_pct(stats['success_rate'])}",
+        f"  success     {stats['success']['text']}"
+        + (
+            f"; {stats['success']['skipped']} skipped (left out)"
+            if stats["success"]["skipped"]
+            else ""
+        ),
         "  routes      "
         + (", ".join(f"{k} {v}" for k, v in sorted(stats["routes"].items())) or "-"),
         f"  latency     mean {latency['mean'] if latency['mean'] is not None else '-'} ms, "

@@ -16,6 +16,7 @@ import threading
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from conversions import selectors, services
 from conversions.jobsettings import JobSettings
@@ -65,10 +66,23 @@ class Command(BaseCommand):
         parser.add_argument(
             "--test", action="store_true", help="Test mode: the first 50 questions only."
         )
-        parser.add_argument(
+        # One default with the admin's launch page (ConvertForm.only_unconverted): on.
+        only = parser.add_mutually_exclusive_group()
+        only.add_argument(
             "--only-unconverted",
+            dest="only_unconverted",
             action="store_true",
-            help="Skip questions that already have an accepted or pending-review result.",
+            default=True,
+            help=_(
+                "Convert only questions with no accepted result yet (never converted, or "
+                "failed). This is the default, as on the admin's launch page."
+            ),
+        )
+        only.add_argument(
+            "--all",
+            dest="only_unconverted",
+            action="store_false",
+            help=_("Convert every selected question, also those with an accepted result."),
         )
         parser.add_argument(
             "--no-cache",

@@ -6,16 +6,19 @@ import tempfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from conversions.exporting import FORMATS, export_questions
+from conversions.exporting import FORMATS, ExportError, export_questions
 from conversions.models import Question
 
 
 class Command(BaseCommand):
-    help = (
+    help = gettext_lazy(
         "Export questions with their results (LaTeX, conversion state, effective labels, "
-        "latest conversion result). CSV and XLSX neutralise spreadsheet formulas; JSON is "
-        "lossless and can be imported again."
+        "latest conversion result). LaTeX and MathML are exported exactly; XLSX writes "
+        "every string as a text cell; CSV guards only text a spreadsheet would run as a "
+        "formula. JSON is lossless. Every format can be imported again."
     )
 
     def add_arguments(self, parser):
@@ -35,7 +38,10 @@ class Command(BaseCommand):
         out = options["out"]
         fmt = options["format"] or Path(out).suffix.lower().lstrip(".")
         if fmt not in FORMATS:
-            raise CommandError(f"Unknown format {fmt!r}; use --format {'|'.join(FORMATS)}.")
+            raise CommandError(
+                _("Unknown format %(fmt)r; use --format %(formats)s.")
+                % {"fmt": fmt, "formats": "|".join(FORMATS)}
+            )
         queryset = questions_filtered(
             subject=options["subject"],
             grade=options["grade"],
@@ -43,11 +49,17 @@ class Command(BaseCommand):
         )
         if out == "-":
             if fmt == "xlsx":
-                raise CommandError("XLSX cannot go to standard output; give a file name.")
+                raise CommandError(_("XLSX cannot go to standard output; give a file name."))
             export_questions(queryset, fmt, sys.stdout.buffer)
             return
-        count = export_to_file(queryset, fmt, Path(out))
-        self.stdout.write(f"Exported {count} questions to {out} ({fmt}).")
+        try:
+            count = export_to_file(queryset, fmt, Path(out))
+        except ExportError as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(
+            _("Exported %(count)s questions to %(out)s (%(fmt)s).")
+            % {"count": count, "out": out, "fmt": fmt}
+        )
 
 
 def questions_filtered(*, subject=None, grade=None, conversion_state=None):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from conversions import exporting, selectors, services
 from conversions.management.commands._report import format_stats
@@ -14,7 +16,9 @@ ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export")
 
 
 class Command(BaseCommand):
-    help = "Pause, resume, cancel or retry a job, print its stats, or export its results."
+    help = gettext_lazy(
+        "Pause, resume, cancel or retry a job, print its stats, or export its results."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=ACTIONS, help="What to do with the job.")
@@ -25,13 +29,23 @@ class Command(BaseCommand):
             help="retry: only items with this error category (validation_failed includes "
             "items waiting for review).",
         )
-        parser.add_argument("--json", action="store_true", help="stats: print JSON.")
+        parser.add_argument(
+            "--backend",
+            choices=[Job.Backend.HYBRID, Job.Backend.OPENAI],
+            help=_(
+                "retry: retry the failed items with the LLM in a new job on this backend "
+                "(for items the rules converter refused); without it they run again on "
+                "the job's own backend."
+            ),
+        )
+        parser.add_argument("--model", default="", help=_("retry --backend: the model."))
+        parser.add_argument("--json", action="store_true", help=_("stats: print JSON."))
 
     def handle(self, *args, **opts):
         try:
             job = Job.objects.get(pk=opts["job"])
         except Job.DoesNotExist:
-            raise CommandError(f"Job {opts['job']} does not exist.") from None
+            raise CommandError(_("Job %s does not exist.") % opts["job"]) from None
         action = opts["action"]
         if action in ("pause", "resume", "cancel"):
             change = {
@@ -41,12 +55,30 @@ class Command(BaseCommand):
             }[action]
             was = job.status
             if not change(job=job):
-                raise CommandError(f"Job {job.pk} is {was}: cannot {action} it.")
-            self.stdout.write(f"Job {job.pk}: {was} -> {job.status}.")
+                raise CommandError(
+                    _("Job %(job)s is %(status)s: cannot %(action)s it.")
+                    % {"job": job.pk, "status": was, "action": action}
+                )
+            self.stdout.write(
+                _("Job %(job)s: %(was)s -> %(now)s.")
+                % {"job": job.pk, "was": was, "now": job.status}
+            )
+        elif action == "retry" and opts["backend"]:
+            try:
+                new = services.job_retry_with(job=job, backend=opts["backend"], model=opts["model"])
+            except services.ConfigurationError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(
+                _("Job %(new)s (%(name)s) retries %(n)s failed item(s) of job %(job)s.")
+                % {"new": new.pk, "name": new.name, "n": new.total_items, "job": job.pk}
+            )
         elif action == "retry":
             count = services.items_retry(job=job, category=opts["category"])
             job.refresh_from_db()
-            self.stdout.write(f"Job {job.pk}: {count} item(s) queued again; job is {job.status}.")
+            self.stdout.write(
+                _("Job %(job)s: %(n)s item(s) queued again; job is %(status)s.")
+                % {"job": job.pk, "n": count, "status": job.status}
+            )
         elif action == "stats":
             stats = selectors.job_stats(job=job)
             if opts["json"]:
@@ -55,6 +87,9 @@ class Command(BaseCommand):
                 self.stdout.write(format_stats(stats))
         else:
             paths = exporting.job_export(job=job)
-            self.stdout.write(f"Job {job.pk}: wrote {paths[0]}")
+            self.stdout.write(_("Job %(job)s: wrote %(path)s") % {"job": job.pk, "path": paths[0]})
             if len(paths) > 1:
-                self.stdout.write(f"and {len(paths) - 1} batch file(s) in {paths[1].parent}")
+                self.stdout.write(
+                    _("and %(n)s batch file(s) in %(dir)s")
+                    % {"n": len(paths) - 1, "dir": paths[1].parent}
+                )

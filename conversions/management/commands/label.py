@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
 
 from conversions import labeling, selectors, services
 from conversions.exporting import neutralise
@@ -107,6 +108,8 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         model = opts["model"] or default_model(kind=Job.Kind.LABEL, backend=Job.Backend.OPENAI)
+        # Refused before the rows are imported: a run that cannot label changes nothing.
+        check_config(model)
         self.stdout.write("\n".join(import_rows(path, opts["encoding"])))
         refs = csv_question_ids(path, opts["encoding"])[: opts["limit"] or None]
         job, message = job_for_run(path, refs, schema=schema, model=model, opts=opts)
@@ -289,14 +292,20 @@ def summary(job: Job) -> list[str]:
     """The old script's closing lines: failure rate and up to 5 error samples."""
     stats = selectors.job_stats(job=job)
     counts = stats["counts"]
-    labeled = counts.get(Item.Status.SUCCEEDED, 0)
-    flagged = counts.get(Item.Status.NEEDS_REVIEW, 0)
-    failed = counts.get(Item.Status.FAILED, 0) + counts.get(Item.Status.CANCELLED, 0)
-    done = labeled + flagged + failed
-    rate = (flagged + failed) / done * 100 if done else 0.0
+    success = stats["success"]  # the one definition: selectors.success_rate
     lines = [
-        f"Labeled {labeled} of {stats['total']} rows; {flagged} left for review (invalid "
-        f"answers), {failed} failed. Failure rate: {rate:.1f} % ({flagged + failed}/{done}).",
+        _(
+            "Labeled %(labeled)s of %(total)s rows; %(flagged)s left for review (invalid "
+            "answers), %(failed)s failed, %(cancelled)s cancelled. Success rate: %(rate)s."
+        )
+        % {
+            "labeled": counts.get(Item.Status.SUCCEEDED, 0),
+            "total": stats["total"],
+            "flagged": counts.get(Item.Status.NEEDS_REVIEW, 0),
+            "failed": counts.get(Item.Status.FAILED, 0),
+            "cancelled": counts.get(Item.Status.CANCELLED, 0),
+            "rate": success["text"],
+        },
     ]
     samples = (
         job.items.exclude(error_category="")

@@ -80,7 +80,7 @@ def render(job_id: int | None) -> tuple[str, bool]:
     lines += [
         "",
         f"last 24 h: {overall['items']} items, success "
-        f"{(overall['success_rate'] or 0) * 100:.1f} %, cost ${overall['cost_usd']:.4f}, "
+        f"{overall['success']['text']}, cost ${overall['cost_usd']:.4f}, "
         f"cache hits {overall['cache']['hits']}",
     ]
     return "\n".join(lines) + "\n", False
