@@ -35,12 +35,13 @@ from django.utils import timezone
 
 from conversions import exporting, labeling, selectors, services
 from conversions.cache import CachedResult, cache_key, cache_lookup
+from conversions.endpoints import endpoint_default, engine_endpoint
 from conversions.engine.prompts import ConversionTask
 from conversions.engine.runner import BatchRunner, EngineConfig
-from conversions.engine.types import Endpoint, ErrorCategory, Outcome, WorkItem
+from conversions.engine.types import ErrorCategory, Outcome, WorkItem
 from conversions.joblog import JobLog
 from conversions.models import Item, Job, ModelPrice
-from conversions.preflight import ConfigurationError
+from conversions.preflight import ConfigurationError, endpoint_api_key
 from conversions.ratelimit import endpoint_limiter
 from conversions.results import (
     ItemResult,
@@ -129,9 +130,10 @@ class JobWorker:
     def run(self) -> str:
         job = self.job
         self.log.job(
-            "run %s started: backend=%s model=%s batch_size=%s concurrency=%s",
+            "run %s started: backend=%s endpoint=%s model=%s batch_size=%s concurrency=%s",
             self.owner,
             job.backend,
+            f"{job.endpoint.name} ({job.endpoint.url})" if job.endpoint else "-",
             job.model or "-",
             job.batch_size,
             self.concurrency,
@@ -338,16 +340,11 @@ class JobWorker:
 
     def _run_llm(self) -> None:
         job = self.job
-        if not settings.OPENAI_API_KEY:
-            raise ConfigurationError("OPENAI_API_KEY is not set")
-        endpoint = Endpoint(
-            base_url=settings.OPENAI_BASE_URL,
-            api_key=settings.OPENAI_API_KEY,
-            model=job.model,
-            timeout_s=settings.OPENAI_TIMEOUT,
-            rpm=job.rpm_limit,
-            tpm=job.tpm_limit,
-        )
+        if job.endpoint is None:  # an LLM job from before endpoints were data
+            job.endpoint = endpoint_default()
+        # The job's endpoint, whatever this process's OPENAI_BASE_URL; the key from this
+        # worker's environment, or the job fails at once naming the variable.
+        endpoint = engine_endpoint(job=job, api_key=endpoint_api_key(job.endpoint))
         # One budget per endpoint, shared with every other worker (conversions/ratelimit.py).
         limiter = endpoint_limiter(endpoint)
         runner = BatchRunner(

@@ -31,6 +31,7 @@ from typing import Protocol, runtime_checkable
 import httpx2
 import openai
 
+from conversions.engine.capabilities import adapt_options
 from conversions.engine.limiter import TokenBucketLimiter
 from conversions.engine.redact import redact
 from conversions.engine.retry import (
@@ -120,12 +121,24 @@ def make_client(endpoint: Endpoint, max_concurrent: int = 10) -> openai.AsyncOpe
         max_keepalive_connections=max(10, max_concurrent),
     )
     http_class = openai.DefaultAioHttpClient if _have_aiohttp() else openai.DefaultAsyncHttpxClient
+    http_client = http_class(timeout=timeout, limits=limits, verify=_tls_context())
+    if endpoint.api_version:
+        # Azure OpenAI: the SDK's own client builds /openai/deployments/{model}/... URLs
+        # and adds ?api-version=; the deployment name is the job's model.
+        return openai.AsyncAzureOpenAI(
+            api_key=endpoint.api_key,
+            azure_endpoint=endpoint.base_url or "",
+            api_version=endpoint.api_version,
+            timeout=timeout,
+            max_retries=0,
+            http_client=http_client,
+        )
     return openai.AsyncOpenAI(
         api_key=endpoint.api_key,
         base_url=endpoint.base_url,
         timeout=timeout,
         max_retries=0,
-        http_client=http_class(timeout=timeout, limits=limits, verify=_tls_context()),
+        http_client=http_client,
     )
 
 
@@ -245,6 +258,7 @@ class _Pool:
             response_format = self.task.response_format()
             estimate = max(1, int(self.task.estimate_tokens(item)))
             options = self.request_options(item) if self.request_options else {}
+            options = adapt_options(options, self.endpoint)
         except InvalidInput as exc:
             return self._outcome(item, progress, ErrorCategory.INVALID_INPUT, str(exc))
         progress.request_excerpt = self._excerpt(str(messages[-1].get("content", "")))
