@@ -8,6 +8,7 @@ Keys stay in the environment: Endpoint.key_env names the variable (preflight.py 
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from conversions.engine import types
@@ -50,6 +51,17 @@ def endpoint_default() -> Endpoint:
 def endpoint_named(name: str) -> Endpoint | None:
     """The endpoint called name, or None."""
     return Endpoint.objects.filter(name=name).first()
+
+
+def endpoint_option(name: str) -> Endpoint | None:
+    """The endpoint a command's --endpoint names (None for ""); CommandError if unknown."""
+    if not name:
+        return None
+    endpoint = endpoint_named(name)
+    if endpoint is None:
+        known = ", ".join(Endpoint.objects.values_list("name", flat=True)) or "-"
+        raise CommandError(f"No endpoint named {name!r} (known: {known}).")
+    return endpoint
 
 
 def model_settings(*, endpoint: Endpoint, model: str) -> EndpointModel | None:

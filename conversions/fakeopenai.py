@@ -95,6 +95,12 @@ class FakeOptions:
     retry_after: float = 1.0  # seconds a forced 429 ("fake:status=429") asks to wait
     ratelimit_headers: bool = True
     models: tuple[str, ...] = DEFAULT_MODELS
+    # Answer 400 unsupported_parameter to a request carrying temperature, as OpenAI's
+    # reasoning models (o-series, GPT-5 line) do.
+    reject_temperature: bool = False
+    # Report this many prompt tokens (at most the prompt) as served from the prompt cache
+    # (usage.prompt_tokens_details.cached_tokens), as OpenAI does past 1,024 tokens.
+    cached_tokens: int = 0
 
     def update(self, values: dict) -> None:
         names = {f.name: f for f in dataclasses.fields(self)}
@@ -471,6 +477,7 @@ class FakeOpenAI:
                     "bad_requests",
                     "unauthorized",
                     "connections",
+                    "with_temperature",
                 )
             },
             "per_input": dict(self.per_input),
@@ -662,6 +669,15 @@ class FakeOpenAI:
 
         self.counters["requests"] += 1
         self.per_input[key] += 1
+        if "temperature" in request:
+            self.counters["with_temperature"] += 1
+            if options.reject_temperature:
+                self.counters["bad_requests"] += 1
+                raise _bad_request(
+                    "Unsupported parameter: 'temperature' is not supported with this model.",
+                    "temperature",
+                    "unsupported_parameter",
+                )
         limit_headers = self._rate_limit(prompt_tokens + max_out)
 
         attempt = self.attempts[key]
@@ -748,6 +764,9 @@ class FakeOpenAI:
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {
+                        "cached_tokens": min(options.cached_tokens, prompt_tokens)
+                    },
                 },
             },
         )

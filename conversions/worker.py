@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import reset_queries
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from conversions import exporting, labeling, selectors, services
 from conversions.cache import CachedResult, cache_key, cache_lookup
 from conversions.endpoints import endpoint_default, engine_endpoint
+from conversions.engine.capabilities import unsupported_parameter
 from conversions.engine.prompts import ConversionTask
 from conversions.engine.runner import BatchRunner, EngineConfig
 from conversions.engine.types import ErrorCategory, Outcome, WorkItem
@@ -57,6 +59,32 @@ FLUSH_S = 0.5
 FLUSH_N = 200
 # Consecutive refused calls (401/403/404: Outcome.refused) that stop a job.
 REFUSALS_TO_STOP = 10
+
+
+def unsupported_parameter_message(*, job: Job, param: str) -> str:
+    """The one message a job stops with when its model rejects a parameter (a 400)."""
+    names = {
+        "model": job.model,
+        "endpoint": job.endpoint.name if job.endpoint else "-",
+        "param": param,
+    }
+    if param == "temperature":
+        return (
+            _(
+                "The model %(model)s at endpoint %(endpoint)s does not accept temperature: "
+                "untick “accepts temperature” for this model in the endpoint's models "
+                "(admin: Endpoints), then resume the job."
+            )
+            % names
+        )
+    return (
+        _(
+            "The model %(model)s at endpoint %(endpoint)s does not accept the parameter "
+            "%(param)s: change its “max-tokens parameter” (or the setting that sends "
+            "%(param)s) in the endpoint's models (admin: Endpoints), then resume the job."
+        )
+        % names
+    )
 
 
 def worker_id() -> str:
@@ -409,6 +437,11 @@ class JobWorker:
         pending, instead of every remaining item failing one by one; `job resume`
         continues once the configuration is fixed.
         """
+        param = unsupported_parameter(
+            outcome.http_status, f"{outcome.error_message} {outcome.response_excerpt}"
+        )
+        if param is not None:
+            raise ConfigurationError(unsupported_parameter_message(job=self.job, param=param))
         self.endpoint_refusals = self.endpoint_refusals + 1 if outcome.refused else 0
         if self.endpoint_refusals >= REFUSALS_TO_STOP:
             raise ConfigurationError(
