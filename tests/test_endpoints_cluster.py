@@ -19,8 +19,8 @@ def create(endpoint: Endpoint, questions) -> Job:
             backend=Job.Backend.OPENAI,
             model="gpt-4.1-mini",
             endpoint=endpoint,
-            max_concurrent=8,
-            batch_size=10,
+            max_concurrent=16,
+            batch_size=40,
             use_cache=False,
         ),
         questions=questions,
@@ -34,9 +34,9 @@ def test_each_job_runs_on_its_own_endpoint_within_its_budget(
     # The shared budget grants at most rpm/60 requests per aligned 1 s window, so any
     # sliding 2 s window holds at most 3 * rpm/60: each server refuses (429) the request
     # beyond that (its rpm is 1.5 times the endpoint's over a 2 s window). Unthrottled,
-    # 8 concurrent calls of 20 ms would go at about 400/s and be refused.
-    slow = fake_openai_factory(rpm=900, window=2.0, latency=0.02)
-    fast = fake_openai_factory(rpm=1800, window=2.0, latency=0.02)
+    # 16 concurrent calls go well over 12 (or 24) in 2 s and are refused.
+    slow = fake_openai_factory(rpm=360, window=2.0)
+    fast = fake_openai_factory(rpm=720, window=2.0)
     monkeypatch.setenv("MC_SLOW_KEY", API_KEY)
     monkeypatch.setenv("MC_FAST_KEY", API_KEY)
     monkeypatch.delenv("MC_LOCKED_KEY", raising=False)
@@ -48,11 +48,11 @@ def test_each_job_runs_on_its_own_endpoint_within_its_budget(
             key_env=f"MC_{name.upper()}_KEY",
             rpm_limit=rpm,
         )
-        for name, server, rpm in (("slow", slow, 600), ("fast", fast, 1200), ("locked", slow, 600))
+        for name, server, rpm in (("slow", slow, 240), ("fast", fast, 480), ("locked", slow, 240))
     }
-    make_questions(60, prefix="S")
-    make_questions(60, prefix="F", start=100)
-    make_questions(5, prefix="L", start=200)
+    make_questions(120, prefix="S")
+    make_questions(120, prefix="F", start=200)
+    make_questions(5, prefix="L", start=400)
     # The cluster's environment has the slow and fast keys, not the locked one.
     running = Cluster(OPENAI_BASE_URL="http://127.0.0.1:9/v1", OPENAI_API_KEY="").start()
     try:
@@ -78,8 +78,8 @@ def test_each_job_runs_on_its_own_endpoint_within_its_budget(
 
     slow_stats, fast_stats = slow.stats(), fast.stats()
     # Each job's requests went to its own server only, and no budget was overrun.
-    assert (slow_stats["ok"], slow_stats["rate_limited"]) == (60, 0)
-    assert (fast_stats["ok"], fast_stats["rate_limited"]) == (60, 0)
+    assert (slow_stats["ok"], slow_stats["rate_limited"]) == (120, 0)
+    assert (fast_stats["ok"], fast_stats["rate_limited"]) == (120, 0)
     assert all(slow.count(i.question.mathml) == 1 for i in jobs["slow"].items.all())
     assert all(fast.count(i.question.mathml) == 0 for i in jobs["slow"].items.all())
 
