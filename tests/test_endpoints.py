@@ -4,6 +4,7 @@ the parameters its model accepts, and stops at once when a model rejects one."""
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
@@ -11,8 +12,13 @@ from django.core.management.base import CommandError
 
 from conversions import services, tasks
 from conversions.endpoints import endpoint_default
+from conversions.engine.prompts import ConversionTask
+from conversions.engine.runner import BatchRunner, EngineConfig
+from conversions.engine.types import Endpoint as EngineEndpoint
+from conversions.engine.types import WorkItem
 from conversions.jobsettings import JobSettings
 from conversions.models import Endpoint, EndpointModel, Item, Job, Question
+from conversions.pricing import Cost, tokens_cost
 from tests import jobutil
 from tests.jobutil import make_questions
 
@@ -185,3 +191,32 @@ def test_convert_endpoint_names_the_server(llm, fake_openai_factory, monkeypatch
     )
     assert f"endpoint gpu ({other.base_url})" in out.getvalue()
     assert other.stats()["ok"] == 3 and llm.stats()["requests"] == 0
+
+
+def test_cached_prompt_tokens_are_read_and_priced_at_the_cached_price(fake_openai):
+    fake_openai.configure(cached_tokens=100)
+    endpoint = EngineEndpoint(
+        base_url=fake_openai.base_url, api_key=jobutil.API_KEY, model="gpt-4.1-mini"
+    )
+    runner = BatchRunner(endpoint=endpoint, task=ConversionTask(), config=EngineConfig())
+    with runner:
+        for n in range(3):
+            mathml = f"<math><mn>{n}</mn></math>"
+            assert runner.submit(WorkItem(item_id=n, ref=str(n), mathml=mathml), 10)
+        outcomes = runner.finish()
+    assert [(o.ok, o.tokens_cached) for o in outcomes] == [(True, 100)] * 3
+    assert all(o.tokens_in > 100 for o in outcomes)
+
+    prices = EndpointModel(
+        model="gpt-4.1-mini",
+        input_per_mtok=Decimal("0.40"),
+        cached_input_per_mtok=Decimal("0.10"),
+        output_per_mtok=Decimal("1.60"),
+    )
+    cost = tokens_cost(prices=prices, tokens_in=300, tokens_cached=100, tokens_out=50)
+    # 200 * 0.40 + 100 * 0.10 + 50 * 1.60 = 170 per million tokens; saved 100 * 0.30.
+    assert cost == Cost(usd=Decimal("0.00017"), saved_usd=Decimal("0.00003"))
+    no_discount = EndpointModel(input_per_mtok=Decimal("0.40"), output_per_mtok=Decimal("1.60"))
+    assert tokens_cost(prices=no_discount, tokens_in=300, tokens_cached=100, tokens_out=50) == Cost(
+        usd=Decimal("0.0002"), saved_usd=Decimal("0")
+    )

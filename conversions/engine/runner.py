@@ -157,6 +157,17 @@ def _tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
+def cached_prompt_tokens(usage: dict) -> int:
+    """usage.prompt_tokens_details.cached_tokens (OpenAI's prompt cache), 0 when absent."""
+    details = usage.get("prompt_tokens_details")
+    if not isinstance(details, dict):
+        return 0
+    try:
+        return max(0, int(details.get("cached_tokens") or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def _have_aiohttp() -> bool:
     """Whether openai's aiohttp transport can be used (the openai[aiohttp] extra)."""
     return importlib.util.find_spec("aiohttp") is not None
@@ -168,6 +179,7 @@ class _Progress:
 
     api_calls: int = 0
     retries: int = 0
+    tokens_cached: int = 0  # of tokens_in, served from the provider's prompt cache
     call_time_s: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -380,6 +392,7 @@ class _Pool:
             used_out = int(usage.get("completion_tokens") or 0)
             progress.tokens_in += used_in
             progress.tokens_out += used_out
+            progress.tokens_cached += cached_prompt_tokens(usage)
             self.limiter.settle(estimate, used_in + used_out)
         else:
             self.limiter.settle(estimate, estimate)
@@ -452,6 +465,7 @@ class _Pool:
             latency_s=round(progress.call_time_s, 4),
             tokens_in=progress.tokens_in,
             tokens_out=progress.tokens_out,
+            tokens_cached=progress.tokens_cached,
             api_calls=progress.api_calls,
             retries=progress.retries,
             request_excerpt=progress.request_excerpt,

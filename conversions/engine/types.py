@@ -64,6 +64,7 @@ class Outcome:
     latency_s: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # of tokens_in, read from usage.prompt_tokens_details
     api_calls: int = 0
     retries: int = 0
     request_excerpt: str = ""
