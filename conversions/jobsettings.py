@@ -11,9 +11,10 @@ from dataclasses import dataclass, fields, replace
 
 from django.conf import settings
 
+from conversions.endpoints import endpoint_default
 from conversions.engine.labeling import LABEL_PROMPT_VERSION
 from conversions.engine.prompts import CONVERT_PROMPT_VERSION
-from conversions.models import Job, LabelSchema
+from conversions.models import Endpoint, Job, LabelSchema
 
 TEST_MODE_ITEMS = 50
 
@@ -35,7 +36,8 @@ def prompt_version_for(*, kind: str, backend: str) -> str:
 
 @dataclass(frozen=True)
 class JobSettings:
-    """How a job runs. model "" means the backend's default (default_model).
+    """How a job runs. model "" means the backend's default (default_model); endpoint
+    None means the default endpoint (endpoints.endpoint_default) for LLM backends.
 
     limit keeps the first N questions (by id), test_mode the first TEST_MODE_ITEMS;
     only_unconverted keeps questions with no accepted result yet (conversion only).
@@ -55,6 +57,7 @@ class JobSettings:
     label_schema: LabelSchema | None = None
     name: str = ""
     limit: int | None = None
+    endpoint: Endpoint | None = None
 
     @classmethod
     def from_form(cls, *, kind: str, backend: str, data: dict) -> JobSettings:
@@ -73,12 +76,18 @@ class JobSettings:
             overwrite_reviewed=bool(data.get("overwrite_reviewed")),
             label_schema=data.get("label_schema"),
             name=data.get("name") or "",
+            endpoint=data.get("endpoint"),
         )
 
     def resolved(self) -> JobSettings:
-        """These settings with the default model filled in."""
+        """These settings with the default model and endpoint filled in (LLM backends;
+        a rules job has no endpoint)."""
+        if self.backend not in Job.LLM_BACKENDS:
+            return replace(self, endpoint=None)
         return replace(
-            self, model=self.model or default_model(kind=self.kind, backend=self.backend)
+            self,
+            model=self.model or default_model(kind=self.kind, backend=self.backend),
+            endpoint=self.endpoint or endpoint_default(),
         )
 
     def item_limit(self) -> int | None:

@@ -132,6 +132,99 @@ class LabelSchema(models.Model):
         return self.name
 
 
+class Endpoint(models.Model):
+    """An OpenAI-compatible server a job runs on (DESIGN invariant 10).
+
+    The key stays in the environment: key_env names the variable that holds it, read by
+    the process that does the work (conversions/endpoints.py). Blank key_env: the server
+    needs no key (a local vLLM or Ollama).
+    """
+
+    class Kind(models.TextChoices):
+        OPENAI = "openai", _("OpenAI")
+        AZURE = "azure", _("Azure OpenAI")
+        COMPATIBLE = "compatible", _("OpenAI-compatible server")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices, default=Kind.OPENAI)
+    base_url = models.CharField(
+        _("base URL"), max_length=500, blank=True, help_text=_("Blank: https://api.openai.com/v1")
+    )
+    key_env = models.CharField(
+        _("environment variable of the API key"),
+        max_length=100,
+        blank=True,
+        help_text=_("The name of the variable, never the key. Blank: the server needs no key."),
+    )
+    api_version = models.CharField(_("Azure api-version"), max_length=40, blank=True)
+    rpm_limit = models.PositiveIntegerField(_("requests per minute"), null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(_("tokens per minute"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("endpoint")
+        verbose_name_plural = _("endpoints")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def url(self) -> str:
+        return self.base_url or "https://api.openai.com/v1"
+
+
+class EndpointModel(models.Model):
+    """A model on an endpoint: which parameters it accepts and what it costs.
+
+    Prices are USD per million tokens; blank prices fall back to ModelPrice.
+    """
+
+    class MaxTokensParam(models.TextChoices):
+        MAX_COMPLETION_TOKENS = "max_completion_tokens", "max_completion_tokens"
+        MAX_TOKENS = "max_tokens", "max_tokens"
+        NONE = "none", _("none (do not send a limit)")
+
+    endpoint = models.ForeignKey(
+        Endpoint, verbose_name=_("endpoint"), on_delete=models.CASCADE, related_name="models"
+    )
+    model = models.CharField(_("model"), max_length=100)
+    accepts_temperature = models.BooleanField(_("accepts temperature"), default=True)
+    structured_outputs = models.BooleanField(_("structured outputs"), default=True)
+    max_tokens_param = models.CharField(
+        _("max-tokens parameter"),
+        max_length=24,
+        choices=MaxTokensParam.choices,
+        default=MaxTokensParam.MAX_COMPLETION_TOKENS,
+    )
+    input_per_mtok = models.DecimalField(
+        _("input $/1M tokens"), max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    cached_input_per_mtok = models.DecimalField(
+        _("cached input $/1M tokens"), max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    output_per_mtok = models.DecimalField(
+        _("output $/1M tokens"), max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    batch_input_per_mtok = models.DecimalField(
+        _("Batch API input $/1M tokens"), max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    batch_output_per_mtok = models.DecimalField(
+        _("Batch API output $/1M tokens"), max_digits=10, decimal_places=4, null=True, blank=True
+    )
+
+    class Meta:
+        verbose_name = _("endpoint model")
+        verbose_name_plural = _("endpoint models")
+        ordering = ["endpoint", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "model"], name="endpoint_model_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint}: {self.model}"
+
+
 class Job(models.Model):
     class Kind(models.TextChoices):
         CONVERT = "convert", _("Conversion")
@@ -169,6 +262,16 @@ class Job(models.Model):
         _("backend"), max_length=10, choices=Backend.choices, default=Backend.RULES
     )
     model = models.CharField(_("model"), max_length=100, blank=True)
+    # The server the job runs on, whatever the environment of the worker (DESIGN inv. 10);
+    # null for rules jobs.
+    endpoint = models.ForeignKey(
+        Endpoint,
+        verbose_name=_("endpoint"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+    )
     prompt_version = models.CharField(_("prompt version"), max_length=20, blank=True)
     label_schema = models.ForeignKey(
         LabelSchema,

@@ -1,50 +1,93 @@
 """Pre-flight checks: fail before any work when a job cannot run as configured.
 
 An HTTP call to the endpoint (GET /models), so it lives apart from the ORM workflows.
+The key is read here the same way the worker reads it (endpoint_api_key), so a check
+from the launch page or `convert` tells what a worker with the same environment will do.
 """
 
 from __future__ import annotations
+
+import os
 
 import openai
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from conversions.models import Job
+from conversions.endpoints import endpoint_default
+from conversions.models import Endpoint, Job
+
+# What the SDK is given for a server that needs no key (it refuses an empty one).
+NO_KEY = "no-key"
 
 
 class ConfigurationError(Exception):
     """A job cannot run as configured; the message says what to fix."""
 
 
-def check_backend_config(*, backend: str, model: str, base_url: str | None = None) -> None:
-    """Fail before any work when an LLM backend cannot work: no key, no server, no model."""
-    if backend not in Job.Backend.values:
-        raise ConfigurationError(_("Unknown backend %(backend)s.") % {"backend": backend})
-    if backend not in Job.LLM_BACKENDS:
-        return
-    base_url = base_url or settings.OPENAI_BASE_URL
-    where = base_url or "https://api.openai.com/v1"
-    if not settings.OPENAI_API_KEY:
+def endpoint_api_key(endpoint: Endpoint) -> str:
+    """The endpoint's API key from this process's environment.
+
+    OPENAI_API_KEY is read through settings (settings.py reads the environment once).
+    Raises ConfigurationError naming the variable when it is unset; a blank key_env
+    (a server that needs no key) gives NO_KEY.
+    """
+    if not endpoint.key_env:
+        return NO_KEY
+    if endpoint.key_env == "OPENAI_API_KEY":
+        key = settings.OPENAI_API_KEY
+    else:
+        key = os.environ.get(endpoint.key_env, "")
+    if not key:
         raise ConfigurationError(
             _(
-                "OPENAI_API_KEY is not set: the %(backend)s backend needs an API key in the "
-                "environment. Use the rules backend to convert without one."
+                "%(var)s is not set: endpoint %(endpoint)s reads its API key from this "
+                "environment variable. Set it in the environment of the process that runs "
+                "the work (the django-q2 workers, or this command when no cluster runs), or "
+                "use the rules backend to convert without one."
             )
-            % {"backend": backend}
+            % {"var": endpoint.key_env, "endpoint": endpoint.name}
         )
-    client = openai.OpenAI(
-        api_key=settings.OPENAI_API_KEY, base_url=base_url, timeout=10.0, max_retries=0
+    return key
+
+
+def sdk_client(endpoint: Endpoint, *, api_key: str, timeout: float = 10.0) -> openai.OpenAI:
+    """A synchronous SDK client for short checks (no retries)."""
+    if endpoint.kind == Endpoint.Kind.AZURE:
+        return openai.AzureOpenAI(
+            api_key=api_key,
+            azure_endpoint=endpoint.base_url,
+            api_version=endpoint.api_version,
+            timeout=timeout,
+            max_retries=0,
+        )
+    return openai.OpenAI(
+        api_key=api_key, base_url=endpoint.base_url or None, timeout=timeout, max_retries=0
     )
+
+
+def check_endpoint(*, endpoint: Endpoint, model: str) -> None:
+    """Fail unless the endpoint's key is set here, the server answers and knows the model.
+
+    Azure OpenAI does not list deployments at GET /models, so for it only the key and
+    the answer are checked. Raises ConfigurationError with the fix.
+    """
+    api_key = endpoint_api_key(endpoint)
+    where = endpoint.url
+    names = {"url": where, "endpoint": endpoint.name}
+    client = sdk_client(endpoint, api_key=api_key)
     try:
         available = {m.id for m in client.models.list()}
     except openai.AuthenticationError:
         raise ConfigurationError(
-            _("The API key was rejected by %(url)s (401).") % {"url": where}
+            _("The API key was rejected by %(url)s (401, endpoint %(endpoint)s).") % names
         ) from None
     except (openai.APIConnectionError, openai.APITimeoutError):
         raise ConfigurationError(
-            _("Cannot reach the API at %(url)s: check OPENAI_BASE_URL and the network.")
-            % {"url": where}
+            _(
+                "Cannot reach the API at %(url)s (endpoint %(endpoint)s): check its base URL "
+                "and the network."
+            )
+            % names
         ) from None
     except openai.APIStatusError as exc:
         raise ConfigurationError(
@@ -53,8 +96,23 @@ def check_backend_config(*, backend: str, model: str, base_url: str | None = Non
         ) from None
     finally:
         client.close()
-    if model not in available:
-        raise ConfigurationError(
-            _("Unknown model %(model)s at %(url)s (available: %(available)s).")
-            % {"model": model, "url": where, "available": ", ".join(sorted(available)[:20])}
-        )
+    if endpoint.kind == Endpoint.Kind.AZURE or model in available:
+        return
+    raise ConfigurationError(
+        _("Unknown model %(model)s at %(url)s (available: %(available)s).")
+        % {"model": model, "url": where, "available": ", ".join(sorted(available)[:20])}
+    )
+
+
+def check_backend_config(*, backend: str, model: str, endpoint: Endpoint | None = None) -> None:
+    """Fail before any work when an LLM backend cannot work: no key, no server, no model.
+
+    endpoint None: the default endpoint (conversions.endpoints.endpoint_default).
+    """
+    if backend not in Job.Backend.values:
+        raise ConfigurationError(_("Unknown backend %(backend)s.") % {"backend": backend})
+    if backend not in Job.LLM_BACKENDS:
+        return
+    if endpoint is None:
+        endpoint = endpoint_default()
+    check_endpoint(endpoint=endpoint, model=model)

@@ -418,7 +418,13 @@ def endpoint_key_text(text: str) -> str:
 
 
 def endpoint_key(endpoint: Endpoint) -> str:
-    """Which budget an endpoint draws from: the server and the model (limits are per model)."""
+    """Which budget an endpoint draws from: the server and the model (limits are per model).
+
+    A named endpoint (conversions.models.Endpoint) is keyed on its name, so two names for
+    one URL (two keys, two quotas) keep two budgets.
+    """
+    if endpoint.name:
+        return endpoint_key_text(f"endpoint:{endpoint.name}#{endpoint.model}")
     base = (endpoint.base_url or "https://api.openai.com/v1").rstrip("/")
     return endpoint_key_text(f"{base}#{endpoint.model}")
 

@@ -36,12 +36,14 @@ from django.utils.translation import gettext as _
 
 from conversions import exporting, labeling, selectors, services
 from conversions.cache import CachedResult, cache_key, cache_lookup
+from conversions.endpoints import endpoint_default, engine_endpoint
+from conversions.engine.capabilities import unsupported_parameter
 from conversions.engine.prompts import ConversionTask
 from conversions.engine.runner import BatchRunner, EngineConfig
-from conversions.engine.types import Endpoint, ErrorCategory, Outcome, WorkItem
+from conversions.engine.types import ErrorCategory, Outcome, WorkItem
 from conversions.joblog import JobLog
 from conversions.models import Item, Job, ModelPrice
-from conversions.preflight import ConfigurationError
+from conversions.preflight import ConfigurationError, endpoint_api_key
 from conversions.ratelimit import endpoint_limiter
 from conversions.results import (
     ItemResult,
@@ -67,6 +69,32 @@ UNREACHABLE_TO_STOP = 5
 def cluster_id() -> str:
     """This worker's cluster: host and the pid of the sentinel that forked it."""
     return f"{socket.gethostname()}:{os.getppid()}"
+
+
+def unsupported_parameter_message(*, job: Job, param: str) -> str:
+    """The one message a job stops with when its model rejects a parameter (a 400)."""
+    names = {
+        "model": job.model,
+        "endpoint": job.endpoint.name if job.endpoint else "-",
+        "param": param,
+    }
+    if param == "temperature":
+        return (
+            _(
+                "The model %(model)s at endpoint %(endpoint)s does not accept temperature: "
+                "untick “accepts temperature” for this model in the endpoint's models "
+                "(admin: Endpoints), then resume the job."
+            )
+            % names
+        )
+    return (
+        _(
+            "The model %(model)s at endpoint %(endpoint)s does not accept the parameter "
+            "%(param)s: change its “max-tokens parameter” (or the setting that sends "
+            "%(param)s) in the endpoint's models (admin: Endpoints), then resume the job."
+        )
+        % names
+    )
 
 
 def worker_id() -> str:
@@ -203,9 +231,10 @@ class JobWorker:
     def run(self) -> str:
         job = self.job
         self.log.job(
-            "run %s started: backend=%s model=%s batch_size=%s concurrency=%s",
+            "run %s started: backend=%s endpoint=%s model=%s batch_size=%s concurrency=%s",
             self.owner,
             job.backend,
+            f"{job.endpoint.name} ({job.endpoint.url})" if job.endpoint else "-",
             job.model or "-",
             job.batch_size,
             self.concurrency,
@@ -422,16 +451,11 @@ class JobWorker:
 
     def _run_llm(self) -> None:
         job = self.job
-        if not settings.OPENAI_API_KEY:
-            raise ConfigurationError("OPENAI_API_KEY is not set")
-        endpoint = Endpoint(
-            base_url=settings.OPENAI_BASE_URL,
-            api_key=settings.OPENAI_API_KEY,
-            model=job.model,
-            timeout_s=settings.OPENAI_TIMEOUT,
-            rpm=job.rpm_limit,
-            tpm=job.tpm_limit,
-        )
+        if job.endpoint is None:  # an LLM job from before endpoints were data
+            job.endpoint = endpoint_default()
+        # The job's endpoint, whatever this process's OPENAI_BASE_URL; the key from this
+        # worker's environment, or the job fails at once naming the variable.
+        endpoint = engine_endpoint(job=job, api_key=endpoint_api_key(job.endpoint))
         # One budget per endpoint, shared with every other worker (conversions/ratelimit.py).
         limiter = endpoint_limiter(endpoint)
         self.ledger = SentLedger(2 * self.concurrency)
@@ -513,6 +537,11 @@ class JobWorker:
         pending, instead of every remaining item failing one by one; `job resume`
         continues once the configuration is fixed.
         """
+        param = unsupported_parameter(
+            outcome.http_status, f"{outcome.error_message} {outcome.response_excerpt}"
+        )
+        if param is not None:
+            raise ConfigurationError(unsupported_parameter_message(job=self.job, param=param))
         self.endpoint_refusals = self.endpoint_refusals + 1 if outcome.refused else 0
         if self.endpoint_refusals >= REFUSALS_TO_STOP:
             raise ConfigurationError(

@@ -313,6 +313,8 @@ def test_every_option_round_trips_through_the_command_line():
         seed=7,
         retry_after=3.0,
         ratelimit_headers=False,
+        reject_temperature=True,
+        cached_tokens=100,
         echo_key=True,
         models=("gpt-a", "gpt-b"),
     )

@@ -126,7 +126,8 @@ def test_pause_resume_cancel_and_retry_on_the_cluster(llm):
         call_command("convert", "--backend", "openai", "--limit", "20", "--wait", stdout=out)
         watched = Job.objects.latest("id")
         assert out.getvalue().startswith(
-            f"Job {watched.pk} created: 20 items, backend openai, model gpt-4.1-mini.\n"
+            f"Job {watched.pk} created: 20 items, backend openai, model gpt-4.1-mini, "
+            f"endpoint default ({llm.base_url}).\n"
             "Queued on the django-q2 cluster; watching (Ctrl-C stops watching).\n"
             f"Job {watched.pk} (Conversion #{watched.pk}): completed"
         )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from conversions.cache import CachedResult
 from conversions.engine.types import ErrorCategory, Outcome
 from conversions.jobsettings import JobSettings
@@ -135,10 +137,12 @@ def test_a_skipped_result_says_why():
     assert "locked by review" in result.error_message
 
 
+@pytest.mark.django_db
 def test_job_settings_map_onto_job_fields_and_fill_the_default_model(settings):
     settings.MATHCONV_DEFAULT_CONVERT_MODEL = "gpt-default"
     chosen = JobSettings(backend=Job.Backend.OPENAI, test_mode=True, limit=500).resolved()
     assert chosen.model == "gpt-default"
+    assert chosen.endpoint.name == "default"  # an LLM job records its endpoint
     assert chosen.item_limit() == 50  # test mode caps any limit
     fields = chosen.job_fields()
     job_fields = {f.name for f in Job._meta.get_fields()}

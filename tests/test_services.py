@@ -12,7 +12,7 @@ from django_q.models import OrmQ, Schedule
 
 from conversions import selectors, services
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, Job, Question
+from conversions.models import Endpoint, Item, Job, Question
 from conversions.preflight import check_backend_config
 from conversions.results import ItemResult
 from tests.jobutil import make_questions
@@ -113,7 +113,11 @@ def test_llm_backends_are_checked_before_any_work(settings, llm):
         closed = sock.getsockname()[1]
     with pytest.raises(services.ConfigurationError, match="Cannot reach the API"):
         check_backend_config(
-            backend="openai", model="gpt-4.1-mini", base_url=f"http://127.0.0.1:{closed}/v1"
+            backend="openai",
+            model="gpt-4.1-mini",
+            endpoint=Endpoint.objects.create(
+                name="closed", base_url=f"http://127.0.0.1:{closed}/v1", key_env="OPENAI_API_KEY"
+            ),
         )
     check_backend_config(backend="rules", model="")  # no key needed
 

@@ -27,7 +27,7 @@ from django.utils.translation import gettext_lazy
 from conversions import labeling, selectors, services
 from conversions.admin.access import RUN_JOBS, require_perm, with_csp
 from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
-from conversions.models import Job, LabelSchema, ModelPrice, Question
+from conversions.models import Endpoint, Job, LabelSchema, ModelPrice, Question
 
 NOT_FILTERS = {"p", "o", "all", "e", "_facets", "_popup", "_to_field", "_changelist_filters"}
 MAX_TICKED = 10_000
@@ -42,6 +42,15 @@ class JobSettingsForm(forms.Form):
         required=False,
         help_text=gettext_lazy("Empty: the default model of the backend."),
         widget=forms.TextInput(attrs={"list": "mc-models"}),
+    )
+    endpoint = forms.ModelChoiceField(
+        label=gettext_lazy("endpoint"),
+        queryset=Endpoint.objects.all(),
+        required=False,
+        empty_label=gettext_lazy("default (OPENAI_BASE_URL / OPENAI_API_KEY)"),
+        help_text=gettext_lazy(
+            "The server the job runs on. Its key is read from the workers' environment."
+        ),
     )
     batch_size = forms.IntegerField(
         label=gettext_lazy("batch size"), min_value=1, max_value=10_000, initial=100

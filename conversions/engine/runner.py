@@ -32,6 +32,7 @@ from typing import Protocol, runtime_checkable
 import httpx2
 import openai
 
+from conversions.engine.capabilities import adapt_options
 from conversions.engine.limiter import TokenBucketLimiter
 from conversions.engine.redact import redact
 from conversions.engine.retry import (
@@ -134,12 +135,24 @@ def make_client(endpoint: Endpoint, max_concurrent: int = 10) -> openai.AsyncOpe
         max_keepalive_connections=max(10, max_concurrent),
     )
     http_class = openai.DefaultAioHttpClient if _have_aiohttp() else openai.DefaultAsyncHttpxClient
+    http_client = http_class(timeout=timeout, limits=limits, verify=_tls_context())
+    if endpoint.api_version:
+        # Azure OpenAI: the SDK's own client builds /openai/deployments/{model}/... URLs
+        # and adds ?api-version=; the deployment name is the job's model.
+        return openai.AsyncAzureOpenAI(
+            api_key=endpoint.api_key,
+            azure_endpoint=endpoint.base_url or "",
+            api_version=endpoint.api_version,
+            timeout=timeout,
+            max_retries=0,
+            http_client=http_client,
+        )
     return openai.AsyncOpenAI(
         api_key=endpoint.api_key,
         base_url=endpoint.base_url,
         timeout=timeout,
         max_retries=0,
-        http_client=http_class(timeout=timeout, limits=limits, verify=_tls_context()),
+        http_client=http_client,
     )
 
 
@@ -158,6 +171,17 @@ def _tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
+def cached_prompt_tokens(usage: dict) -> int:
+    """usage.prompt_tokens_details.cached_tokens (OpenAI's prompt cache), 0 when absent."""
+    details = usage.get("prompt_tokens_details")
+    if not isinstance(details, dict):
+        return 0
+    try:
+        return max(0, int(details.get("cached_tokens") or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def _have_aiohttp() -> bool:
     """Whether openai's aiohttp transport can be used (the openai[aiohttp] extra)."""
     return importlib.util.find_spec("aiohttp") is not None
@@ -169,6 +193,7 @@ class _Progress:
 
     api_calls: int = 0
     retries: int = 0
+    tokens_cached: int = 0  # of tokens_in, served from the provider's prompt cache
     call_time_s: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -262,6 +287,7 @@ class _Pool:
             response_format = self.task.response_format()
             estimate = max(1, int(self.task.estimate_tokens(item)))
             options = self.request_options(item) if self.request_options else {}
+            options = adapt_options(options, self.endpoint)
         except InvalidInput as exc:
             return self._outcome(item, progress, ErrorCategory.INVALID_INPUT, str(exc))
         progress.request_excerpt = self._excerpt(str(messages[-1].get("content", "")))
@@ -386,6 +412,7 @@ class _Pool:
             used_out = int(usage.get("completion_tokens") or 0)
             progress.tokens_in += used_in
             progress.tokens_out += used_out
+            progress.tokens_cached += cached_prompt_tokens(usage)
             self.limiter.settle(estimate, used_in + used_out)
         else:
             self.limiter.settle(estimate, estimate)
@@ -471,6 +498,7 @@ class _Pool:
             latency_s=round(progress.call_time_s, 4),
             tokens_in=progress.tokens_in,
             tokens_out=progress.tokens_out,
+            tokens_cached=progress.tokens_cached,
             api_calls=progress.api_calls,
             retries=progress.retries,
             request_excerpt=progress.request_excerpt,

@@ -41,6 +41,13 @@ class Endpoint:
     timeout_s: float = 60.0
     rpm: int | None = None
     tpm: int | None = None
+    # Which server this is (conversions.models.Endpoint): the name keys its rate budget;
+    # api_version set means Azure OpenAI (deployment URLs, api-version query).
+    name: str = ""
+    api_version: str = ""
+    # What the model accepts (EndpointModel): parameters it rejects are never sent.
+    accepts_temperature: bool = True
+    max_tokens_param: str = "max_completion_tokens"  # | "max_tokens" | "none"
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class Outcome:
     latency_s: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # of tokens_in, read from usage.prompt_tokens_details
     api_calls: int = 0
     retries: int = 0
     request_excerpt: str = ""

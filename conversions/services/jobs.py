@@ -50,7 +50,7 @@ def job_create(
     if chosen.batch_size < 1 or chosen.max_concurrent < 1:
         raise ConfigurationError(_("Batch size and concurrency must be at least 1."))
     if check_config:
-        check_backend_config(backend=backend, model=chosen.model)
+        check_backend_config(backend=backend, model=chosen.model, endpoint=chosen.endpoint)
     if kind == Job.Kind.LABEL and chosen.label_schema is None:
         raise ConfigurationError(_("A labeling job needs a label schema."))
     if kind == Job.Kind.LABEL and backend != Job.Backend.OPENAI:
@@ -81,7 +81,13 @@ def job_create(
         if enqueue:
             job_enqueue(job=job)
     _outputs_clear(job_id=job.pk)
-    log.info("job=%s created: %s items, backend %s", job.pk, total, backend)
+    log.info(
+        "job=%s created: %s items, backend %s, endpoint %s",
+        job.pk,
+        total,
+        backend,
+        chosen.endpoint or "-",
+    )
     return job
 
 

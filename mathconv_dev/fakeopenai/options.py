@@ -57,6 +57,16 @@ class FakeOptions:
         1.0, 'Seconds a forced 429 (an input carrying "fake:status=429") asks to wait.'
     )
     ratelimit_headers: bool = _option(True, "Send x-ratelimit-* headers.")
+    reject_temperature: bool = _option(
+        False,
+        "Answer 400 unsupported_parameter to a request carrying temperature, as OpenAI's "
+        "reasoning models (o-series, GPT-5 line) do.",
+    )
+    cached_tokens: int = _option(
+        0,
+        "Report this many prompt tokens (at most the prompt) as served from the prompt cache "
+        "(usage.prompt_tokens_details.cached_tokens).",
+    )
     echo_key: bool = _option(
         False,
         "Repeat the request's bearer token in every error body, as a careless proxy might "

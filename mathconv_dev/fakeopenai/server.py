@@ -134,6 +134,7 @@ class FakeOpenAI:
                     "bad_requests",
                     "unauthorized",
                     "connections",
+                    "with_temperature",
                 )
             },
             "per_input": dict(self.per_input),
@@ -284,6 +285,14 @@ class FakeOpenAI:
 
         self.counters["requests"] += 1
         self.per_input[key] += 1
+        if "temperature" in request:
+            self.counters["with_temperature"] += 1
+            if options.reject_temperature:
+                raise bad_request(
+                    "Unsupported parameter: 'temperature' is not supported with this model.",
+                    "temperature",
+                    "unsupported_parameter",
+                )
         self._storm(received)
         limit_headers = self._rate_limit(prompt_tokens + max_out)
 
@@ -378,6 +387,9 @@ class FakeOpenAI:
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {
+                        "cached_tokens": min(options.cached_tokens, prompt_tokens)
+                    },
                 },
             },
         )

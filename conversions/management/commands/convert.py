@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
 from conversions import selectors, services
+from conversions.endpoints import endpoint_option
 from conversions.jobsettings import JobSettings
 from conversions.management.commands._report import format_stats, progress_line
 from conversions.models import Job, Question
@@ -96,6 +97,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--name", default="", help="A name for the job.")
         parser.add_argument(
+            "--endpoint",
+            default="",
+            help="The endpoint (see `manage.py endpoints list`) the job runs on; default: "
+            "the one built from OPENAI_BASE_URL / OPENAI_API_KEY.",
+        )
+        parser.add_argument(
             "--wait",
             action="store_true",
             help="Stay until the job ends, with a progress bar, then print its stats. Runs "
@@ -108,6 +115,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Job {job.pk} created: {job.total_items} items, backend {job.backend}"
             + (f", model {job.model}" if job.model else "")
+            + (f", endpoint {job.endpoint.name} ({job.endpoint.url})" if job.endpoint else "")
             + "."
         )
         if not opts["wait"]:
@@ -163,6 +171,7 @@ def job_settings(opts: dict) -> JobSettings:
         overwrite_reviewed=opts["overwrite_reviewed"],
         name=opts["name"],
         limit=opts["limit"],
+        endpoint=endpoint_option(opts.get("endpoint") or ""),
     )
 
 

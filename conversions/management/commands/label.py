@@ -26,12 +26,13 @@ from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
 from conversions import labeling, selectors, services
+from conversions.endpoints import endpoint_option
 from conversions.exporting import neutralise
 from conversions.importing import FileSource, SourceError, import_file, layout_for
 from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
 from conversions.management.commands._report import format_stats
 from conversions.management.commands.convert import run_with_progress
-from conversions.models import Item, Job, LabelSchema, Question
+from conversions.models import Endpoint, Item, Job, LabelSchema, Question
 from conversions.preflight import check_backend_config
 
 TEST_MODE_ROWS = TEST_MODE_ITEMS
@@ -99,6 +100,12 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--tpm", type=int, default=None, help="Tokens per minute allowed on the endpoint."
+        )
+        parser.add_argument(
+            "--endpoint",
+            default="",
+            help="The endpoint (see `manage.py endpoints list`) the job runs on; default: "
+            "the one built from OPENAI_BASE_URL / OPENAI_API_KEY.",
         )
 
     def handle(self, *args, **opts):
@@ -230,9 +237,9 @@ def questions_in(pks: list[int]) -> QuerySet[Question]:
     return Question.objects.filter(condition)
 
 
-def check_config(model: str) -> None:
+def check_config(model: str, endpoint: Endpoint | None = None) -> None:
     try:
-        check_backend_config(backend=Job.Backend.OPENAI, model=model)
+        check_backend_config(backend=Job.Backend.OPENAI, model=model, endpoint=endpoint)
     except services.ConfigurationError as exc:
         raise CommandError(str(exc)) from None
 
@@ -251,6 +258,7 @@ def create_job(key: dict, pks: list[int], *, schema: LabelSchema, model: str, op
                 test_mode=opts["mode"] == "test",
                 label_schema=schema,
                 name=f"label {Path(key['input_csv']).name}",
+                endpoint=endpoint_option(opts.get("endpoint") or ""),
             ),
             questions=questions_in(pks),
             selection={
@@ -271,7 +279,7 @@ def job_for_run(
     key = run_key(path, schema=schema, model=model, opts=opts)
     job = resumable_job(key, schema=schema, model=model)
     if job is not None:
-        check_config(model)
+        check_config(model, job.endpoint)
         services.job_resume(job=job)
         return job, f"Continuing job {job.pk}: {unfinished(job)} rows left to label."
     pks = rows_to_label(refs, schema=schema, opts=opts)
