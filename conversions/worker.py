@@ -720,7 +720,7 @@ class JobWorker:
             "is paused and its items are left pending. Check the base URL, the network "
             "or the TLS certificate, then resume the job."
         ) % {
-            "url": settings.OPENAI_BASE_URL or "https://api.openai.com/v1",
+            "url": self.job.endpoint.base_url if self.job.endpoint else "",
             "error": outcome.error_message,
             "items": len(self.unreachable),
         }

@@ -14,7 +14,7 @@ from conversions import exporting, selectors, services, tasks
 from conversions.converters import mathml_to_latex
 from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, Job, Question
+from conversions.models import Endpoint, Item, Job, Question
 from tests.jobutil import calls, fraction, make_questions, tagged
 
 pytestmark = pytest.mark.django_db
@@ -253,7 +253,7 @@ def test_an_unreachable_endpoint_pauses_the_job_with_its_items_left_pending(
 ):
     make_questions(40)
     job = create(check_config=False, max_concurrent=2, batch_size=10)
-    settings.OPENAI_BASE_URL = base_url
+    Endpoint.objects.filter(pk=job.endpoint_id).update(base_url=base_url)  # the job's own
     with translation.override("ko"):
         assert tasks.job_run_inline(job) == Job.Status.PAUSED
     job.refresh_from_db()
@@ -265,7 +265,7 @@ def test_an_unreachable_endpoint_pauses_the_job_with_its_items_left_pending(
     assert set(job.items.values_list("status", flat=True)) == {"pending"}
     assert job.items.filter(attempts__gt=0).count() < 15
 
-    settings.OPENAI_BASE_URL = llm.base_url  # fixed: resume goes on with every item
+    Endpoint.objects.filter(pk=job.endpoint_id).update(base_url=llm.base_url)  # fixed
     assert services.job_resume(job=job)
     assert not Job.objects.get(pk=job.pk).error_message
     assert tasks.job_run_inline(job) == Job.Status.COMPLETED
@@ -277,7 +277,9 @@ def test_a_small_job_on_an_unreachable_endpoint_pauses_too(llm, settings):
     flight and no call ever reached it, the job pauses all the same."""
     make_questions(3)
     job = create(check_config=False, max_concurrent=2)
-    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{closed_port()}/v1"
+    Endpoint.objects.filter(pk=job.endpoint_id).update(
+        base_url=f"http://127.0.0.1:{closed_port()}/v1"
+    )
     assert tasks.job_run_inline(job) == Job.Status.PAUSED
     job.refresh_from_db()
     assert "ConnectionRefusedError" in job.error_message
