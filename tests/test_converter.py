@@ -204,8 +204,24 @@ TABLES = [
         '<mtr><mtd columnalign="left"><mi>bc</mi></mtd></mtr></mtable>',
         "\\begin{array}{l}a \\\\ \\operatorname{bc}\\end{array}",
     ),
+    # a solid frame is the box \boxed draws (MathLive has no \hline), column lines kept
+    (
+        '<mtable frame="solid" columnlines="solid"><mtr><mtd><mn>7</mn></mtd><mtd><mi>k</mi></mtd>'
+        "</mtr></mtable>",
+        "\\boxed{\\begin{array}{c|c}7 & k\\end{array}}",
+    ),
+    (
+        '<mrow><mo>(</mo><mtable frame="solid"><mtr><mtd><mi>p</mi></mtd></mtr>'
+        "<mtr><mtd><mi>q</mi></mtd></mtr></mtable><mo>)</mo></mrow>",
+        "\\left(\\boxed{\\begin{array}{c}p \\\\ q\\end{array}}\\right)",
+    ),
 ]
 ENCLOSURES_AND_STYLES = [
+    # MathML 4's compass name for the diagonal arrow, which MathLive draws by its old name
+    (
+        '<menclose notation="northeastarrow updiagonalstrike"><mi>m</mi></menclose>',
+        "\\enclose{updiagonalarrow updiagonalstrike}{m}",
+    ),
     ('<menclose notation="box"><mi>x</mi></menclose>', "\\boxed{x}"),
     ('<menclose notation="updiagonalstrike"><mi>x</mi></menclose>', "\\cancel{x}"),
     (
@@ -225,6 +241,27 @@ ENCLOSURES_AND_STYLES = [
     ('<mi mathsize="big">x</mi>', "{\\huge x}"),
     ('<mpadded voffset="0.5em"><mi>x</mi></mpadded>', "\\raise{0.5em}{x}"),
     ('<mpadded width="0"><mi>x</mi></mpadded>', "\\mathrlap{x}"),
+    # absolute lengths keep the author's unit: MathJax draws LaTeX's cm as MathML's cm
+    ('<mpadded voffset="-4mm"><mi>t</mi></mpadded>', "\\lower{4mm}{t}"),
+    ('<mi>u</mi><mspace width="1.5cm"/><mi>w</mi>', "u\\hspace{1.5cm}w"),
+    (
+        '<mspace width="3cm" height="5mm" depth="2mm" mathbackground="black"/>',
+        "\\rule[-2mm]{3cm}{7mm}",
+    ),
+    # an empty box of a fixed width still takes that width
+    (
+        '<menclose notation="box"><mpadded width="2.5cm"></mpadded></menclose>',
+        "\\boxed{\\hspace{2.5cm}}",
+    ),
+    # a stretchy arrow with a minimum size, in a row of text height, is drawn at that size
+    (
+        '<mtable><mtr><mtd><mo minsize="1.9em">&#x2191;</mo><mi>f</mi></mtd></mtr></mtable>',
+        "\\begin{matrix}\\bigg\\uparrow f\\end{matrix}",
+    ),
+    (
+        '<mo minsize="1.9em">&#x2191;</mo><mfrac><mi>f</mi><mi>g</mi></mfrac>',
+        "\\uparrow\\frac{f}{g}",
+    ),
     ("<mphantom><mi>x</mi></mphantom><mi>y</mi>", "\\phantom{x}y"),
     (
         '<semantics><mi>x</mi><annotation encoding="application/x-tex">y</annotation></semantics>',
@@ -313,9 +350,9 @@ def test_carets_and_tildes_in_text_are_written_so_the_validator_accepts_them(tex
             "<mtr><mtd><mi>a</mi></mtd></mtr><mtr><mtd><mi>b</mi></mtd></mtr></mtable>",
             "rowlines",
         ),
-        ('<mtable frame="solid"><mtr><mtd><mi>a</mi></mtd></mtr></mtable>', "frame"),
+        ('<mtable frame="dashed"><mtr><mtd><mi>a</mi></mtd></mtr></mtable>', "frame drawn"),
         ('<mtable><mtr><mtd columnspan="2"><mi>a</mi></mtd></mtr></mtable>', "spanning"),
-        ('<menclose notation="northeastarrow"><mi>x</mi></menclose>', "northeastarrow"),
+        ('<menclose notation="southwestarrow"><mi>x</mi></menclose>', "southwestarrow"),
         ("<merror><mtext>oops</mtext></merror>", "<merror>"),
         ('<mi><mglyph src="x.png" alt="x"/></mi>', "<mglyph>"),
         ("<apply><int/><ci>f</ci></apply>", "콘텐츠 MathML <int>"),

@@ -33,7 +33,15 @@ FORMULAS = [
     '<mspace width="0.2em"/><msup><mi>cm</mi><mn>2</mn></msup></math>',
     "<math><mover><mrow><mi>A</mi><mi>B</mi></mrow><mo>¯</mo></mover><mo>=</mo><msqrt><mn>13</mn></msqrt>"
     "<mo>,</mo><mo>∠</mo><mi>A</mi><mo>=</mo><msup><mn>60</mn><mo>∘</mo></msup></math>",
+    '<math><mtable frame="solid"><mtr><mtd><mi>s</mi></mtd><mtd><mn>9</mn></mtd></mtr>'
+    "</mtable></math>",
 ]
+
+
+def test_a_framed_table_needs_its_box():
+    framed = '<math><mtable frame="solid"><mtr><mtd><mi>s</mi></mtd></mtr></mtable></math>'
+    assert validate(framed, "\\boxed{\\begin{matrix}s\\end{matrix}}").ok
+    assert not validate(framed, "\\begin{matrix}s\\end{matrix}").ok
 
 
 @pytest.mark.parametrize("mathml", FORMULAS)

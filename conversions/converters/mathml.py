@@ -287,13 +287,14 @@ def _script(s: str) -> str:
     return "{" + s + "}"
 
 
-def _length_em(value: str | None) -> float | None:
-    """A MathML length in em, or None when it is not an absolute length."""
+def _length(value: str | None) -> tuple[float, str] | None:
+    """A MathML length as (amount, unit), unit one of sym.UNITS (named spaces in em), or
+    None when it is not an absolute length (percentages, multiples of the content)."""
     if not value:
         return None
     value = value.strip()
     if value in sym.NAMED_SPACES:
-        return sym.NAMED_SPACES[value]
+        return sym.NAMED_SPACES[value], "em"
     number = value.rstrip("abcdefghijklmnopqrstuvwxyz%")
     unit = value[len(number) :]
     try:
@@ -301,9 +302,28 @@ def _length_em(value: str | None) -> float | None:
     except ValueError:
         return None
     if not unit:
-        return amount if amount == 0 else None
-    factor = sym.UNITS.get(unit)
-    return None if factor is None else amount * factor
+        return (amount, "em") if amount == 0 else None
+    return (amount, unit) if unit in sym.UNITS else None
+
+
+def _length_em(value: str | None) -> float | None:
+    """A MathML length in em (TeX's units), or None when it is not an absolute length."""
+    length = _length(value)
+    return None if length is None else length[0] * sym.UNITS[length[1]]
+
+
+def _dimen(amount: float, unit: str) -> str:
+    """A LaTeX dimension in the author's unit: MathJax passes the units of \\rule, \\hspace,
+    \\raise and \\lower through to the MathML it draws, so 2cm in LaTeX is drawn as 2cm in
+    MathML (MathJax's cm is not TeX's 2.835em); MathLive reads the same units."""
+    if unit == "mu":
+        amount, unit = amount / 18, "em"
+    return f"{round(amount, 3):g}{unit}"
+
+
+def _dimen_of(value: str | None) -> str | None:
+    length = _length(value)
+    return None if length is None else _dimen(*length)
 
 
 def _is_zero(value: str) -> bool:
@@ -572,7 +592,7 @@ def _mo(el: etree._Element, v: str | None) -> str:
             # \prime is; "'" would be a superscript prime, smaller and raised (x^{a'}).
             return "\\prime" * len(sym.PRIMES[text])
         if el.get("minsize") is not None and text in sym.DELIMITERS:
-            big = _big(el)
+            big = _big(el) or _stretched_to_minsize(el)
             if big is not None:
                 return big + _delimiter(sym.DELIMITERS[text])
         if (
@@ -631,6 +651,9 @@ def _mspace(el: etree._Element, v: str | None) -> str:
             return ink
     if width is None or abs(width) < 0.05:
         return ""
+    length = _length(el.get("width"))
+    if length is not None and length[1] not in ("em", "ex", "pt", "mu"):
+        return "\\hspace{" + _dimen(*length) + "}"  # an absolute width, in its unit
     if width < 0:
         return "\\!" if width > -0.3 else f"\\hspace{{{round(width, 3):g}em}}"
     for widest, command in _SPACES:
@@ -640,13 +663,21 @@ def _mspace(el: etree._Element, v: str | None) -> str:
 
 
 def _ink_box(el: etree._Element, width: float | None) -> str:
-    """A space with a background colour is a filled box: \\rule."""
-    height = _length_em(el.get("height")) or 0.0
-    depth = _length_em(el.get("depth")) or 0.0
-    if not width or width <= 0 or height + depth <= 0:
+    """A space with a background colour is a filled box: \\rule (lengths in their units)."""
+    width_length = _length(el.get("width"))
+    height = _length(el.get("height")) or (0.0, "em")
+    depth = _length(el.get("depth")) or (0.0, "em")
+    if not width or width <= 0 or width_length is None:
         return ""
-    lift = f"[{round(-depth, 3):g}em]" if depth else ""
-    rule = f"\\rule{lift}{{{round(width, 3):g}em}}{{{round(height + depth, 3):g}em}}"
+    if height[1] != depth[1] and height[0] and depth[0]:
+        # different units: added in em
+        height = (height[0] * sym.UNITS[height[1]] + depth[0] * sym.UNITS[depth[1]], "em")
+    else:
+        height = (height[0] + depth[0], height[1] if height[0] else depth[1])
+    if height[0] <= 0:
+        return ""
+    lift = "[" + _dimen(-depth[0], depth[1]) + "]" if depth[0] else ""
+    rule = "\\rule" + lift + "{" + _dimen(*width_length) + "}{" + _dimen(*height) + "}"
     color = _color(el.get("mathbackground") or "")
     return rule if color in (None, "black") else "\\textcolor{" + color + "}{" + rule + "}"
 
@@ -916,6 +947,33 @@ def _big(op: etree._Element) -> str | None:
     if em is None or em < 1.1:
         return None
     return min(_BIG_SIZES, key=lambda item: abs(item[0] - em))[1]
+
+
+# What makes a row taller than a line of text, so that a stretchy operator in it grows
+# past its minsize.
+_TALL = frozenset(
+    ["mfrac", "mtable", "msqrt", "mroot", "munder", "mover", "munderover", "menclose", "mfenced"]
+)
+
+
+def _stretched_to_minsize(op: etree._Element) -> str | None:
+    """\\big ... \\Bigg for a stretchy <mo minsize="..."> (no maxsize) alone in a row of
+    text height: it is drawn at its minsize (MathJax writes amscd's vertical arrows so), and
+    the smallest size at least as large keeps that. None in a taller row, where the size
+    depends on the row (MathML 4, 3.2.5.8)."""
+    if op.get("maxsize") is not None or op.get("stretchy") == "false":
+        return None
+    em = _length_em(op.get("minsize"))
+    row = op.getparent()
+    if em is None or em < 1.1 or row is None or _tag(row) not in ("mrow", "mtd", "mstyle"):
+        return None
+    for other in row.iter():
+        if isinstance(other.tag, str) and other is not op and _tag(other) in _TALL:
+            return None
+    for size, command in _BIG_SIZES:
+        if size >= em - 0.05:
+            return command
+    return _BIG_SIZES[-1][1]
 
 
 def _fenced(
@@ -1305,6 +1363,22 @@ class _Table:
                 self.aligns[column] = _ALIGN_LETTERS.get(found.pop(), "c")
         self.lines = _table_lines(el, self.width)
         self.plain = not any(self.lines)
+        self.framed = _table_frame(el)
+
+    def boxed(self, latex: str) -> str:
+        """The table's LaTeX inside its frame, if it has one."""
+        return "\\boxed{" + latex + "}" if self.framed else latex
+
+
+def _table_frame(el: etree._Element) -> bool:
+    """Whether a table has a solid frame: \\boxed draws it (MathLive has no \\hline, and
+    MathJax draws both as one rectangle around the table); other frames are refused."""
+    frame = (el.get("frame") or "none").strip()
+    if frame in ("none", ""):
+        return False
+    if frame != "solid":
+        raise ConversionError(f"a table frame drawn {frame!r} is not supported by MathLive")
+    return True
 
 
 def _table_cell(td: etree._Element, v: str | None) -> str:
@@ -1319,12 +1393,9 @@ def _table_cell(td: etree._Element, v: str | None) -> str:
 
 
 def _table_lines(el: etree._Element, width: int) -> list[str]:
-    for attribute in ("rowlines", "frame"):
-        value = el.get(attribute)
-        if value and any(word != "none" for word in value.split()):
-            raise ConversionError(
-                f"table {attribute} (\\hline, frames) are not supported by MathLive"
-            )
+    value = el.get("rowlines")
+    if value and any(word != "none" for word in value.split()):
+        raise ConversionError("table rowlines (\\hline) are not supported by MathLive")
     return [
         "|" if line in ("solid", "dashed") else ""
         for line in _spread(el.get("columnlines"), max(width - 1, 0), "none")
@@ -1393,16 +1464,16 @@ def _mtable(el: etree._Element, v: str | None) -> str:
     rows, aligns = table.rows, table.aligns
     if table.plain and all(a == "c" for a in aligns):
         _display_cells(el, rows, False)
-        return _environment(el, "matrix", rows)
+        return table.boxed(_environment(el, "matrix", rows))
     if (
         table.plain
         and table.width > 1
         and all(a == ("r" if i % 2 == 0 else "l") for i, a in enumerate(aligns))
     ):
         _display_cells(el, rows, True)
-        return _environment(el, "aligned", rows)
+        return table.boxed(_environment(el, "aligned", rows))
     _display_cells(el, rows, False)
-    return _environment(el, "array", rows, _spec(aligns, table.lines))
+    return table.boxed(_environment(el, "array", rows, _spec(aligns, table.lines)))
 
 
 def _spec(aligns: list[str], lines: list[str]) -> str:
@@ -1416,14 +1487,16 @@ def _mtable_in_fences(el: etree._Element, v: str | None, left: str, right: str) 
     table = _Table(el, v)
     rows, aligns = table.rows, table.aligns
     _display_cells(el, rows, False)
-    if table.plain and left == "\\{" and right == "." and table.width <= 2:
+    # a framed table is boxed inside its fences, which these environments draw themselves
+    plain = table.plain and not table.framed
+    if plain and left == "\\{" and right == "." and table.width <= 2:
         return _environment(el, "cases", rows)
-    if table.plain and left == "." and right == "\\}" and table.width <= 2:
+    if plain and left == "." and right == "\\}" and table.width <= 2:
         return _environment(el, "rcases", rows)
     environment = sym.MATRIX_ENVIRONMENTS.get((left, right))
-    if table.plain and environment is not None and all(a == "c" for a in aligns):
+    if plain and environment is not None and all(a == "c" for a in aligns):
         return _environment(el, environment, rows)
-    array = _environment(el, "array", rows, _spec(aligns, table.lines))
+    array = table.boxed(_environment(el, "array", rows, _spec(aligns, table.lines)))
     return "\\left" + _delimiter(left) + array + "\\right" + _delimiter(right)
 
 
@@ -1504,18 +1577,21 @@ def _mstyle(el: etree._Element, v: str | None) -> str:
 
 def _mpadded(el: etree._Element, v: str | None) -> str:
     body = _row(_kids(el), v)
-    if not body:
-        return ""
-    offset = _length_em(el.get("voffset"))
-    if offset:
-        command = "\\raise" if offset > 0 else "\\lower"
-        body = f"{command}{{{round(abs(offset), 3):g}em}}{{{body}}}"
     width = (el.get("width") or "").strip()
-    fixed = _length_em(width) if width[:1] not in ("+", "-") else None
-    if fixed is not None and fixed > 0 and (el.get("lspace") or "0").strip() in ("0", "0em"):
-        # A box of a fixed width (MathJax writes \framebox[2cm]{x} this way): the content
+    fixed = _length(width) if width[:1] not in ("+", "-") else None
+    if not body:
+        # An empty box of a fixed width (MathJax's \\framebox[2cm]{}) still takes its width.
+        if fixed is not None and fixed[0] > 0:
+            return "\\hspace{" + _dimen(*fixed) + "}"
+        return ""
+    offset = _length(el.get("voffset"))
+    if offset and offset[0]:
+        command = "\\raise" if offset[0] > 0 else "\\lower"
+        body = command + "{" + _dimen(abs(offset[0]), offset[1]) + "}{" + body + "}"
+    if fixed is not None and fixed[0] > 0 and (el.get("lspace") or "0").strip() in ("0", "0em"):
+        # A box of a fixed width (MathJax writes \\framebox[2cm]{x} this way): the content
         # overlaps into a space of that width, so what follows starts where the box ends.
-        return "\\mathrlap{" + body + "}\\hspace{" + f"{round(fixed, 3):g}" + "em}"
+        return "\\mathrlap{" + body + "}\\hspace{" + _dimen(*fixed) + "}"
     if _length_em(el.get("width")) == 0:
         # zero width: the content overlaps its right (rlap) or, moved back, its left (llap)
         lspace = (el.get("lspace") or "0").replace(" ", "")
@@ -1533,7 +1609,12 @@ def _mphantom(el: etree._Element, v: str | None) -> str:
 
 def _menclose(el: etree._Element, v: str | None) -> str:
     body = _row(_kids(el), v)
-    notations = sorted(set((el.get("notation") or "longdiv").replace(",", " ").split()))
+    notations = sorted(
+        {
+            sym.ENCLOSE_ALIASES.get(n, n)
+            for n in (el.get("notation") or "longdiv").replace(",", " ").split()
+        }
+    )
     key = " ".join(notations)
     command = sym.MENCLOSE_COMMANDS.get(key)
     if command is not None:

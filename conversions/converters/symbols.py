@@ -445,6 +445,9 @@ MENCLOSE_COMMANDS = {
     "downdiagonalstrike updiagonalstrike": "\\xcancel",
     "radical": "\\sqrt",
 }
+# MathML 4's compass names for the notations MathJax and MathLive draw (MathLive ignores
+# "northeastarrow"; MathJax draws both as the same arrow).
+ENCLOSE_ALIASES = {"northeastarrow": "updiagonalarrow"}
 # Notations \enclose draws in MathJax and MathLive accepts.
 ENCLOSE_NOTATIONS = frozenset(
     [

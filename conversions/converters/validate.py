@@ -417,7 +417,13 @@ def _walk(el: etree._Element, out: list[str], same: dict[str, str]) -> None:
     elif tag == "mmultiscripts" and kids:
         _walk_multiscripts(kids, out, same)
     elif tag == "mtable":
+        # a solid frame is the box that \\boxed draws around the table
+        framed = (el.get("frame") or "none").strip() not in ("none", "")
+        if framed:
+            out.append("enclose(")
         _walk_table(kids, out, same)
+        if framed:
+            out.append(END)
     elif tag == "mfenced":
         _walk_fenced(el, kids, out, same)
     elif tag == "mphantom":
