@@ -9,6 +9,7 @@ from django.urls import URLResolver, get_resolver, reverse
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
 
+from conversions.endpoints import endpoint_default
 from conversions.models import Item, Job, LabelSchema, ModelPrice, Question, ReviewEvent
 from tests.adminutil import PASSWORD, ensure_groups, login, make_job, set_items, staff_user
 from tests.jobutil import make_questions
@@ -226,6 +227,7 @@ def everything(world):
         "conversions_item": world["failed"],
         "conversions_reviewevent": event.pk,
         "conversions_modelprice": ModelPrice.objects.first().pk,
+        "conversions_endpoint": endpoint_default().pk,
         "conversions_labelschema": LabelSchema.objects.first().pk,
         "django_q_schedule": schedule.pk,
         "django_q_success": ok.pk,
@@ -381,6 +383,11 @@ MATRIX = {
     "conversions_labelschema_changelist": ("login", "login", 403, 200, 200, 200, 200),
     "conversions_labelschema_delete": ("login", "login", 403, 403, 403, 403, 200),
     "conversions_labelschema_history": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_endpoint_add": ("login", "login", 403, 403, 403, 403, 200),
+    "conversions_endpoint_change": ("login", "login", 403, 403, 403, 403, 200),
+    "conversions_endpoint_changelist": ("login", "login", 403, 403, 403, 403, 200),
+    "conversions_endpoint_delete": ("login", "login", 403, 403, 403, 403, 200),
+    "conversions_endpoint_history": ("login", "login", 403, 403, 403, 403, 200),
     "conversions_modelprice_add": ("login", "login", 403, 403, 403, 403, 200),
     "conversions_modelprice_change": ("login", "login", 403, 200, 200, 200, 200),
     "conversions_modelprice_changelist": ("login", "login", 403, 200, 200, 200, 200),
@@ -448,6 +455,7 @@ ACTIONS = {
     "auth.Group": {"superuser": {"delete_selected"}},
     "auth.User": {"superuser": {"delete_selected"}},
     "conversions.ModelPrice": {"superuser": {"delete_selected"}},
+    "conversions.Endpoint": {"superuser": {"delete_selected"}},
     "conversions.LabelSchema": {"superuser": {"delete_selected"}},
     "conversions.Item": {"operators": {"retry_selected"}, "superuser": {"retry_selected"}},
     "conversions.Question": {

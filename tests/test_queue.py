@@ -123,13 +123,15 @@ def test_pause_resume_cancel_and_retry_on_the_cluster(llm):
 
         # With a cluster alive, `convert --wait` queues the job and watches it.
         out = StringIO()
-        call_command("convert", "--backend", "openai", "--limit", "20", "--wait", stdout=out)
+        call_command(
+            "convert", "--backend", "openai", "--all", "--limit", "20", "--wait", stdout=out
+        )
         watched = Job.objects.latest("id")
         assert out.getvalue().startswith(
             f"Job {watched.pk} created: 20 items, backend openai, model gpt-4.1-mini, "
             f"endpoint default ({llm.base_url}).\n"
             "Queued on the django-q2 cluster; watching (Ctrl-C stops watching).\n"
-            f"Job {watched.pk} (Conversion #{watched.pk}): completed"
+            f"Job {watched.pk} ({watched.name}): completed"
         )
     finally:
         running.stop()
