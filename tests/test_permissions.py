@@ -10,8 +10,16 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
 
 from conversions.endpoints import endpoint_default
-from conversions.models import Item, Job, LabelSchema, ModelPrice, Question, ReviewEvent
-from tests.adminutil import PASSWORD, ensure_groups, login, make_job, set_items, staff_user
+from conversions.models import Item, Job, ModelPrice, Question, ReviewEvent
+from tests.adminutil import (
+    PASSWORD,
+    any_label_schema,
+    ensure_groups,
+    login,
+    make_job,
+    set_items,
+    staff_user,
+)
 from tests.jobutil import make_questions
 
 pytestmark = pytest.mark.django_db
@@ -226,9 +234,12 @@ def everything(world):
         "conversions_job": job.pk,
         "conversions_item": world["failed"],
         "conversions_reviewevent": event.pk,
-        "conversions_modelprice": ModelPrice.objects.first().pk,
+        "conversions_modelprice": ModelPrice.objects.get_or_create(
+            model="probe-model",
+            defaults={"input_per_mtok": 1, "output_per_mtok": 2},
+        )[0].pk,
         "conversions_endpoint": endpoint_default().pk,
-        "conversions_labelschema": LabelSchema.objects.first().pk,
+        "conversions_labelschema": any_label_schema().pk,
         "django_q_schedule": schedule.pk,
         "django_q_success": ok.pk,
         "django_q_failure": bad.pk,
