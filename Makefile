@@ -87,7 +87,7 @@ test-sqlite:
 	env -u DATABASE_URL $(VENV)/bin/pytest -p no:cacheprovider
 
 test-postgres:
-	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} $(VENV)/bin/pytest -p no:cacheprovider
+	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} $(VENV)/bin/pytest -p no:cacheprovider --database-tests-only
 
 lint: dev-venv
 	$(VENV)/bin/ruff check .

@@ -150,7 +150,8 @@ def test_question_list_at_1280_draws_formulas_and_gives_the_text_room(open_sessi
     assert text_width > 200, text_width
     sizes = no_horizontal_overflow(page)
     assert sizes["page"] <= sizes["viewport"] and sizes["table"] <= sizes["viewport"], sizes
-    assert sizes["table"] <= sizes["filter"], sizes  # not under the filter bar either
+    # Not under the filter bar either (within a pixel: layout widths are fractional).
+    assert sizes["table"] <= sizes["filter"] + 1, sizes
     assert not page.locator("#nav-sidebar").is_visible()
 
     # The lock shows only where there is one: no red crosses.
@@ -186,7 +187,8 @@ def test_job_list_fits_1280(open_session):
     s.shot("job-list")
     sizes = no_horizontal_overflow(s.page)
     assert sizes["page"] <= sizes["viewport"] and sizes["table"] <= sizes["viewport"], sizes
-    assert sizes["table"] <= sizes["filter"], sizes  # not under the filter bar either
+    # Not under the filter bar either (within a pixel: layout widths are fractional).
+    assert sizes["table"] <= sizes["filter"] + 1, sizes
 
 
 def test_item_import_preview_and_label_review_draw_formulas(open_session, tmp_path):
