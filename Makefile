@@ -14,7 +14,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/mathconv
 JUDGE := ../shared/tools/judge
 
-.PHONY: demo serve test test-fast test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps tables tables-check bench bench-converter bench-validator clean messages
+.PHONY: demo serve test test-fast test-sqlite test-postgres test-postgres-if-reachable lint venv dev-venv vendor chromium judge-deps tables tables-check bench bench-converter bench-validator clean messages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,9 +74,13 @@ serve: venv vendor
 test: dev-venv vendor chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(MAKE) test-sqlite
+	$(MAKE) --no-print-directory -j2 -Otarget test-sqlite test-postgres-if-reachable
+
+# The two runs side by side (each has its own test database, tests/settings.py): the whole
+# suite on SQLite, and on PostgreSQL what can behave differently there (tests/conftest.py).
+test-postgres-if-reachable:
 	@if $(PY) -c "import psycopg,os,sys; psycopg.connect(os.environ.get('DATABASE_URL') or '$(PG_URL)'.rsplit('/',1)[0]+'/postgres', connect_timeout=3).close()" 2>/dev/null; then \
-	  $(MAKE) test-postgres; \
+	  $(MAKE) --no-print-directory test-postgres; \
 	else echo "PostgreSQL not reachable: skipped the PostgreSQL run"; fi
 
 # No browser, no PostgreSQL: the suite minus the Playwright tests, on SQLite.
