@@ -19,6 +19,7 @@ from django.db.models.functions import Length, TruncDate
 from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
+from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule, Task
 from django_q.status import Stat
 
@@ -391,6 +392,27 @@ def queue_health() -> dict:
 
 def job_status(*, job_id: int) -> str:
     return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+def cluster_workers() -> int:
+    """How many workers the running django-q2 clusters have together (a count, >= 0).
+
+    The sum over the clusters that report themselves running (idle or working; a starting
+    cluster has no workers yet, a stopping one takes no new task): each cluster publishes
+    its worker pids every half second in the shared "queue" cache, kept for about three
+    seconds (django_q.status.Stat). When none reports (no cluster running, or no shared
+    cache), this process's Q_CLUSTER["workers"]: a guess, since the process that queues a
+    job (web, command) is rarely the one whose workers run it.
+    """
+    try:
+        stats = Stat.get_all()
+    except Exception:  # noqa: BLE001 - no shared cache: nothing reports
+        stats = []
+    started = {str(Conf.IDLE), str(Conf.WORKING)}
+    running = {stat.cluster_id: len(stat.workers) for stat in stats if str(stat.status) in started}
+    if running:
+        return sum(running.values())
+    return int(settings.Q_CLUSTER.get("workers", 1))
 
 
 def other_cluster_alive(cluster: str) -> bool:

@@ -160,11 +160,13 @@ def job_parallel_tasks(*, job: Job) -> int:
     One Python process spends most of a core on HTTP and validation at a few hundred
     requests a second, so a job with high concurrency is spread over several workers
     (processes, possibly machines); the endpoint budget is shared between them anyway.
+    At most one task per worker of the running clusters (selectors.cluster_workers), not
+    per worker this process would have: the web process that queues a job runs none.
     """
     if job.backend not in Job.LLM_BACKENDS:
         return 1
     per_task = max(1, settings.MATHCONV_CONCURRENCY_PER_TASK)
-    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    workers = max(1, selectors.cluster_workers())
     return max(1, min(workers, math.ceil(job.max_concurrent / per_task)))
 
 
