@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -84,7 +86,7 @@ def _money(value) -> float:
     return float(round(value or Decimal("0"), 6))
 
 
-def _counts(items: QuerySet[Item], field: str) -> dict[str, int]:
+def _counts(items: QuerySet[Any], field: str) -> dict[str, int]:
     rows = items.order_by().values_list(field).annotate(n=Count("id"))
     return {key: n for key, n in rows if key}
 
@@ -470,7 +472,7 @@ def _local_day():
 def daily_trends(*, days: int = TREND_DAYS) -> dict:
     """Per day and in total over the window: items, success rate, tokens and cost."""
     since = timezone.now() - timedelta(days=days)
-    rows = (
+    rows: list[Mapping[str, Any]] = list(
         Item.objects.filter(finished_at__gte=since)
         .annotate(day=_local_day())
         .order_by("day")
@@ -488,7 +490,6 @@ def daily_trends(*, days: int = TREND_DAYS) -> dict:
             saved=Sum("cost_saved_usd"),
         )
     )
-    rows = list(rows)
     total = {key: sum(row[key] or 0 for row in rows) for key in _SUMMED}
     return {
         "days": days,
@@ -603,7 +604,7 @@ def launch_estimate(
 ) -> dict:
     """Tokens and cost of running `count` questions, from a sample of them."""
     llm = backend in Job.LLM_BACKENDS
-    estimate = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
+    estimate: dict[str, Any] = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
     estimate.update(model=model, price=None, tokens_in=0, tokens_out=0, tokens_out_max=0)
     estimate.update(cost_usd=None, cost_max_usd=None)
     task = _task(kind, schema)

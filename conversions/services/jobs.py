@@ -21,7 +21,7 @@ from conversions import selectors
 from conversions.exporting import export_dir
 from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, Job, JobRun, Question
+from conversions.models import Item, ItemQuerySet, Job, JobRun, Question, QuestionQuerySet
 from conversions.preflight import ConfigurationError, check_backend_config
 from conversions.services.items import items_mark_cancelled, lease_duration
 
@@ -33,7 +33,7 @@ CREATE_CHUNK = 2000
 def job_create(
     *,
     job_settings: JobSettings,
-    questions: QuerySet[Question],
+    questions: QuestionQuerySet,
     selection: dict,
     created_by=None,
     enqueue: bool = True,
@@ -288,7 +288,7 @@ def job_cancel(*, job: Job) -> bool:
 def items_retry(
     *,
     job: Job | None = None,
-    items: QuerySet[Item] | None = None,
+    items: ItemQuerySet | None = None,
     category: str | None = None,
 ) -> int:
     """Put failed items back to pending and queue their jobs again; returns how many.
