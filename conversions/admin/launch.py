@@ -14,6 +14,7 @@ import copy
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import Http404, QueryDict
 from django.shortcuts import redirect
@@ -113,7 +114,7 @@ class LabelForm(JobSettingsForm):
         return Job.Backend.OPENAI  # labeling always asks a model
 
 
-FORMS = {Job.Kind.CONVERT: ConvertForm, Job.Kind.LABEL: LabelForm}
+FORMS: dict[str, type[JobSettingsForm]] = {Job.Kind.CONVERT: ConvertForm, Job.Kind.LABEL: LabelForm}
 
 
 # --- selection ---------------------------------------------------------------------------
@@ -262,14 +263,14 @@ def _launch(request, model_admin, *, kind, selection, form):
 def _action_selection(request) -> dict:
     if request.POST.get("select_across") == "1":
         return {"filter": filter_params(request.GET)}
-    ids = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+    ids = request.POST.getlist(ACTION_CHECKBOX_NAME)
     return {"ids": [int(v) for v in ids if v.isdigit()][:MAX_TICKED]}
 
 
 class LaunchActionsMixin:
     """Adds the convert and label actions, buttons and pages to the question admin."""
 
-    change_list_template = "admin/conversions/question/change_list.html"
+    change_list_template: str | None = "admin/conversions/question/change_list.html"
     launch_actions = ("convert_questions", "label_questions")
 
     def has_run_permission(self, request) -> bool:
