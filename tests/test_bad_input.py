@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -63,8 +64,6 @@ def xlsx_file(*rows: list[object], header=("question_id", "mathml", "text")) -> 
 
 def without_active_sheet(content: bytes) -> bytes:
     """The workbook with its active tab pointing past its only sheet (openpyxl: active None)."""
-    import zipfile
-
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(content)) as source, zipfile.ZipFile(out, "w") as target:
         for name in source.namelist():
