@@ -74,6 +74,7 @@ serve: venv vendor
 test: dev-venv vendor chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(MAKE) --no-print-directory -j2 -Otarget test-sqlite test-postgres-if-reachable
 
 # The two runs side by side (each has its own test database, tests/settings.py): the whole
@@ -96,6 +97,7 @@ test-postgres:
 lint: dev-venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 messages: venv
 	DEBUG=1 $(PY) manage.py makemessages -l ko --ignore=.venv --ignore=frontend --ignore=static --ignore=var --ignore=artifacts --ignore='*/node_modules/*'

@@ -79,6 +79,8 @@ def engine_endpoint(*, job: Job, api_key: str) -> types.Endpoint:
     rpm/tpm: the job's own limits, else the endpoint's.
     """
     endpoint = job.endpoint
+    if endpoint is None:  # the worker gives an old job the default endpoint first
+        raise ValueError(f"job {job.pk} has no endpoint")
     caps = model_settings(endpoint=endpoint, model=job.model)
     return types.Endpoint(
         base_url=endpoint.base_url or None,

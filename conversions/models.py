@@ -20,7 +20,7 @@ ERROR_CATEGORY_LABELS = {
 }
 
 
-class QuestionQuerySet(models.QuerySet):
+class QuestionQuerySet(models.QuerySet["Question"]):
     def unconverted(self) -> QuestionQuerySet:
         """Questions with no accepted result yet: never converted, or failed."""
         return self.filter(
@@ -387,7 +387,8 @@ class Item(models.Model):
         SKIPPED = "skipped", _("Skipped")
 
     # The engine's categories (engine/types.py, which imports no Django) with labels.
-    ErrorCategory = models.TextChoices(
+    # django-stubs type TextChoices' class syntax only, not this functional one.
+    ErrorCategory = models.TextChoices(  # type: ignore[call-overload]
         "ErrorCategory",
         [(c.name, (c.value, ERROR_CATEGORY_LABELS[c])) for c in ErrorCategory],
     )
@@ -552,7 +553,7 @@ class ReviewEvent(models.Model):
         return f"{self.get_action_display()} {self.item_id}"
 
 
-class ModelPriceQuerySet(models.QuerySet):
+class ModelPriceQuerySet(models.QuerySet["ModelPrice"]):
     def for_model(self, model: str) -> ModelPrice | None:
         """The price row of a model, or of the longest priced prefix (dated snapshots)."""
         if not model:

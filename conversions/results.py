@@ -212,6 +212,7 @@ def outcome_result(
             **labeling.label_result_fields(outcome),
         )
     elif outcome.ok:
+        assert outcome.value is not None  # an ok outcome carries its answer
         result = validated_result(
             item_id=item_id,
             question_id=question_id,

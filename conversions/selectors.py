@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -19,6 +21,7 @@ from django.db.models.functions import Length, TruncDate
 from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
+from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule, Task
 from django_q.status import Stat
 
@@ -83,7 +86,7 @@ def _money(value) -> float:
     return float(round(value or Decimal("0"), 6))
 
 
-def _counts(items: QuerySet[Item], field: str) -> dict[str, int]:
+def _counts(items: QuerySet[Any], field: str) -> dict[str, int]:
     rows = items.order_by().values_list(field).annotate(n=Count("id"))
     return {key: n for key, n in rows if key}
 
@@ -393,6 +396,27 @@ def job_status(*, job_id: int) -> str:
     return Job.objects.values_list("status", flat=True).get(pk=job_id)
 
 
+def cluster_workers() -> int:
+    """How many workers the running django-q2 clusters have together (a count, >= 0).
+
+    The sum over the clusters that report themselves running (idle or working; a starting
+    cluster has no workers yet, a stopping one takes no new task): each cluster publishes
+    its worker pids every half second in the shared "queue" cache, kept for about three
+    seconds (django_q.status.Stat). When none reports (no cluster running, or no shared
+    cache), this process's Q_CLUSTER["workers"]: a guess, since the process that queues a
+    job (web, command) is rarely the one whose workers run it.
+    """
+    try:
+        stats = Stat.get_all()
+    except Exception:  # noqa: BLE001 - no shared cache: nothing reports
+        stats = []
+    started = {str(Conf.IDLE), str(Conf.WORKING)}
+    running = {stat.cluster_id: len(stat.workers) for stat in stats if str(stat.status) in started}
+    if running:
+        return sum(running.values())
+    return int(settings.Q_CLUSTER.get("workers", 1))
+
+
 def other_cluster_alive(cluster: str) -> bool:
     """Whether a django-q2 cluster other than `cluster` ("host:sentinel pid") is running.
 
@@ -448,7 +472,7 @@ def _local_day():
 def daily_trends(*, days: int = TREND_DAYS) -> dict:
     """Per day and in total over the window: items, success rate, tokens and cost."""
     since = timezone.now() - timedelta(days=days)
-    rows = (
+    rows: list[Mapping[str, Any]] = list(
         Item.objects.filter(finished_at__gte=since)
         .annotate(day=_local_day())
         .order_by("day")
@@ -466,7 +490,6 @@ def daily_trends(*, days: int = TREND_DAYS) -> dict:
             saved=Sum("cost_saved_usd"),
         )
     )
-    rows = list(rows)
     total = {key: sum(row[key] or 0 for row in rows) for key in _SUMMED}
     return {
         "days": days,
@@ -581,7 +604,7 @@ def launch_estimate(
 ) -> dict:
     """Tokens and cost of running `count` questions, from a sample of them."""
     llm = backend in Job.LLM_BACKENDS
-    estimate = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
+    estimate: dict[str, Any] = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
     estimate.update(model=model, price=None, tokens_in=0, tokens_out=0, tokens_out_max=0)
     estimate.update(cost_usd=None, cost_max_usd=None)
     task = _task(kind, schema)

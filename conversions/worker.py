@@ -649,6 +649,7 @@ class JobWorker:
 
     def _on_formula_outcome(self, pending: _Pending, outcome: Outcome) -> None:
         work = pending.stem
+        assert work is not None  # only a stem's formulas come here (_on_outcome)
         formula = work.stem.formulas[pending.index]
         call = outcome_result(
             outcome,

@@ -6,6 +6,7 @@ switch to PostgreSQL and Redis for production.
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -302,7 +303,7 @@ MATHCONV_CONCURRENCY_PER_TASK = env_int("MATHCONV_CONCURRENCY_PER_TASK", 25)
 # are written so that a duplicate delivery is harmless anyway: items are claimed with a
 # lease, and a finished item is never claimed again.
 REDIS_URL = os.environ.get("REDIS_URL", "")
-Q_CLUSTER = {
+Q_CLUSTER: dict[str, Any] = {
     # The queue's name (and Redis key prefix): every web and worker process of one site
     # uses the same; two sites sharing a Redis use two names.
     "name": os.environ.get("Q_NAME", "mathconv"),

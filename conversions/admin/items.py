@@ -8,7 +8,7 @@ the question's unique index.
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
@@ -137,7 +137,7 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
         ),
         (gettext_lazy("Times"), {"fields": ("created_at", "started_at", "finished_at")}),
     )
-    readonly_fields = tuple(f for _, opts in fieldsets for f in opts["fields"])
+    readonly_fields = tuple(flatten_fieldsets(fieldsets))
 
     def get_actions(self, request):
         actions = super().get_actions(request)

@@ -7,10 +7,12 @@ aggregating the whole item table.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Expression, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
@@ -34,12 +36,25 @@ from conversions.admin.access import (
 from conversions.admin.lists import CappedCountPaginator
 from conversions.models import Item, Job, ModelPrice
 
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from django_stubs_ext import StrOrPromise, WithAnnotations
+
+    class _ItemCounts(TypedDict):
+        unfinished_items: int
+        succeeded_items: int
+        counted_items: int
+
+    # A job of the list: JobAdmin.get_queryset annotates its item counts.
+    ListedJob = WithAnnotations[Job, _ItemCounts]
+
 UNFINISHED = Item.UNFINISHED_STATUSES
 EXPORT_FORMATS = exporting.FORMATS
 SAMPLE_CHARS = 300
 
 
-def _items_in(statuses) -> Coalesce:
+def _items_in(statuses) -> Expression:
     """The number of the job's items in these statuses, as a correlated subquery.
 
     One equality count per status: each is an index-only range of (job, status), and
@@ -55,7 +70,7 @@ def _items_in(statuses) -> Coalesce:
         )
         for status in statuses
     ]
-    total = Coalesce(counts[0], 0)
+    total: Expression = Coalesce(counts[0], 0)
     for count in counts[1:]:
         total = total + Coalesce(count, 0)
     return total
@@ -125,11 +140,11 @@ class JobAdmin(admin.ModelAdmin):
         return False  # a job is steered with its buttons, not edited
 
     @admin.display(description=gettext_lazy("progress"))
-    def progress(self, job: Job):
+    def progress(self, job: ListedJob):
         return progress_html(job.total_items - job.unfinished_items, job.total_items)
 
     @admin.display(description=gettext_lazy("success rate"))
-    def success_rate(self, job: Job) -> str:
+    def success_rate(self, job: ListedJob) -> str:
         # The one definition: selectors.success_rate (skipped and cancelled left out).
         return selectors.rate_text(job.succeeded_items, job.counted_items)
 
@@ -265,6 +280,8 @@ def _control(request, job: Job, op: str):
             "title": _("Cancel job"),
         }
         return TemplateResponse(request, "admin/conversions/job/cancel_confirm.html", context)
+    done: StrOrPromise
+    refused: StrOrPromise
     if op == "retry":
         count = services.items_retry(job=job)
         acted = bool(count)
@@ -286,6 +303,7 @@ def _control(request, job: Job, op: str):
 
 
 def job_export_response(job: Job, fmt: str):
+    response: HttpResponse | StreamingHttpResponse
     if fmt == "json":
         response = StreamingHttpResponse(
             exporting.job_results_json_chunks(job), content_type="application/json"

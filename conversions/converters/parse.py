@@ -16,6 +16,7 @@ from __future__ import annotations
 import html.entities
 import re
 import threading
+from typing import cast
 
 from lxml import etree
 
@@ -172,7 +173,8 @@ def _lower_names(root: etree._Element) -> None:
                 if qname.namespace
                 else qname.localname.lower()
             )
-        for key in list(el.attrib):
+        # lxml gives attribute names as str on Python 3 (lxml-stubs say str | bytes).
+        for key in cast("list[str]", list(el.attrib)):
             if key != key.lower() and not key.startswith("{"):
                 el.attrib[key.lower()] = el.attrib.pop(key)
 
@@ -260,7 +262,7 @@ def _canonical(el: etree._Element, out: list[str]) -> None:
     name = local_name(el.tag)
     out.append("<" + name)
     attributes = []
-    for key, value in el.attrib.items():
+    for key, value in cast("list[tuple[str, str]]", el.attrib.items()):  # str, as above
         key = local_name(key)
         if key in _IGNORED_ATTRIBUTES or key.startswith("data-") or key == "xmlns":
             continue

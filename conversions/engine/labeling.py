@@ -52,6 +52,7 @@ class LabelSpec:
 
 def field_json_schema(field: dict) -> dict:
     kind = field["type"]
+    schema: dict[str, object]
     if kind == "choice":
         schema = {"type": "string", "enum": list(field["choices"])}
     elif kind == "integer":

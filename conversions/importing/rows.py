@@ -11,9 +11,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import lxml.html
 from django.conf import settings
+from django.db import models
 from django.utils.translation import gettext as _
 from lxml import etree
 
@@ -174,6 +176,14 @@ def has_nul(*values: object) -> bool:
     return False
 
 
+def _max_length(name: str) -> int:
+    """The max_length of one of Question's text fields."""
+    field = Question._meta.get_field(name)
+    if not isinstance(field, models.CharField) or field.max_length is None:
+        raise TypeError(f"Question.{name} is not a CharField with a max_length")
+    return field.max_length
+
+
 def normalise_column(name: object) -> str:
     return re.sub(r"[\s\-]+", "_", cell_text(name).strip().lower())
 
@@ -187,10 +197,10 @@ class Layout:
     ignored: tuple[str, ...]
 
 
-def layout_for(keys: Iterable[object]) -> Layout:
+def layout_for(keys: Iterable[str]) -> Layout:
     fields: dict[str, str] = {}
     extra, ignored = [], []
-    by_name = {}
+    by_name: dict[str, str] = {}
     for key in keys:
         by_name.setdefault(normalise_column(key), key)
     used = set()
@@ -229,10 +239,7 @@ class RowValidator:
         self.first_row: dict[str, int] = {}
         self._layouts: dict[tuple, Layout] = {}
         self.ignored: set[str] = set()
-        self._limits = {
-            name: Question._meta.get_field(name).max_length
-            for name in ("question_id", "subject", "grade")
-        }
+        self._limits = {name: _max_length(name) for name in ("question_id", "subject", "grade")}
 
     def layout(self, keys: tuple) -> Layout:
         layout = self._layouts.get(keys)
@@ -284,7 +291,7 @@ class RowValidator:
                 ]
         get = {name: raw.get(key) for name, key in layout.fields.items()}
         question_id = cell_text(get.get("question_id")).strip()
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # QuestionRecord's fields
         # Identifiers and categories are trimmed; text and MathML are kept exactly as given.
         for name in ("subject", "grade"):
             if get.get(name) is not None:

@@ -259,9 +259,13 @@ def _apply_result(item: Item, result: ItemResult, now) -> None:
 def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
     """Carry results onto their questions (DESIGN invariant 8: locked results stay)."""
     if job.kind == Job.Kind.LABEL:
-        succeeded = [r for r in results if r.status == Item.Status.SUCCEEDED and r.labels]
         questions_labels_store(
-            job=job, results=[(r.question_id, r.item_id, r.labels) for r in succeeded]
+            job=job,
+            results=[
+                (r.question_id, r.item_id, r.labels)
+                for r in results
+                if r.status == Item.Status.SUCCEEDED and r.labels
+            ],
         )
         return
     if job.kind != Job.Kind.CONVERT or not results:

@@ -21,7 +21,7 @@ from conversions import selectors
 from conversions.exporting import export_dir
 from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, Job, JobRun, Question
+from conversions.models import Item, ItemQuerySet, Job, JobRun, Question, QuestionQuerySet
 from conversions.preflight import ConfigurationError, check_backend_config
 from conversions.services.items import items_mark_cancelled, lease_duration
 
@@ -33,7 +33,7 @@ CREATE_CHUNK = 2000
 def job_create(
     *,
     job_settings: JobSettings,
-    questions: QuerySet[Question],
+    questions: QuestionQuerySet,
     selection: dict,
     created_by=None,
     enqueue: bool = True,
@@ -160,11 +160,13 @@ def job_parallel_tasks(*, job: Job) -> int:
     One Python process spends most of a core on HTTP and validation at a few hundred
     requests a second, so a job with high concurrency is spread over several workers
     (processes, possibly machines); the endpoint budget is shared between them anyway.
+    At most one task per worker of the running clusters (selectors.cluster_workers), not
+    per worker this process would have: the web process that queues a job runs none.
     """
     if job.backend not in Job.LLM_BACKENDS:
         return 1
     per_task = max(1, settings.MATHCONV_CONCURRENCY_PER_TASK)
-    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    workers = max(1, selectors.cluster_workers())
     return max(1, min(workers, math.ceil(job.max_concurrent / per_task)))
 
 
@@ -286,7 +288,7 @@ def job_cancel(*, job: Job) -> bool:
 def items_retry(
     *,
     job: Job | None = None,
-    items: QuerySet[Item] | None = None,
+    items: ItemQuerySet | None = None,
     category: str | None = None,
 ) -> int:
     """Put failed items back to pending and queue their jobs again; returns how many.

@@ -159,7 +159,9 @@ class FakeOpenAI:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            response = web.json_response({"error": {"message": "body too large"}}, status=413)
+            response: web.StreamResponse = web.json_response(
+                {"error": {"message": "body too large"}}, status=413
+            )
             response.force_close()
             return response
         status, headers, payload = await self._dispatch(
@@ -307,7 +309,7 @@ class FakeOpenAI:
             # Until the client gives up: aiohttp then cancels this handler.
             await asyncio.sleep(options.hang)
         elif isinstance(decision, int):
-            await _sleep_until(answer_at)
+            await _sleep_until(received + delay)  # = answer_at
         if decision == 429:
             self.counters["rate_limited"] += 1
             raise ApiError(
@@ -334,6 +336,7 @@ class FakeOpenAI:
 
         rng = seeded(options.seed, key, "answer")
         wrong = decision == "wrong"
+        answer: object
         if schema is None or is_conversion_schema(schema):
             latex = expected_latex(source)
             if wrong:

@@ -14,7 +14,7 @@ from conversions.models import Question
 
 
 class Command(BaseCommand):
-    help = gettext_lazy(
+    help = gettext_lazy(  # type: ignore[assignment]  # lazy: translated when printed
         "Export questions with their results (LaTeX, conversion state, effective labels, "
         "latest conversion result). LaTeX and MathML are exported exactly; XLSX writes "
         "every string as a text cell; CSV guards only text a spreadsheet would run as a "

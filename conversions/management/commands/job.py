@@ -16,7 +16,7 @@ ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export")
 
 
 class Command(BaseCommand):
-    help = gettext_lazy(
+    help = gettext_lazy(  # type: ignore[assignment]  # lazy: translated when printed
         "Pause, resume, cancel or retry a job, print its stats, or export its results."
     )
 

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from conversions import labeling, selectors, services
@@ -32,7 +32,7 @@ from conversions.importing import FileSource, SourceError, import_file, layout_f
 from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
 from conversions.management.commands._report import format_stats
 from conversions.management.commands.convert import run_with_progress
-from conversions.models import Endpoint, Item, Job, LabelSchema, Question
+from conversions.models import Endpoint, Item, Job, LabelSchema, Question, QuestionQuerySet
 from conversions.preflight import check_backend_config
 
 TEST_MODE_ROWS = TEST_MODE_ITEMS
@@ -161,10 +161,10 @@ def csv_question_ids(path: Path, encoding: str | None) -> list[str]:
     return [ref for ref, _row in csv_rows(path, encoding)]
 
 
-def csv_rows(path: Path, encoding: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+def csv_rows(path: Path, encoding: str | None) -> Iterator[tuple[str, dict[str, object]]]:
     try:
         with FileSource(path, fmt="csv", encoding=encoding) as source, source.table() as table:
-            id_column = layout_for(table.headers).fields["question_id"]
+            id_column = layout_for(table.headers or []).fields["question_id"]  # CSV: a list
             for _number, row in table.rows:
                 ref = str(row.get(id_column) or "").strip()
                 if ref:
@@ -217,7 +217,7 @@ def rows_to_label(refs: list[str], *, schema: LabelSchema, opts: dict) -> list[i
     return pks
 
 
-def questions_in(pks: list[int]) -> QuerySet[Question]:
+def questions_in(pks: list[int]) -> QuestionQuerySet:
     if connection.vendor != "sqlite" or len(pks) <= SQLITE_MAX_IN:
         return Question.objects.filter(pk__in=pks)
     runs: list[list[int]] = []
@@ -398,7 +398,7 @@ def label_details(refs: list[str], *, schema: LabelSchema, job: Job | None) -> d
         meta = question.labels_meta or {}
         ours = question.labels_corrected is not None or meta.get("schema") == schema.name
         status, message = items.get(ref, ("", ""))
-        row = {f"label_{name}": "" for name in names}
+        row: dict[str, object] = {f"label_{name}": "" for name in names}
         if ours:
             values = labeling.label_columns(question, names)
             row.update({f"label_{name}": neutralise(v) for name, v in values.items()})
