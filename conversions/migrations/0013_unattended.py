@@ -26,7 +26,8 @@ def grant(apps, schema_editor):
     # Permissions are normally created after the last migration (post_migrate): create
     # them now, so that the groups get them in the same `migrate`.
     app_config = apps.get_app_config("conversions")
-    models_module, app_config.models_module = app_config.models_module, True
+    models_module = getattr(app_config, "models_module", None)
+    app_config.models_module = True
     create_permissions(app_config, apps=apps, verbosity=0)
     app_config.models_module = models_module
     Group = apps.get_model("auth", "Group")
