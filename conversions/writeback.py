@@ -74,10 +74,12 @@ class Change:
 
 
 def _shown(value: str | None) -> str:
+    """A value for a terminal: quoted, cut to SHOWN_CHARS, control characters escaped
+    (the value there comes from another system)."""
     if value is None:
         return "NULL"
     text = value if len(value) <= SHOWN_CHARS else value[: SHOWN_CHARS - 1] + "…"
-    return repr(text)
+    return '"' + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text) + '"'
 
 
 @dataclass
@@ -123,7 +125,7 @@ class WriteBackReport:
         else:
             lines = [
                 _(
-                    "%(target)s: %(n)d results; updated %(w)d rows in %(b)d batches, %(u)d "
+                    "%(target)s: %(n)d results; updated %(w)d rows in %(b)d batch(es), %(u)d "
                     "already held the result, %(c)d changed there since the import, %(m)d "
                     "not found."
                 )
