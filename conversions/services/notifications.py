@@ -56,13 +56,16 @@ def notifications_create(*, job: Job, event: str = JobNotification.Event.FINISHE
 
 
 def notification_enqueue(*, notification_id: int) -> None:
+    # robust: a broker that cannot take the task now (Redis restarting) must not break
+    # the caller that just ended the job; the reconciler queues the row a minute later.
     transaction.on_commit(
         lambda: async_task(
             "conversions.tasks.notification_send",
             notification_id,
             task_name=f"notify-{notification_id}",
             group="notifications",
-        )
+        ),
+        robust=True,
     )
 
 
