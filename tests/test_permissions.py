@@ -119,6 +119,9 @@ def test_the_migration_made_three_groups_with_their_permissions():
     assert not {"run_job", "change_question", "add_question"} & reviewers
     assert all(p.startswith("view_") for p in viewers)
     assert {"view_question", "view_job", "view_item", "view_reviewevent"} <= viewers
+    recurring = {"add_recurringjob", "change_recurringjob", "delete_recurringjob"}
+    assert recurring <= operators and not recurring & (reviewers | viewers)
+    assert {"view_recurringjob", "view_jobnotification"} <= operators & reviewers & viewers
 
 
 def test_anonymous_users_and_non_staff_go_to_the_login_page(client, world):
@@ -250,7 +253,11 @@ def everything(world):
         "conversions_endpoint": endpoint_default().pk,
         "conversions_labelschema": any_label_schema().pk,
         "conversions_recurringjob": RecurringJob.objects.create(
-            name="probe", daily_at=datetime.time(2, 0), job_settings={"backend": "rules"}
+            name="probe",
+            daily_at=datetime.time(2, 0),
+            job_settings={"backend": "rules"},
+            last_job=job,
+            last_message="probe",
         ).pk,
         "conversions_jobnotification": JobNotification.objects.create(
             job=job, channel="webhook", event="finished", next_attempt_at=timezone.now()
