@@ -220,10 +220,13 @@ def _check_columns(conn: psycopg.Connection, target: Target) -> _Columns:
     """Check that the table and both columns exist and that the value column holds text
     (a string type: text, varchar, char); the key column's type and the value's bound."""
     quoted = target.table_sql().as_string(conn)
+    # The key's type by its qualified name, without its modifier: a cast to varchar(5)
+    # or char(n) would cut a longer key short and match another row.
     found = conn.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory,"
-        " t.typname, a.atttypmod"
+        " t.typname, a.atttypmod, format('%%I.%%I', n.nspname, t.typname)"
         " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+        " JOIN pg_namespace n ON n.oid = t.typnamespace"
         " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
         [quoted],
     ).fetchall()
@@ -238,7 +241,7 @@ def _check_columns(conn: psycopg.Connection, target: Target) -> _Columns:
                 _("table %(table)s has no column %(column)s (it has: %(columns)s)")
                 % {"table": target.table, "column": name, "columns": ", ".join(sorted(columns))}
             )
-    value_type, category, base, typmod = columns[target.column]
+    value_type, category, base, typmod, _name = columns[target.column]
     if category != "S":
         raise WriteBackError(
             _("column %(column)s is of type %(type)s; LaTeX is written only into a text column")
@@ -247,7 +250,7 @@ def _check_columns(conn: psycopg.Connection, target: Target) -> _Columns:
     # varchar(n) and char(n) store n + 4 in atttypmod; -1 means no bound.
     bounded = base in ("varchar", "bpchar") and typmod > 4
     return _Columns(
-        key_type=sql.SQL(columns[target.key_column][0]),
+        key_type=sql.SQL(columns[target.key_column][4]),
         max_chars=typmod - 4 if bounded else None,
     )
 

@@ -314,6 +314,23 @@ def test_a_batch_the_target_refuses_is_rolled_back_whole_and_the_row_is_named(ta
     assert rows() == {1: "a", 2: "b", 3: None, 4: None}  # refused before any batch
 
 
+def test_a_key_longer_than_a_bounded_key_column_matches_no_shorter_key(target_db):
+    import psycopg
+
+    with psycopg.connect(target_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE short (id char(5) PRIMARY KEY, latex text)")
+        conn.execute("INSERT INTO short VALUES ('Q-000', NULL), ('Q-1', NULL)")
+    for question_id in ("Q-00001", "Q-1"):
+        Question.objects.create(
+            question_id=question_id, mathml="<math/>", conversion_state=APPROVED, latex="x"
+        )
+    output = run("--to-db", target_db, "--table", "short", "--key-column", "id")
+    assert "updated 1 rows" in output and "No row there for: Q-00001" in output
+    with psycopg.connect(target_db) as conn:
+        rows = dict(conn.execute("SELECT id, latex FROM short").fetchall())
+    assert rows == {"Q-000": None, "Q-1  ": "x"}  # char(5) pads; never cut the key short
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
