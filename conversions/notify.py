@@ -47,7 +47,7 @@ class Message:
 def channels() -> list[str]:
     """The channels this process's settings configure (MATHCONV_NOTIFY_EMAILS,
     MATHCONV_SLACK_WEBHOOK_URL), in a fixed order; [] when none."""
-    found = []
+    found: list[str] = []
     if settings.MATHCONV_NOTIFY_EMAILS:
         found.append(JobNotification.Channel.EMAIL)
     if settings.MATHCONV_SLACK_WEBHOOK_URL:

@@ -89,7 +89,7 @@ def recurring_job_delete(*, recurring: RecurringJob) -> None:
 def recurring_questions(recurring: RecurringJob, job_settings: JobSettings) -> QuerySet[Question]:
     """The questions a run works on: the subject and grade filter, then for "pending"
     those with no accepted LaTeX (conversion) or no labels from the schema (labeling)."""
-    questions = Question.objects.all()
+    questions: QuerySet[Question] = Question.objects.all()
     if recurring.subject:
         questions = questions.filter(subject=recurring.subject)
     if recurring.grade:
