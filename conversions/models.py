@@ -656,7 +656,7 @@ class RecurringJob(models.Model):
     """
 
     class Questions(models.TextChoices):
-        PENDING = "pending", _("Without a result yet (no accepted LaTeX / no labels yet)")
+        PENDING = "pending", _("Without a result yet")
         ALL = "all", _("All questions")
 
     name = models.CharField(_("name"), max_length=150, unique=True)
@@ -665,7 +665,14 @@ class RecurringJob(models.Model):
         _("kind"), max_length=10, choices=Job.Kind.choices, default=Job.Kind.CONVERT
     )
     questions = models.CharField(
-        _("questions"), max_length=10, choices=Questions.choices, default=Questions.PENDING
+        _("questions"),
+        max_length=10,
+        choices=Questions.choices,
+        default=Questions.PENDING,
+        help_text=_(
+            "Without a result yet: no accepted LaTeX (conversion), no labels from the "
+            "schema (labeling)."
+        ),
     )
     subject = models.CharField(
         _("subject"), max_length=50, blank=True, help_text=_("Blank: every subject.")

@@ -58,7 +58,9 @@ def setting_fields() -> dict[str, forms.Field]:
     return found
 
 
-SETTING_FIELDS = tuple(setting_fields())
+# Which backend (or schema) first, as on the launch page; then the rest in form order.
+FIRST = ("backend", "label_schema", "model", "endpoint")
+SETTING_FIELDS = (*FIRST, *(name for name in setting_fields() if name not in FIRST))
 
 
 class RecurringJobFormBase(forms.ModelForm):

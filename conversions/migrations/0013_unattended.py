@@ -89,10 +89,11 @@ class Migration(migrations.Migration):
                     "questions",
                     models.CharField(
                         choices=[
-                            ("pending", "Without a result yet (no accepted LaTeX / no labels yet)"),
+                            ("pending", "Without a result yet"),
                             ("all", "All questions"),
                         ],
                         default="pending",
+                        help_text="Without a result yet: no accepted LaTeX (conversion), no labels from the schema (labeling).",
                         max_length=10,
                         verbose_name="questions",
                     ),
