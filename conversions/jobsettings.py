@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from conversions.endpoints import endpoint_default
 from conversions.engine.labeling import LABEL_PROMPT_VERSION
 from conversions.engine.prompts import CONVERT_PROMPT_VERSION
 from conversions.models import Endpoint, Job, LabelSchema
+from conversions.preflight import ConfigurationError
 
 TEST_MODE_ITEMS = 50
 
@@ -101,3 +103,40 @@ class JobSettings:
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "limit"}
         values["prompt_version"] = prompt_version_for(kind=self.kind, backend=self.backend)
         return values
+
+    def to_mapping(self) -> dict:
+        """These settings as JSON-ready data (a RecurringJob keeps them so): every field
+        by name, the endpoint and the label schema by primary key (None: the default)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["endpoint"] = self.endpoint.pk if self.endpoint else None
+        values["label_schema"] = self.label_schema.pk if self.label_schema else None
+        return values
+
+    @classmethod
+    def from_mapping(cls, mapping: dict) -> JobSettings:
+        """The settings to_mapping() wrote. A field missing from the mapping (saved before
+        the field existed) takes its default. Raises ConfigurationError for a key this
+        version does not know (a setting it cannot honour, never silently dropped) and
+        for an endpoint or label schema that no longer exists."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(mapping) - known)
+        if unknown:
+            raise ConfigurationError(
+                _("Unknown job settings: %(names)s.") % {"names": ", ".join(unknown)}
+            )
+        values = dict(mapping)
+        if values.get("endpoint") is not None:
+            values["endpoint"] = Endpoint.objects.filter(pk=values["endpoint"]).first()
+            if values["endpoint"] is None:
+                raise ConfigurationError(
+                    _("The endpoint %(id)s of these settings no longer exists.")
+                    % {"id": mapping["endpoint"]}
+                )
+        if values.get("label_schema") is not None:
+            values["label_schema"] = LabelSchema.objects.filter(pk=values["label_schema"]).first()
+            if values["label_schema"] is None:
+                raise ConfigurationError(
+                    _("The label schema %(id)s of these settings no longer exists.")
+                    % {"id": mapping["label_schema"]}
+                )
+        return cls(**values)

@@ -30,6 +30,15 @@ class QuestionQuerySet(models.QuerySet["Question"]):
             ]
         )
 
+    def results(self, *, all_successful: bool = False) -> QuestionQuerySet:
+        """Questions whose LaTeX is a result to hand on (export_results): approved by a
+        reviewer; with all_successful also those a job converted and validated (state
+        converted). Needs-review and failed questions never are."""
+        states = [Question.ConversionState.APPROVED]
+        if all_successful:
+            states.append(Question.ConversionState.CONVERTED)
+        return self.filter(conversion_state__in=states).exclude(latex="")
+
 
 class Question(models.Model):
     class ConversionState(models.TextChoices):
@@ -71,6 +80,11 @@ class Question(models.Model):
     # entry per formula, in order (conversions/stems.py: mathml, display, latex, error,
     # score, reasons). None for a bare formula.
     formulas = models.JSONField(_("formulas"), null=True, blank=True)
+    # The value the source's own LaTeX column held when it was last read (an import with a
+    # `source_latex` column) or written (export_results --to-db); "": empty there, or never
+    # known. export_results --to-db leaves a row alone whose value there is no longer this
+    # one (changed there since), unless forced (conversions/writeback.py).
+    source_latex = models.TextField(_("LaTeX in the source"), blank=True)
 
     # Model output and reviewer corrections are kept apart: `labels` is what the last
     # labeling job produced, `labels_corrected` what a reviewer set (wins when present).
@@ -631,3 +645,138 @@ class RateLimitWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint}@{self.window_start:%H:%M}"
+
+
+class RecurringJob(models.Model):
+    """A job started by a django-q2 schedule: every night at 02:00, convert the questions
+    that have no LaTeX yet (services/recurring.py keeps its Schedule in step with it).
+
+    job_settings is a JobSettings mapping (JobSettings.to_mapping): the same settings the
+    launch page, `convert` and `label` give a job. The schedule is a cron expression, or
+    a time of day (daily_at, read in TIME_ZONE); exactly one of them is set.
+    """
+
+    class Questions(models.TextChoices):
+        PENDING = "pending", _("Without a result yet")
+        ALL = "all", _("All questions")
+
+    name = models.CharField(_("name"), max_length=150, unique=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    kind = models.CharField(
+        _("kind"), max_length=10, choices=Job.Kind.choices, default=Job.Kind.CONVERT
+    )
+    questions = models.CharField(
+        _("questions"),
+        max_length=10,
+        choices=Questions.choices,
+        default=Questions.PENDING,
+        help_text=_(
+            "Without a result yet: no accepted LaTeX (conversion), no labels from the "
+            "schema (labeling)."
+        ),
+    )
+    subject = models.CharField(
+        _("subject"), max_length=50, blank=True, help_text=_("Blank: every subject.")
+    )
+    grade = models.CharField(
+        _("grade"), max_length=30, blank=True, help_text=_("Blank: every grade.")
+    )
+    job_settings = models.JSONField(_("job settings"), default=dict)
+    daily_at = models.TimeField(_("every day at"), null=True, blank=True)
+    cron = models.CharField(_("cron expression"), max_length=100, blank=True)
+    schedule = models.OneToOneField(
+        "django_q.Schedule",
+        verbose_name=_("schedule"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # One job per firing of the schedule: the firing's time, set by the run that claimed it.
+    last_scheduled_for = models.CharField(max_length=40, blank=True, editable=False)
+    last_run_at = models.DateTimeField(_("last run"), null=True, blank=True, editable=False)
+    last_job = models.ForeignKey(
+        Job,
+        verbose_name=_("last job"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    last_message = models.TextField(_("last run's message"), blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("recurring job")
+        verbose_name_plural = _("recurring jobs")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def cron_expression(self) -> str:
+        """The schedule as cron ("0 2 * * *" for daily_at 02:00), in TIME_ZONE."""
+        if self.cron:
+            return self.cron.strip()
+        if self.daily_at is not None:
+            return f"{self.daily_at.minute} {self.daily_at.hour} * * *"
+        return ""
+
+
+class JobNotification(models.Model):
+    """One message about one job on one channel, written in the transaction that ended
+    the job (an outbox): services/notifications.py delivers it, retries it with backoff,
+    and records sent_at once, with a conditional UPDATE; last_error says why not yet."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", _("E-mail")
+        WEBHOOK = "webhook", _("Webhook (Slack-compatible)")
+
+    class Event(models.TextChoices):
+        FINISHED = "finished", _("Job ended")
+        PAUSED = "paused", _("Job paused itself")
+
+    job = models.ForeignKey(
+        Job, verbose_name=_("job"), on_delete=models.CASCADE, related_name="notifications"
+    )
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
+    event = models.CharField(_("event"), max_length=10, choices=Event.choices)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"))
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("job notification")
+        verbose_name_plural = _("job notifications")
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "channel", "event"], name="job_notification_once"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="job_notification_due_idx",
+                condition=Q(sent_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_display()} {self.job_id} ({self.get_channel_display()})"

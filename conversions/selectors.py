@@ -341,6 +341,45 @@ def overall_stats(*, days: int = 30) -> dict:
     }
 
 
+def results_stats(*, exported: QuerySet[Question]) -> dict:
+    """The stats an export_results run writes beside its results (conversion_stats.json):
+    the question bank by conversion state, the bank's success rate (success_rate over
+    the states: converted and approved succeeded, needs_review and failed did not,
+    unconverted not counted), and the tokens and USD cost of every conversion item of
+    the exported questions (retries and earlier jobs included)."""
+    states = Question.ConversionState
+    by_state = dict(
+        Question.objects.order_by().values_list("conversion_state").annotate(n=Count("id"))
+    )
+    success = success_rate(
+        {
+            Item.Status.SUCCEEDED: by_state.get(states.CONVERTED, 0)
+            + by_state.get(states.APPROVED, 0),
+            Item.Status.NEEDS_REVIEW: by_state.get(states.NEEDS_REVIEW, 0),
+            Item.Status.FAILED: by_state.get(states.FAILED, 0),
+        }
+    )
+    agg = Item.objects.filter(
+        question__in=exported.values("pk"), job__kind=Job.Kind.CONVERT
+    ).aggregate(
+        cost=Sum("cost_usd"),
+        tokens_in=Sum("tokens_in"),
+        tokens_out=Sum("tokens_out"),
+        api_calls=Sum("api_calls"),
+    )
+    return {
+        "questions": sum(by_state.values()),
+        "by_state": by_state,
+        "success_rate": success["rate"],
+        "success": success,
+        "exported": exported.count(),
+        "tokens_in": agg["tokens_in"] or 0,
+        "tokens_out": agg["tokens_out"] or 0,
+        "api_calls": agg["api_calls"] or 0,
+        "cost_usd": _money(agg["cost"]),
+    }
+
+
 def cluster_alive() -> bool:
     """Whether some django-q2 cluster serves this database now.
 

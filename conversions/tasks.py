@@ -1,9 +1,5 @@
-"""django-q2 entry points: load the job, hand it to a JobWorker (conversions/worker.py).
-
-django-q2 calls these by their dotted names (services.job_enqueue queues
-"conversions.tasks.job_run"; the schedule calls "conversions.tasks.jobs_reconcile"),
-so the names stay; the work lives in worker.py, services and results.py.
-"""
+"""django-q2 entry points, called by their dotted names (queued by services, or named by
+schedules), so the names stay; the work lives in worker.py, services and results.py."""
 
 from __future__ import annotations
 
@@ -65,6 +61,16 @@ def jobs_reconcile() -> str:
     return f"re-queued jobs {requeued}" if requeued else "nothing to do"
 
 
+def notification_send(notification_id: int) -> str:
+    """Deliver a job's notification (services.notification_deliver: claim, send, retry)."""
+    return services.notification_deliver(notification_id=notification_id)
+
+
+def recurring_job_run(recurring_id: int, scheduled_for: str = "") -> str:
+    """A recurring job's schedule fired: start its job (services.recurring_job_launch)."""
+    return services.recurring_job_launch(recurring_id=recurring_id, scheduled_for=scheduled_for)
+
+
 def job_run_inline(
     job: Job,
     *,
@@ -72,10 +78,7 @@ def job_run_inline(
     on_progress=None,
     console_level: int = logging.INFO,
 ) -> str:
-    """Run a job to its end in this process (no cluster): `convert --wait`, `demo`.
-
-    Setting `stop` pauses the job cleanly (what Ctrl-C does in the CLI).
-    """
+    """Run a job to its end in this process (`convert --wait`, `demo`); `stop` pauses it."""
     if not services.job_start(job=job):
         return f"job {job.pk} is {job.status}: nothing to do"
     with JobLog(job.pk, console_level=console_level) as joblog:
@@ -84,14 +87,9 @@ def job_run_inline(
 
 
 def warm_worker(sender, proc_name: str = "", **kwargs) -> None:
-    """Ready a new django-q2 worker process before its first task.
-
-    It loads the engine and its TLS settings (the CA bundle, ~40 ms of CPU), then moves
-    everything loaded so far (Django, the SDK: ~150k objects) out of the garbage
-    collector's sight: a full collection scanning them holds the GIL for ~50 ms, which
-    the engine's event loop in the other thread would feel as latency on every call in
-    flight.
-    """
+    """Ready a new worker process: load the engine and its TLS settings (~40 ms of CPU),
+    then freeze everything loaded (~150k objects) out of the garbage collector's sight: a
+    full collection holds the GIL ~50 ms, latency on every call in flight of the engine."""
     # The sentinel that forked this worker ignores SIGTERM (our qcluster command); a
     # worker ends at once on it, as before, and its leased items are claimed again.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

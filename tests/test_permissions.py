@@ -1,3 +1,4 @@
+import datetime
 import json
 import re
 
@@ -10,7 +11,15 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
 
 from conversions.endpoints import endpoint_default
-from conversions.models import Item, Job, ModelPrice, Question, ReviewEvent
+from conversions.models import (
+    Item,
+    Job,
+    JobNotification,
+    ModelPrice,
+    Question,
+    RecurringJob,
+    ReviewEvent,
+)
 from tests.adminutil import (
     PASSWORD,
     any_label_schema,
@@ -110,6 +119,9 @@ def test_the_migration_made_three_groups_with_their_permissions():
     assert not {"run_job", "change_question", "add_question"} & reviewers
     assert all(p.startswith("view_") for p in viewers)
     assert {"view_question", "view_job", "view_item", "view_reviewevent"} <= viewers
+    recurring = {"add_recurringjob", "change_recurringjob", "delete_recurringjob"}
+    assert recurring <= operators and not recurring & (reviewers | viewers)
+    assert {"view_recurringjob", "view_jobnotification"} <= operators & reviewers & viewers
 
 
 def test_anonymous_users_and_non_staff_go_to_the_login_page(client, world):
@@ -240,6 +252,16 @@ def everything(world):
         )[0].pk,
         "conversions_endpoint": endpoint_default().pk,
         "conversions_labelschema": any_label_schema().pk,
+        "conversions_recurringjob": RecurringJob.objects.create(
+            name="probe",
+            daily_at=datetime.time(2, 0),
+            job_settings={"backend": "rules"},
+            last_job=job,
+            last_message="probe",
+        ).pk,
+        "conversions_jobnotification": JobNotification.objects.create(
+            job=job, channel="webhook", event="finished", next_attempt_at=timezone.now()
+        ).pk,
         "django_q_schedule": schedule.pk,
         "django_q_success": ok.pk,
         "django_q_failure": bad.pk,
@@ -413,6 +435,16 @@ MATRIX = {
     "conversions_question_import": ("login", "login", 403, 403, 403, 200, 200),
     "conversions_question_launch": ("login", "login", 403, 403, 403, 200, 200),
     "conversions_question_process_import": ("login", "login", 403, 403, 403, 200, 200),
+    "conversions_recurringjob_add": ("login", "login", 403, 403, 403, 200, 200),
+    "conversions_recurringjob_change": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_recurringjob_changelist": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_recurringjob_delete": ("login", "login", 403, 403, 403, 200, 200),
+    "conversions_recurringjob_history": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_jobnotification_add": ("login", "login", 403, 403, 403, 403, 403),
+    "conversions_jobnotification_change": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_jobnotification_changelist": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_jobnotification_delete": ("login", "login", 403, 403, 403, 403, 403),
+    "conversions_jobnotification_history": ("login", "login", 403, 200, 200, 200, 200),
     "conversions_reviewevent_add": ("login", "login", 403, 403, 403, 403, 403),
     "conversions_reviewevent_change": ("login", "login", 403, 200, 200, 200, 200),
     "conversions_reviewevent_changelist": ("login", "login", 403, 200, 200, 200, 200),
@@ -469,6 +501,10 @@ ACTIONS = {
     "conversions.Endpoint": {"superuser": {"delete_selected"}},
     "conversions.LabelSchema": {"superuser": {"delete_selected"}},
     "conversions.Item": {"operators": {"retry_selected"}, "superuser": {"retry_selected"}},
+    "conversions.RecurringJob": {
+        "operators": {"run_now", "delete_selected"},
+        "superuser": {"run_now", "delete_selected"},
+    },
     "conversions.Question": {
         "operators": {"convert_questions", "label_questions"},
         "superuser": {"convert_questions", "label_questions", "delete_selected"},

@@ -25,7 +25,7 @@ from conversions.importing.sources import cell_text, json_depth
 from conversions.models import Question
 from conversions.stems import is_stem
 
-QUESTION_FIELDS = ("mathml", "text", "subject", "grade", "metadata")
+QUESTION_FIELDS = ("mathml", "text", "subject", "grade", "metadata", "source_latex")
 COLUMN_ALIASES = {
     "question_id": ("question_id", "id"),
     "mathml": ("mathml",),
@@ -33,6 +33,10 @@ COLUMN_ALIASES = {
     "subject": ("subject",),
     "grade": ("grade",),
     "metadata": ("metadata",),
+    # The source's own LaTeX column as it is now (from a database: `SELECT ..., latex AS
+    # source_latex`): export_results --to-db later leaves rows alone whose value there
+    # changed since (Question.source_latex). An empty cell is "not given".
+    "source_latex": ("source_latex",),
 }
 # Columns an export writes that are results, not input: importing an export ignores them.
 RESULT_COLUMNS = frozenset(
@@ -88,6 +92,7 @@ class QuestionRecord:
     subject: str | None = None
     grade: str | None = None
     metadata: dict | None = None
+    source_latex: str | None = None
 
     def fingerprint(self) -> bytes:
         # repr is deterministic for the same input read twice (dicts keep their order).
@@ -301,6 +306,9 @@ class RowValidator:
         mathml = cell_text(get.get("mathml"))
         if mathml.strip():
             values["mathml"] = mathml
+        source_latex = cell_text(get.get("source_latex"))
+        if source_latex.strip():
+            values["source_latex"] = source_latex
         metadata, metadata_problem = self._metadata(raw, layout, get.get("metadata"))
         if metadata is not None:
             values["metadata"] = metadata

@@ -1,5 +1,6 @@
-"""Write-side workflows, by concern: jobs (create, steer, retry, reconcile) and items
-(claim, lease, record). Plain sync ORM code with keyword-only arguments.
+"""Write-side workflows, by concern: jobs (create, steer, retry, reconcile), items
+(claim, lease, record), notifications (the outbox of job messages) and recurring jobs
+(schedules). Plain sync ORM code with keyword-only arguments.
 
 Reads live in conversions/selectors.py, the HTTP pre-flight check in preflight.py,
 raw SQL in rowwrite.py, prices on ModelPrice.objects.for_model, files in exporting.py.
@@ -35,6 +36,16 @@ from conversions.services.jobs import (
     jobs_reconcile,
     task_concurrency,
 )
+from conversions.services.notifications import (
+    notification_deliver,
+    notifications_create,
+    notifications_requeue_due,
+)
+from conversions.services.recurring import (
+    recurring_job_delete,
+    recurring_job_launch,
+    recurring_job_sync,
+)
 
 __all__ = [
     "Batch",
@@ -60,6 +71,12 @@ __all__ = [
     "job_start",
     "jobs_reconcile",
     "lease_duration",
+    "notification_deliver",
+    "notifications_create",
+    "notifications_requeue_due",
     "outcomes_record",
+    "recurring_job_delete",
+    "recurring_job_launch",
+    "recurring_job_sync",
     "task_concurrency",
 ]

@@ -21,9 +21,18 @@ from conversions import selectors
 from conversions.exporting import export_dir
 from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, ItemQuerySet, Job, JobRun, Question, QuestionQuerySet
+from conversions.models import (
+    Item,
+    ItemQuerySet,
+    Job,
+    JobNotification,
+    JobRun,
+    Question,
+    QuestionQuerySet,
+)
 from conversions.preflight import ConfigurationError, check_backend_config
 from conversions.services.items import items_mark_cancelled, lease_duration
+from conversions.services.notifications import notifications_create, notifications_requeue_due
 
 log = logging.getLogger("conversions.jobs")
 
@@ -240,9 +249,13 @@ def job_pause(*, job: Job, reason: str = "") -> bool:
     reason: why, when the job pauses itself (an unreachable endpoint); shown on the job
     page as its error until `job_resume` clears it.
     """
-    changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
-        status=Job.Status.PAUSED, error_message=reason[:2000], updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
+            status=Job.Status.PAUSED, error_message=reason[:2000], updated_at=timezone.now()
+        )
+        if changed and reason:
+            # Paused by itself (an unreachable endpoint): nobody may be watching.
+            notifications_create(job=job, event=JobNotification.Event.PAUSED)
     job.refresh_from_db()
     return bool(changed)
 
@@ -275,6 +288,7 @@ def job_cancel(*, job: Job) -> bool:
             .update(status=Job.Status.CANCELLED, finished_at=now, updated_at=now)
         )
         if changed:
+            notifications_create(job=job)
             items_mark_cancelled(
                 Item.objects.filter(job_id=job.pk).filter(
                     Q(status=Item.Status.PENDING)
@@ -351,19 +365,27 @@ def job_finish_if_done(*, job: Job) -> str | None:
         changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
             status=final, finished_at=now, updated_at=now
         )
+        if changed:
+            notifications_create(job=job)
     job.refresh_from_db()
     return final if changed else None
 
 
 def job_fail(*, job: Job, message: str) -> bool:
     now = timezone.now()
-    changed = (
-        Job.objects.filter(pk=job.pk)
-        .exclude(status__in=Job.FINAL_STATUSES)
-        .update(
-            status=Job.Status.FAILED, error_message=message[:2000], finished_at=now, updated_at=now
+    with transaction.atomic():
+        changed = (
+            Job.objects.filter(pk=job.pk)
+            .exclude(status__in=Job.FINAL_STATUSES)
+            .update(
+                status=Job.Status.FAILED,
+                error_message=message[:2000],
+                finished_at=now,
+                updated_at=now,
+            )
         )
-    )
+        if changed:
+            notifications_create(job=job)
     job.refresh_from_db()
     return bool(changed)
 
@@ -418,4 +440,5 @@ def jobs_reconcile() -> list[int]:
     )
     if requeued:
         log.warning("reconciler re-queued jobs %s (no live worker)", requeued)
+    notifications_requeue_due()
     return requeued
