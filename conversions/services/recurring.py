@@ -21,14 +21,13 @@ from datetime import datetime
 
 from croniter import croniter
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_q.models import Schedule
 
 from conversions import labeling
 from conversions.jobsettings import JobSettings
-from conversions.models import Job, Question, RecurringJob
+from conversions.models import Job, Question, QuestionQuerySet, RecurringJob
 from conversions.preflight import ConfigurationError
 from conversions.services.jobs import job_create, job_fail
 
@@ -86,10 +85,10 @@ def recurring_job_delete(*, recurring: RecurringJob) -> None:
         recurring.delete()
 
 
-def recurring_questions(recurring: RecurringJob, job_settings: JobSettings) -> QuerySet[Question]:
+def recurring_questions(recurring: RecurringJob, job_settings: JobSettings) -> QuestionQuerySet:
     """The questions a run works on: the subject and grade filter, then for "pending"
     those with no accepted LaTeX (conversion) or no labels from the schema (labeling)."""
-    questions: QuerySet[Question] = Question.objects.all()
+    questions: QuestionQuerySet = Question.objects.all()
     if recurring.subject:
         questions = questions.filter(subject=recurring.subject)
     if recurring.grade:

@@ -23,7 +23,7 @@ from conversions.writeback import DEFAULT_BATCH_SIZE, Target, WriteBackError, wr
 
 
 class Command(BaseCommand):
-    help = gettext_lazy(
+    help = gettext_lazy(  # type: ignore[assignment]  # lazy: translated when printed
         "Export approved results (or, with --all-successful, every successful result) to "
         "a CSV / XLSX / JSON file, to the old scripts' per-batch JSON files (--split), or "
         "back into a PostgreSQL table (--to-db), leaving rows changed there since the "
