@@ -42,8 +42,9 @@ from conversions.engine.prompts import ConversionTask
 from conversions.engine.runner import BatchRunner, EngineConfig
 from conversions.engine.types import ErrorCategory, Outcome, WorkItem
 from conversions.joblog import JobLog
-from conversions.models import Item, Job, ModelPrice
+from conversions.models import Item, Job
 from conversions.preflight import ConfigurationError, endpoint_api_key
+from conversions.pricing import prices_for
 from conversions.ratelimit import endpoint_limiter
 from conversions.results import (
     ItemResult,
@@ -204,7 +205,7 @@ class JobWorker:
         self.continue_ = continue_
         self.stop_event = stop or threading.Event()
         self.on_progress = on_progress
-        self.price = ModelPrice.objects.for_model(job.model)
+        self.prices = prices_for(endpoint=job.endpoint, model=job.model)
         self.renew_every = max(0.5, settings.MATHCONV_LEASE_SECONDS / 4)
         self.stop_reason = ""  # "paused", "cancelled", ... when the job must stop
         self.results: list[ItemResult] = []
@@ -424,7 +425,7 @@ class JobWorker:
             question_id=item.question_id,
             mathml=item.question.mathml,
             labeling_job=self.job.kind == Job.Kind.LABEL,
-            price=self.price,
+            prices=self.prices,
             cache_key=pending.key,
             rules_ms=pending.rules_ms,
         )
@@ -656,7 +657,7 @@ class JobWorker:
             question_id=pending.item.question_id,
             mathml=formula.mathml,
             labeling_job=False,
-            price=self.price,
+            prices=self.prices,
             cache_key=pending.key,
         )
         work.calls.append(call)
