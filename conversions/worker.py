@@ -79,6 +79,15 @@ def unsupported_parameter_message(*, job: Job, param: str) -> str:
         "endpoint": job.endpoint.name if job.endpoint else "-",
         "param": param,
     }
+    if param == "prompt_cache_key":
+        return (
+            _(
+                "The model %(model)s at endpoint %(endpoint)s does not accept "
+                "prompt_cache_key: untick “accepts prompt_cache_key” for this model in the "
+                "endpoint's models (admin: Endpoints), then resume the job."
+            )
+            % names
+        )
     if param == "temperature":
         return (
             _(
