@@ -38,9 +38,9 @@ from conversions import exporting, labeling, selectors, services
 from conversions.cache import CachedResult, cache_key, cache_lookup
 from conversions.endpoints import endpoint_default, engine_endpoint
 from conversions.engine.capabilities import unsupported_parameter
-from conversions.engine.prompts import ConversionTask
 from conversions.engine.runner import BatchRunner, EngineConfig
 from conversions.engine.types import ErrorCategory, Outcome, WorkItem
+from conversions.fewshot import conversion_task
 from conversions.joblog import JobLog
 from conversions.models import Item, Job
 from conversions.preflight import ConfigurationError, endpoint_api_key
@@ -474,7 +474,7 @@ class JobWorker:
             task=(
                 labeling.label_task(job.label_schema)
                 if job.kind == Job.Kind.LABEL
-                else ConversionTask()
+                else conversion_task(job)
             ),
             config=EngineConfig(max_concurrent=self.concurrency),
             limiter=limiter,
