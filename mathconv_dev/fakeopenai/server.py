@@ -26,8 +26,8 @@ digit left out), "fake:garbage" (each with an optional *N); a forced
 429 asks the client to wait --retry-after seconds.
 
 Azure OpenAI's scheme is spoken too: POST /openai/deployments/{deployment}/chat/completions
-?api-version=V with an `api-key` header (the deployment stands for the model; without
-api-version the answer is Azure's 404).
+?api-version=V and GET /openai/models?api-version=V, with an `api-key` header (the
+deployment stands for the model; without api-version the answer is Azure's 404).
 
 Prompt caching: every answer reports usage.prompt_tokens_details.cached_tokens, either a
 fixed --cached-tokens or, with --prompt-cache, what OpenAI's cache would (the longest
@@ -36,7 +36,8 @@ prompt_cache_key). Each request's prefix (every message but the last) is counted
 digest, so a test can see that the bytes before the input never change.
 
 GET /_stats returns request counters, including per-input counts keyed by input_key(),
-the prompt_cache_key values and prefix digests seen, and the last requests' method, path,
+the request fields sent (params), the prompt_cache_key values and prefix digests seen,
+and the last requests' method, path,
 query and authentication scheme; POST /_reset clears them; POST /_config changes options
 on a running server.
 """
@@ -134,6 +135,7 @@ class FakeOpenAI:
         self.requests_window = _Window()
         self.tokens_window = _Window()
         self.started = time.monotonic()  # 429 storms are timed from here
+        self.params: Counter[str] = Counter()  # top-level request fields, per request
         self.prompt_cache_keys: Counter[str] = Counter()
         self.prefix_digests: Counter[str] = Counter()
         self.recent: deque = deque(maxlen=RECENT_REQUESTS)
@@ -164,6 +166,7 @@ class FakeOpenAI:
             },
             "per_input": dict(self.per_input),
             "per_input_ok": dict(self.per_input_ok),
+            "params": dict(self.params),
             "prompt_cache_keys": dict(self.prompt_cache_keys),
             "prefix_digests": dict(self.prefix_digests),
             "recent": list(self.recent),
@@ -233,10 +236,16 @@ class FakeOpenAI:
         path = path.rstrip("/")
         try:
             azure = AZURE_CHAT.fullmatch(path)
-            if azure and method == "POST":
+            if (azure and method == "POST") or (path == "/openai/models" and method == "GET"):
                 if not (query or {}).get("api-version"):
                     raise ApiError(404, "Resource not found", "invalid_request_error", "404")
                 self._authorize(headers, azure=True)
+                if azure is None:  # Azure lists the models it offers, not the deployments
+                    return (
+                        200,
+                        {},
+                        {"object": "list", "data": [self._model(m) for m in self.options.models]},
+                    )
                 return await self._chat(body, received, deployment=azure.group(1))
             if path == "/_stats" and method == "GET":
                 return 200, {}, self.stats()
@@ -340,6 +349,7 @@ class FakeOpenAI:
 
         self.counters["requests"] += 1
         self.per_input[key] += 1
+        self.params.update(request.keys())
         cache_key = request.get("prompt_cache_key")
         if cache_key is not None:
             self.counters["with_prompt_cache_key"] += 1
