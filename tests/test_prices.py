@@ -74,6 +74,10 @@ def test_a_job_whose_server_reports_cached_tokens_is_costed_at_the_cached_price(
     assert '<dd id="mc-prompt-share">23.7%</dd>' in page
     assert '<dd id="mc-prompt-saved">$0.0720</dd>' in page
     assert '<dd id="mc-cost">$0.3840</dd>' in page  # 0.4560 at the full input price
+    korean = client.get(
+        f"/admin/conversions/job/{job.pk}/change/", HTTP_ACCEPT_LANGUAGE="ko"
+    ).content.decode()
+    assert '입력 중 캐시 비율</dt><dd id="mc-prompt-share">23.7%</dd>' in korean
 
 
 def test_prices_come_from_the_endpoint_model_then_the_price_table():
