@@ -61,6 +61,10 @@ def _first(*values: Decimal | None) -> Decimal | None:
     return next((v for v in values if v is not None), None)
 
 
+def _or(value: Decimal | None, default: Decimal) -> Decimal:
+    return default if value is None else value
+
+
 def prices_for(*, endpoint: Endpoint | None, model: str) -> Prices | None:
     """The prices a job on this endpoint and model pays; None when nothing prices it.
 
@@ -84,10 +88,10 @@ def prices_for(*, endpoint: Endpoint | None, model: str) -> Prices | None:
         return None
     input_ = input_ or Decimal(0)
     output = output or Decimal(0)
-    cached = _first(pick("cached_input_per_mtok"), input_)
+    cached = _or(pick("cached_input_per_mtok"), input_)
     factor = table.batch_discount if table is not None else BATCH_FACTOR
-    batch_input = _first(getattr(own, "batch_input_per_mtok", None), input_ * factor)
-    batch_output = _first(getattr(own, "batch_output_per_mtok", None), output * factor)
+    batch_input = _or(getattr(own, "batch_input_per_mtok", None), input_ * factor)
+    batch_output = _or(getattr(own, "batch_output_per_mtok", None), output * factor)
     batch_factor = batch_input / input_ if input_ else factor
     return Prices(
         model=model,
@@ -147,7 +151,7 @@ def tokens_cost(
     resolved = Prices(
         model=prices.model,
         input=input_,
-        cached_input=_first(prices.cached_input_per_mtok, input_),
+        cached_input=_or(prices.cached_input_per_mtok, input_),
         output=prices.output_per_mtok or Decimal(0),
         batch_input=Decimal(0),
         batch_cached_input=Decimal(0),
