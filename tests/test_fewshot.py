@@ -243,3 +243,5 @@ def test_the_launch_form_turns_few_shot_on(client, admin_user, llm, settings):
     )
     job = Job.objects.get(backend=Job.Backend.OPENAI)
     assert job.few_shot_set == fewshot_current()
+    page = client.get(f"/admin/conversions/job/{job.pk}/change/").content.decode()
+    assert f'<span class="mc-few-shot">few-shot examples #{job.few_shot_set_id}</span>' in page
