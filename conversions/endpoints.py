@@ -93,4 +93,13 @@ def engine_endpoint(*, job: Job, api_key: str) -> types.Endpoint:
         api_version=endpoint.api_version if endpoint.kind == Endpoint.Kind.AZURE else "",
         accepts_temperature=caps.accepts_temperature if caps else True,
         max_tokens_param=caps.max_tokens_param if caps else "max_completion_tokens",
+        prompt_cache_key=sends_prompt_cache_key(endpoint, caps),
     )
+
+
+def sends_prompt_cache_key(endpoint: Endpoint, caps: EndpointModel | None) -> bool:
+    """Whether requests carry prompt_cache_key: the model row's setting, else by kind
+    (OpenAI and Azure OpenAI take it; an unknown server may answer 400 to it)."""
+    if caps is not None and caps.prompt_cache_key is not None:
+        return caps.prompt_cache_key
+    return endpoint.kind in (Endpoint.Kind.OPENAI, Endpoint.Kind.AZURE)

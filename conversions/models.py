@@ -211,6 +211,14 @@ class EndpointModel(models.Model):
         choices=MaxTokensParam.choices,
         default=MaxTokensParam.MAX_COMPLETION_TOKENS,
     )
+    # OpenAI's prompt_cache_key routes requests with one stable prefix to one cache.
+    # None: by the endpoint's kind (OpenAI and Azure OpenAI yes, other servers no).
+    prompt_cache_key = models.BooleanField(
+        _("accepts prompt_cache_key"),
+        null=True,
+        blank=True,
+        help_text=_("Unknown: sent to OpenAI and Azure OpenAI endpoints only."),
+    )
     input_per_mtok = models.DecimalField(
         _("input $/1M tokens"), max_digits=10, decimal_places=4, null=True, blank=True
     )
@@ -287,6 +295,17 @@ class Job(models.Model):
         related_name="jobs",
     )
     prompt_version = models.CharField(_("prompt version"), max_length=20, blank=True)
+    # Conversion jobs may carry reviewed results as worked examples: the set frozen when
+    # the job was created (conversions/fewshot.py), so every request of the job, and of
+    # later jobs until the set is refreshed, starts with the same bytes.
+    few_shot_set = models.ForeignKey(
+        "FewShotSet",
+        verbose_name=_("few-shot examples"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+    )
     label_schema = models.ForeignKey(
         LabelSchema,
         verbose_name=_("label schema"),
@@ -449,8 +468,15 @@ class Item(models.Model):
     latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
     tokens_in = models.PositiveIntegerField(_("tokens in"), default=0)
     tokens_out = models.PositiveIntegerField(_("tokens out"), default=0)
+    # Of tokens_in, served from the provider's prompt cache
+    # (usage.prompt_tokens_details.cached_tokens), priced at the cached-input price.
+    tokens_cached = models.PositiveIntegerField(_("cached input tokens"), default=0)
     cost_usd = models.DecimalField(
         _("cost (USD)"), max_digits=12, decimal_places=6, default=Decimal("0")
+    )
+    # What the cached input tokens saved against the full input price (pricing.cost).
+    prompt_cache_saved_usd = models.DecimalField(
+        _("saved by the prompt cache (USD)"), max_digits=12, decimal_places=6, default=Decimal("0")
     )
     # What a cache hit saved: the cost of the call that produced the cached result.
     cost_saved_usd = models.DecimalField(
@@ -567,6 +593,36 @@ class ReviewEvent(models.Model):
         return f"{self.get_action_display()} {self.item_id}"
 
 
+class FewShotSet(models.Model):
+    """Reviewed results frozen as worked examples for one prompt version (fewshot.py).
+
+    examples: [{"question_id", "item_id", "mathml", "latex", "action"}], in prompt order.
+    digest: sha256 of the rendered example messages, the prompt_cache_key's suffix. A set
+    never changes; `fewshot refresh` makes a new one, which later jobs use.
+    """
+
+    prompt_version = models.CharField(_("prompt version"), max_length=20, db_index=True)
+    examples = models.JSONField(_("examples"), default=list)
+    digest = models.CharField(_("digest"), max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("few-shot example set")
+        verbose_name_plural = _("few-shot example sets")
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prompt_version} #{self.pk} ({len(self.examples)})"
+
+
 class ModelPriceQuerySet(models.QuerySet["ModelPrice"]):
     def for_model(self, model: str) -> ModelPrice | None:
         """The price row of a model, or of the longest priced prefix (dated snapshots)."""
@@ -580,11 +636,22 @@ class ModelPriceQuerySet(models.QuerySet["ModelPrice"]):
 
 
 class ModelPrice(models.Model):
-    """USD per million tokens; seeded by a data migration, edited in the admin."""
+    """USD per million tokens; seeded by a data migration, edited in the admin.
+
+    The fallback for an endpoint's models without prices of their own (pricing.prices_for).
+    """
 
     model = models.CharField(_("model"), max_length=100, unique=True)
     input_per_mtok = models.DecimalField(_("input $/1M tokens"), max_digits=10, decimal_places=4)
     output_per_mtok = models.DecimalField(_("output $/1M tokens"), max_digits=10, decimal_places=4)
+    cached_input_per_mtok = models.DecimalField(
+        _("cached input $/1M tokens"),
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text=_("Blank: cached input tokens cost the full input price."),
+    )
     batch_discount = models.DecimalField(
         _("Batch API price factor"), max_digits=4, decimal_places=3, default=Decimal("0.5")
     )
@@ -600,7 +667,8 @@ class ModelPrice(models.Model):
         return self.model
 
     def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
-        """USD for these tokens at this row's realtime prices (not quantised)."""
+        """USD for these tokens at this row's realtime prices, no cached input (not
+        quantised); a job's items are priced by conversions/pricing.py."""
         return (self.input_per_mtok * tokens_in + self.output_per_mtok * tokens_out) / Decimal(
             1_000_000
         )

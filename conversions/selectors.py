@@ -164,8 +164,10 @@ def job_stats(*, job: Job) -> dict:
         **{f"route_{r}": Count("id", filter=Q(route=r)) for r in Item.Route.values},
         tokens_in=Sum("tokens_in"),
         tokens_out=Sum("tokens_out"),
+        tokens_cached=Sum("tokens_cached"),
         cost=Sum("cost_usd"),
         saved=Sum("cost_saved_usd"),
+        prompt_saved=Sum("prompt_cache_saved_usd"),
         calls=Sum("api_calls"),  # not "api_calls": LLM_CALLED filters on the field
         retries=Sum("retries"),
         hits=Count("id", filter=Q(cached=True)),
@@ -220,6 +222,13 @@ def job_stats(*, job: Job) -> dict:
         "tokens_in": agg["tokens_in"] or 0,
         "tokens_out": agg["tokens_out"] or 0,
         "cost_usd": _money(agg["cost"]),
+        # OpenAI's prompt cache: the share of input tokens billed at the cached price,
+        # and what that saved against the full input price (conversions/pricing.py).
+        "prompt_cache": {
+            "tokens_cached": agg["tokens_cached"] or 0,
+            "share": ((agg["tokens_cached"] or 0) / agg["tokens_in"] if agg["tokens_in"] else None),
+            "saved_usd": _money(agg["prompt_saved"]),
+        },
         "api_calls": agg["calls"] or 0,
         "api_calls_per_item": round((agg["calls"] or 0) / done, 3) if done else None,
         # Counted before sending, so it includes calls whose answer was never recorded

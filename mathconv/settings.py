@@ -261,6 +261,9 @@ OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "") or None
 OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
 MATHCONV_DEFAULT_CONVERT_MODEL = os.environ.get("MATHCONV_DEFAULT_CONVERT_MODEL", "gpt-4.1-mini")
 MATHCONV_DEFAULT_LABEL_MODEL = os.environ.get("MATHCONV_DEFAULT_LABEL_MODEL", "gpt-4o-mini")
+# Few-shot conversion prompts from the team's reviewed results (conversions/fewshot.py):
+# the default of `convert --few-shot` and of the launch form's checkbox. Off by default.
+MATHCONV_FEW_SHOT = env_bool("MATHCONV_FEW_SHOT", False)
 
 # --- input limits -------------------------------------------------------------------
 MATHCONV_MAX_MATHML_BYTES = env_int("MATHCONV_MAX_MATHML_BYTES", 200_000)

@@ -315,6 +315,7 @@ def test_every_option_round_trips_through_the_command_line():
         ratelimit_headers=False,
         reject_temperature=True,
         cached_tokens=100,
+        prompt_cache=True,
         echo_key=True,
         models=("gpt-a", "gpt-b"),
     )

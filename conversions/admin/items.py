@@ -115,8 +115,10 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
                 "fields": (
                     "latency_ms",
                     "tokens_in",
+                    "tokens_cached",
                     "tokens_out",
                     "cost_usd",
+                    "prompt_cache_saved_usd",
                     "cost_saved_usd",
                     "api_calls",
                     "retries",

@@ -237,6 +237,8 @@ def job_page_data(job: Job, *, series: bool = True) -> dict:
         failure["samples"] = [Truncator(s).chars(SAMPLE_CHARS) for s in failure["samples"]]
     stats["status_label"] = str(Job.Status(stats["status"]).label)
     stats["count_labels"] = {s: str(Item.Status(s).label) for s in stats["counts"]}
+    share = stats["prompt_cache"]["share"]
+    stats["prompt_cache"]["share_text"] = "–" if share is None else f"{share:.1%}"
     return {
         "stats": stats,
         "series": selectors.job_throughput_series(job=job) if series else None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -90,6 +91,16 @@ class ConvertForm(JobSettingsForm):
         required=False,
         initial=False,
         help_text=gettext_lazy("Replace LaTeX that a reviewer approved or edited."),
+    )
+    few_shot = forms.BooleanField(
+        label=gettext_lazy("few-shot examples from reviewed results"),
+        required=False,
+        initial=lambda: settings.MATHCONV_FEW_SHOT,
+        help_text=gettext_lazy(
+            "LLM backends: the prompt carries a fixed set of results your reviewers "
+            "approved or fixed, as worked examples (the same set for every job until it is "
+            "refreshed with `manage.py fewshot refresh`)."
+        ),
     )
     field_order = ["name", "backend", "model"]
 

@@ -180,8 +180,10 @@ RESULT_FIELDS = [
     "latency_ms",
     "tokens_in",
     "tokens_out",
+    "tokens_cached",
     "cost_usd",
     "cost_saved_usd",
+    "prompt_cache_saved_usd",
     "api_calls",
     "retries",
     "request_excerpt",
@@ -209,7 +211,15 @@ def outcomes_record(*, job: Job, owner: str, results: Sequence[ItemResult]) -> l
             held = held.select_for_update()
         items = list(
             held.only(
-                "id", "question_id", "tokens_in", "tokens_out", "cost_usd", "api_calls", "retries"
+                "id",
+                "question_id",
+                "tokens_in",
+                "tokens_out",
+                "tokens_cached",
+                "cost_usd",
+                "prompt_cache_saved_usd",
+                "api_calls",
+                "retries",
             )
         )
         for item in items:
@@ -245,7 +255,9 @@ def _apply_result(item: Item, result: ItemResult, now) -> None:
     item.latency_ms = result.latency_ms
     item.tokens_in += result.tokens_in
     item.tokens_out += result.tokens_out
+    item.tokens_cached += result.tokens_cached
     item.cost_usd += result.cost_usd
+    item.prompt_cache_saved_usd += result.prompt_cache_saved_usd
     item.cost_saved_usd = result.cost_saved_usd
     item.api_calls += result.api_calls
     item.retries += result.retries

@@ -25,8 +25,21 @@ attempts), "fake:hang", "fake:wrong", "fake:drop" (the last letter or
 digit left out), "fake:garbage" (each with an optional *N); a forced
 429 asks the client to wait --retry-after seconds.
 
-GET /_stats returns request counters, including per-input counts keyed by input_key();
-POST /_reset clears them; POST /_config changes options on a running server.
+Azure OpenAI's scheme is spoken too: POST /openai/deployments/{deployment}/chat/completions
+?api-version=V and GET /openai/models?api-version=V, with an `api-key` header (the
+deployment stands for the model; without api-version the answer is Azure's 404).
+
+Prompt caching: every answer reports usage.prompt_tokens_details.cached_tokens, either a
+fixed --cached-tokens or, with --prompt-cache, what OpenAI's cache would (the longest
+prefix of at least 1024 tokens, in 128-token steps, seen before under the same
+prompt_cache_key). Each request's prefix (every message but the last) is counted by its
+digest, so a test can see that the bytes before the input never change.
+
+GET /_stats returns request counters, including per-input counts keyed by input_key(),
+the request fields sent (params), the prompt_cache_key values and prefix digests seen,
+and the last requests' method, path,
+query and authentication scheme; POST /_reset clears them; POST /_config changes options
+on a running server.
 """
 
 from __future__ import annotations
@@ -34,10 +47,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import random
+import re
 import signal
 import time
 import uuid
@@ -72,6 +87,11 @@ from mathconv_dev.fakeopenai.protocol import (
 log = logging.getLogger("mathconv_dev.fakeopenai")
 
 MAX_BODY_BYTES = 8_000_000
+RECENT_REQUESTS = 50  # how many requests GET /_stats describes ("recent")
+CACHE_MIN_TOKENS = 1024  # OpenAI's prompt cache: prefixes from 1,024 tokens ...
+CACHE_STEP_TOKENS = 128  # ... in steps of 128 tokens
+CACHE_MAX_PREFIXES = 200_000  # the simulated cache forgets everything past this
+AZURE_CHAT = re.compile(r"/openai/deployments/([^/]+)/chat/completions")
 NOMINAL_LIMIT = 1_000_000  # what the x-ratelimit-limit-* headers say when no limit is set
 SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get at SIGTERM; hanging ones are dropped
 
@@ -115,6 +135,11 @@ class FakeOpenAI:
         self.requests_window = _Window()
         self.tokens_window = _Window()
         self.started = time.monotonic()  # 429 storms are timed from here
+        self.params: Counter[str] = Counter()  # top-level request fields, per request
+        self.prompt_cache_keys: Counter[str] = Counter()
+        self.prefix_digests: Counter[str] = Counter()
+        self.recent: deque = deque(maxlen=RECENT_REQUESTS)
+        self.cached_prefixes: set[str] = set()
 
     def stats(self) -> dict:
         """Counters since the last reset; per_input and per_input_ok by input_key()."""
@@ -135,10 +160,16 @@ class FakeOpenAI:
                     "unauthorized",
                     "connections",
                     "with_temperature",
+                    "with_prompt_cache_key",
+                    "cached_tokens",
                 )
             },
             "per_input": dict(self.per_input),
             "per_input_ok": dict(self.per_input_ok),
+            "params": dict(self.params),
+            "prompt_cache_keys": dict(self.prompt_cache_keys),
+            "prefix_digests": dict(self.prefix_digests),
+            "recent": list(self.recent),
         }
 
     # -- HTTP ---------------------------------------------------------------------------
@@ -164,8 +195,17 @@ class FakeOpenAI:
             )
             response.force_close()
             return response
+        if not request.path.startswith("/_"):  # not the control endpoints
+            self.recent.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "query": request.query_string,
+                    "auth": _auth_scheme(request.headers),
+                }
+            )
         status, headers, payload = await self._dispatch(
-            request.method, request.path, request.headers, body, received
+            request.method, request.path, request.headers, body, received, request.query
         )
         if headers.pop(_TRUNCATE, None):
             # Content-Length promises the whole body; half of it comes, then the connection
@@ -187,10 +227,28 @@ class FakeOpenAI:
         )
 
     async def _dispatch(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes, received: float
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        received: float,
+        query: Mapping[str, str] | None = None,
     ) -> tuple[int, dict, object]:
         path = path.rstrip("/")
         try:
+            azure = AZURE_CHAT.fullmatch(path)
+            if (azure and method == "POST") or (path == "/openai/models" and method == "GET"):
+                if not (query or {}).get("api-version"):
+                    raise ApiError(404, "Resource not found", "invalid_request_error", "404")
+                self._authorize(headers, azure=True)
+                if azure is None:  # Azure lists the models it offers, not the deployments
+                    return (
+                        200,
+                        {},
+                        {"object": "list", "data": [self._model(m) for m in self.options.models]},
+                    )
+                return await self._chat(body, received, deployment=azure.group(1))
             if path == "/_stats" and method == "GET":
                 return 200, {}, self.stats()
             if path == "/_reset" and method == "POST":
@@ -237,7 +295,9 @@ class FakeOpenAI:
                 },
             )
 
-    def _authorize(self, headers: Mapping[str, str]) -> None:
+    def _authorize(self, headers: Mapping[str, str], *, azure: bool = False) -> None:
+        if azure and headers.get("api-key", "").strip():
+            return
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(
@@ -263,11 +323,15 @@ class FakeOpenAI:
 
     # -- chat completions ---------------------------------------------------------------
 
-    async def _chat(self, body: bytes, received: float) -> tuple[int, dict, object]:
+    async def _chat(
+        self, body: bytes, received: float, deployment: str = ""
+    ) -> tuple[int, dict, object]:
         options = self.options
         request = json.loads(body)
         if not isinstance(request, dict):
             raise bad_request("The request body must be a JSON object.")
+        if deployment:  # Azure: the deployment in the URL is the model
+            request["model"] = deployment
         if not request.get("model"):
             raise bad_request("you must provide a model parameter", "model")
         messages = request.get("messages")
@@ -287,6 +351,12 @@ class FakeOpenAI:
 
         self.counters["requests"] += 1
         self.per_input[key] += 1
+        self.params.update(request.keys())
+        cache_key = request.get("prompt_cache_key")
+        if cache_key is not None:
+            self.counters["with_prompt_cache_key"] += 1
+            self.prompt_cache_keys[str(cache_key)] += 1
+        self.prefix_digests[_digest(messages[:-1])] += 1
         if "temperature" in request:
             self.counters["with_temperature"] += 1
             if options.reject_temperature:
@@ -359,6 +429,12 @@ class FakeOpenAI:
         truncate = decision == "truncate"
         if truncate:
             self.counters["truncated"] += 1
+        cached_tokens = min(options.cached_tokens, prompt_tokens)
+        if options.prompt_cache:
+            cached_tokens = min(
+                prompt_tokens, cached_tokens + self._prompt_cache(request, str(cache_key or ""))
+            )
+        self.counters["cached_tokens"] += cached_tokens
         if answer_at is not None:
             await _sleep_until(answer_at)
         if not truncate:  # a cut-off body is no answer
@@ -390,12 +466,32 @@ class FakeOpenAI:
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
-                    "prompt_tokens_details": {
-                        "cached_tokens": min(options.cached_tokens, prompt_tokens)
-                    },
+                    "prompt_tokens_details": {"cached_tokens": cached_tokens},
                 },
             },
         )
+
+    def _prompt_cache(self, request: dict, cache_key: str) -> int:
+        """Tokens of this prompt's longest prefix an earlier request already began with.
+
+        The prompt is the response format, then each message's role and content, at the
+        server's four characters a token; prefixes count from 1,024 tokens in steps of
+        128, each remembered under the request's prompt_cache_key (OpenAI's cache).
+        """
+        text = json.dumps(request.get("response_format"), sort_keys=True) + "".join(
+            f"<|{m['role']}|>{message_text(m.get('content'))}" for m in request["messages"]
+        )
+        total = count_tokens(text)
+        hit = 0
+        if len(self.cached_prefixes) > CACHE_MAX_PREFIXES:
+            self.cached_prefixes.clear()
+        for tokens in range(CACHE_MIN_TOKENS, total + 1, CACHE_STEP_TOKENS):
+            digest = hashlib.sha256(f"{cache_key}\x00{text[: tokens * 4]}".encode()).hexdigest()
+            if digest in self.cached_prefixes:
+                hit = tokens
+            else:
+                self.cached_prefixes.add(digest)
+        return hit
 
     def _storm(self, now: float) -> None:
         """Answer 429 to everything during a storm (storm_every / storm_length)."""
@@ -518,6 +614,20 @@ async def serve_forever(
         "fake_openai stopped: %s",
         json.dumps({k: v for k, v in server.stats().items() if not k.startswith("per_input")}),
     )
+
+
+def _auth_scheme(headers: Mapping[str, str]) -> str:
+    """How a request authenticated: "api-key" (Azure), "bearer", or "" (not at all)."""
+    if headers.get("api-key"):
+        return "api-key"
+    scheme = headers.get("authorization", "").partition(" ")[0]
+    return scheme.lower()
+
+
+def _digest(messages: list) -> str:
+    """A short digest of messages (a prompt's prefix), equal for equal content."""
+    material = json.dumps(messages, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 async def _sleep_until(deadline: float) -> None:

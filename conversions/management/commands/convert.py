@@ -10,11 +10,13 @@ checkout with no cluster, in `make demo` and in tests. Ctrl-C pauses an in-proce
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import threading
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
@@ -95,6 +97,13 @@ class Command(BaseCommand):
             action="store_true",
             help="Let results replace LaTeX that a reviewer approved or edited.",
         )
+        parser.add_argument(
+            "--few-shot",
+            action=argparse.BooleanOptionalAction,
+            default=settings.MATHCONV_FEW_SHOT,
+            help="Put the team's reviewed results in the prompt as worked examples (the "
+            "current few-shot set, see `manage.py fewshot`); default: MATHCONV_FEW_SHOT.",
+        )
         parser.add_argument("--name", default="", help="A name for the job.")
         parser.add_argument(
             "--endpoint",
@@ -172,6 +181,7 @@ def job_settings(opts: dict) -> JobSettings:
         name=opts["name"],
         limit=opts["limit"],
         endpoint=endpoint_option(opts.get("endpoint") or ""),
+        few_shot=bool(opts.get("few_shot")),
     )
 
 

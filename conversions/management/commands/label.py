@@ -116,7 +116,8 @@ class Command(BaseCommand):
             raise CommandError(" ".join(exc.messages)) from None
         model = opts["model"] or default_model(kind=Job.Kind.LABEL, backend=Job.Backend.OPENAI)
         # Refused before the rows are imported: a run that cannot label changes nothing.
-        check_config(model)
+        # The endpoint the job will run on, not this shell's default one.
+        check_config(model, endpoint_option(opts.get("endpoint") or ""))
         self.stdout.write("\n".join(import_rows(path, opts["encoding"])))
         refs = csv_question_ids(path, opts["encoding"])[: opts["limit"] or None]
         job, message = job_for_run(path, refs, schema=schema, model=model, opts=opts)
