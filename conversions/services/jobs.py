@@ -21,7 +21,7 @@ from conversions import selectors
 from conversions.exporting import export_dir
 from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, Job, JobRun, Question
+from conversions.models import Endpoint, Item, Job, JobRun, Question
 from conversions.preflight import ConfigurationError, check_backend_config
 from conversions.services.items import items_mark_cancelled, lease_duration
 
@@ -96,6 +96,7 @@ def job_retry_with(
     job: Job,
     backend: str,
     model: str = "",
+    endpoint: Endpoint | None = None,
     items: QuerySet[Item] | None = None,
     created_by=None,
     enqueue: bool = True,
@@ -105,9 +106,10 @@ def job_retry_with(
     or openai instead of failing the same way again. The failed items stay as the record
     of the first attempt; the new job's cost is its own.
 
-    items: a subset of the job's items (the failures page's selection); default every
-    failed item of the job. Raises ConfigurationError (no key, unknown model, nothing
-    failed) before writing anything.
+    items: a subset of the job's items (the failures page's group or category, the item
+    list's selection); default every failed item of the job. model "" and endpoint None:
+    the defaults of a new job. Raises ConfigurationError (no key, unknown model, an
+    endpoint that does not answer, nothing failed) before writing anything.
     """
     if backend not in (Job.Backend.HYBRID, Job.Backend.OPENAI) or job.kind != Job.Kind.CONVERT:
         raise ConfigurationError(
@@ -123,6 +125,7 @@ def job_retry_with(
             kind=Job.Kind.CONVERT,
             backend=backend,
             model=model,
+            endpoint=endpoint,
             only_unconverted=False,
             overwrite_reviewed=job.overwrite_reviewed,
             name=_("Retry of job %(job)s with %(backend)s") % {"job": job.pk, "backend": backend},

@@ -22,16 +22,16 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("out", help="Output file, or - for standard output (csv, json).")
+        parser.add_argument("out", help=_("Output file, or - for standard output (csv, json)."))
         parser.add_argument(
-            "--format", choices=FORMATS, help="Output format (default: from the extension)."
+            "--format", choices=FORMATS, help=_("Output format (default: from the extension).")
         )
-        parser.add_argument("--subject", help="Only questions of this subject.")
-        parser.add_argument("--grade", help="Only questions of this grade.")
+        parser.add_argument("--subject", help=_("Only questions of this subject."))
+        parser.add_argument("--grade", help=_("Only questions of this grade."))
         parser.add_argument(
             "--conversion-state",
             choices=Question.ConversionState.values,
-            help="Only questions in this conversion state.",
+            help=_("Only questions in this conversion state."),
         )
 
     def handle(self, *args, **options):
