@@ -51,8 +51,8 @@ class RetryWithLLMForm(forms.Form):
         choices=[(b, Job.Backend(b).label) for b in LLM_RETRY_BACKENDS],
         initial=Job.Backend.HYBRID,
         help_text=gettext_lazy(
-            "hybrid: the rules first, the LLM where their result fails; openai: the LLM "
-            "for every item."
+            "Hybrid sends only what the rules cannot convert to the LLM; the "
+            "OpenAI-compatible API sends every item."
         ),
     )
     endpoint = forms.ModelChoiceField(
