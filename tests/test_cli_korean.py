@@ -27,6 +27,7 @@ from conversions.results import ItemResult
 from tests.jobutil import make_questions
 from tests.settings import subprocess_env
 from tests.test_label_command import ensure_default_schema
+from tests.test_routing import glyph
 
 pytestmark = pytest.mark.django_db
 
@@ -206,15 +207,39 @@ def test_help_of_every_option_is_korean(name):
         assert HANGUL.search(text), f"{name}: {text!r}"
 
 
-def test_subprocess_with_language_code_ko_prints_korean():
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [sys.executable, "manage.py", "job", "stats", "424242"],
-        cwd=root,
-        env=subprocess_env(LANGUAGE_CODE="ko"),
+def manage(*args: str) -> subprocess.CompletedProcess:
+    """A command as an operator runs it: its own process, LANGUAGE_CODE=ko, no key."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=subprocess_env(LANGUAGE_CODE="ko", OPENAI_API_KEY="", LOG_LEVEL="INFO"),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_its_own_process_with_language_code_ko_everything_on_the_terminal_is_korean():
+    # Stdout and stderr: the command's lines, the progress bar, and no English log line
+    # (the job's log file keeps those: "로그" names it).
+    make_questions(4)
+    make_questions(2, prefix="G", mathml=glyph)  # refused by the rules: logged failures
+    result = manage("convert", "--backend", "rules", "--wait", "--name", "K")
+    assert result.returncode == 0, result.stderr
+    # The failure samples are the items' stored messages, from the rules converter
+    # (conversions/converters: English, recorded when the item was converted).
+    assert_korean(result.stdout, also_allowed={"unsupported", "element", "mglyph"})
+    assert_korean(result.stderr)
+    assert "실패        잘못된 출력 [invalid_output] 2개" in result.stdout
+    job = Job.objects.get()
+    assert (
+        "unsupported element <mglyph>"
+        in Path(re.search(r"로그\s+(\S+)", result.stdout).group(1)).read_text()
+    )
+    result = manage("job", "retry", str(job.pk))
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    assert_korean(result.stdout)
+    result = manage("job", "stats", "424242")
     assert result.returncode == 1
     assert "작업 424242이(가) 없습니다." in result.stderr, result.stderr

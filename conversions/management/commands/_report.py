@@ -8,6 +8,10 @@ brackets, since `job retry --category` takes the code.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext_lazy
 
@@ -34,6 +38,10 @@ ROUTE_WORDS = {
     "llm": pgettext_lazy("cli route", "LLM"),
     "cache": pgettext_lazy("cli route", "cache"),
 }
+# Loggers whose INFO lines a command's own (translated) lines already say: "job=3
+# created ...", django-q2's "Enqueued ...". Their warnings still show; the job's log
+# file keeps every line of a run.
+CHATTY_LOGGERS = ("conversions", "django-q")
 COUNT_ORDER = ["succeeded", "needs_review", "failed", "cancelled", "skipped", "running", "pending"]
 
 
@@ -171,3 +179,17 @@ def format_stats(stats: dict, *, exports: bool = True) -> str:
         lines.append(_("  log         %(path)s") % {"path": log_path(stats["job"])})
         lines.append(_("  exports     %(path)s") % {"path": export_dir(job_id=stats["job"])})
     return "\n".join(lines)
+
+
+@contextmanager
+def quiet_console() -> Iterator[None]:
+    """While a command runs: the chatty loggers' INFO lines stay off the terminal."""
+    loggers = [logging.getLogger(name) for name in CHATTY_LOGGERS]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, saved, strict=True):
+            logger.setLevel(level)

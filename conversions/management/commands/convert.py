@@ -22,7 +22,11 @@ from django.utils.translation import gettext_lazy
 from conversions import selectors, services
 from conversions.endpoints import endpoint_option
 from conversions.jobsettings import JobSettings
-from conversions.management.commands._report import format_stats, progress_line
+from conversions.management.commands._report import (
+    format_stats,
+    progress_line,
+    quiet_console,
+)
 from conversions.models import Job, Question
 from conversions.tasks import job_run_inline
 
@@ -131,6 +135,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
+        with quiet_console():
+            return self.handle_quietly(**opts)
+
+    def handle_quietly(self, **opts):
         inline = opts["wait"] and not selectors.cluster_alive()
         job = create_job(opts, enqueue=not inline)
         self.stdout.write(created_line(job))
@@ -259,9 +267,7 @@ class _StopOnSignal:
 def run_with_progress(job: Job, out) -> str:
     bar = _Bar(out)
     with _StopOnSignal() as stop:
-        outcome = job_run_inline(
-            job, stop=stop, on_progress=bar.draw, console_level=logging.WARNING
-        )
+        outcome = job_run_inline(job, stop=stop, on_progress=bar.draw, console_level=logging.ERROR)
     bar.end(job)
     if stop.is_set():
         out.write(_("Paused. Resume with `python manage.py job resume %(job)s`.") % {"job": job.pk})

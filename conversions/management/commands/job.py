@@ -13,7 +13,11 @@ from django.utils.translation import gettext_lazy
 
 from conversions import exporting, selectors, services
 from conversions.endpoints import endpoint_option
-from conversions.management.commands._report import format_stats, status_label
+from conversions.management.commands._report import (
+    format_stats,
+    quiet_console,
+    status_label,
+)
 from conversions.models import Item, Job
 
 ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export")
@@ -56,6 +60,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help=_("stats: print JSON."))
 
     def handle(self, *args, **opts):
+        with quiet_console():
+            return self.handle_quietly(**opts)
+
+    def handle_quietly(self, **opts):
         try:
             job = Job.objects.get(pk=opts["job"])
         except Job.DoesNotExist:

@@ -31,7 +31,11 @@ from conversions.endpoints import endpoint_option
 from conversions.exporting import neutralise
 from conversions.importing import FileSource, SourceError, import_file, layout_for
 from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
-from conversions.management.commands._report import category_label, format_stats
+from conversions.management.commands._report import (
+    category_label,
+    format_stats,
+    quiet_console,
+)
 from conversions.management.commands.convert import run_with_progress
 from conversions.models import Endpoint, Item, Job, LabelSchema, Question
 from conversions.preflight import check_backend_config
@@ -127,6 +131,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
+        with quiet_console():
+            return self.handle_quietly(**opts)
+
+    def handle_quietly(self, **opts):
         path = Path(opts["input_csv"]).resolve()
         try:
             schema = labeling.label_schema_get(opts["schema"])
