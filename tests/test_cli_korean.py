@@ -45,6 +45,8 @@ ALLOWED = {
     "XLSX",
     "JSON",
     "MathML",
+    "XML",
+    "DOCTYPE",
     "LaTeX",
     "gpt",
     "mini",
@@ -113,10 +115,13 @@ def test_import_convert_job_monitor_and_export_print_korean(tmp_path, settings):
     bad = tmp_path / "bad.csv"
     bad.write_text(
         "question_id,mathml\n,<math><mn>1</mn></math>\nB1,<math><mn>2</mn></math>\n"
-        "B1,<math><mn>3</mn></math>\nB2,'<math><mi onclick=\"x\">y</mi></math>'\n",
+        "B1,<math><mn>3</mn></math>\nB2,'<math><mi onclick=\"x\">y</mi></math>'\n"
+        "B3,<!DOCTYPE math [<!ENTITY a 'b'>]><math><mi>&a;</mi></math>\n",
         encoding="utf-8",
     )
-    assert_korean(refused("import_questions", str(bad)), also_allowed={"onclick"})  # quoted data
+    rejected = refused("import_questions", str(bad))
+    assert_korean(rejected, also_allowed={"onclick"})  # quoted data
+    assert "엔티티 선언이 있는 DOCTYPE은 허용되지 않습니다" in rejected
     assert_korean(refused("import_questions"))
 
     converted = run("convert", "--backend", "rules", "--wait", "--name", "K")
