@@ -208,8 +208,10 @@ def test_help_of_every_option_is_korean(name):
         texts = [str(command.help)] + [
             str(action.help) for action in parser._actions if action.dest not in common
         ]
+        shown = parser.format_help()  # what --help prints: argparse needs text, not lazy
     for text in texts:
         assert HANGUL.search(text), f"{name}: {text!r}"
+        assert " ".join(text.split()) in " ".join(shown.split())
 
 
 def manage(*args: str) -> subprocess.CompletedProcess:
@@ -245,6 +247,9 @@ def test_in_its_own_process_with_language_code_ko_everything_on_the_terminal_is_
     result = manage("job", "retry", str(job.pk))
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
     assert_korean(result.stdout)
+    result = manage("convert", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "문제 은행에 MathML -> LaTeX 변환 작업을 만들고 대기열에 넣습니다." in result.stdout
     result = manage("job", "stats", "424242")
     assert result.returncode == 1
     assert "작업 424242이(가) 없습니다." in result.stderr, result.stderr

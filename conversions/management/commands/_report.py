@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.core.management.base import BaseCommand
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext_lazy
 
@@ -42,6 +43,17 @@ ROUTE_WORDS = {
 # created ...", django-q2's "Enqueued ...". Their warnings still show; the job's log
 # file keeps every line of a run.
 CHATTY_LOGGERS = ("conversions", "django-q")
+
+
+class TranslatedCommand(BaseCommand):
+    """A command whose `help` is a lazy translation: argparse gets it as text, in the
+    language active when the parser is built (`--help` under LANGUAGE_CODE=ko: Korean)."""
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        self.help = str(self.help)
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
+
 COUNT_ORDER = ["succeeded", "needs_review", "failed", "cancelled", "skipped", "running", "pending"]
 
 

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -23,6 +23,7 @@ from conversions import selectors, services
 from conversions.endpoints import endpoint_option
 from conversions.jobsettings import JobSettings
 from conversions.management.commands._report import (
+    TranslatedCommand,
     format_stats,
     progress_line,
     quiet_console,
@@ -34,7 +35,7 @@ WATCH_INTERVAL_S = 0.5
 FALLBACK_AFTER_S = 20.0
 
 
-class Command(BaseCommand):
+class Command(TranslatedCommand):
     help = gettext_lazy(
         "Create a MathML -> LaTeX conversion job over the question bank and queue it."
     )

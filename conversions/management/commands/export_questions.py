@@ -5,15 +5,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from conversions.exporting import FORMATS, ExportError, export_questions
+from conversions.management.commands._report import TranslatedCommand
 from conversions.models import Question
 
 
-class Command(BaseCommand):
+class Command(TranslatedCommand):
     help = gettext_lazy(
         "Export questions with their results (LaTeX, conversion state, effective labels, "
         "latest conversion result). LaTeX and MathML are exported exactly; XLSX writes "

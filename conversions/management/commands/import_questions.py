@@ -5,7 +5,7 @@ import signal
 import threading
 from contextlib import contextmanager
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -17,6 +17,7 @@ from conversions.importing import (
     import_file,
     import_source,
 )
+from conversions.management.commands._report import TranslatedCommand
 
 
 class Interrupted(Exception):
@@ -39,7 +40,7 @@ def sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
-class Command(BaseCommand):
+class Command(TranslatedCommand):
     help = gettext_lazy(
         "Import questions keyed on question_id: new rows are created, changed rows updated, "
         "unchanged rows skipped. The whole source is validated first; if any row is bad, "

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from conversions import exporting, selectors, services
 from conversions.endpoints import endpoint_option
 from conversions.management.commands._report import (
+    TranslatedCommand,
     format_stats,
     quiet_console,
     status_label,
@@ -23,7 +24,7 @@ from conversions.models import Item, Job
 ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export")
 
 
-class Command(BaseCommand):
+class Command(TranslatedCommand):
     help = gettext_lazy(
         "Pause, resume, cancel or retry a job, print its stats, or export its results."
     )

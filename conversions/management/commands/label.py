@@ -20,7 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
@@ -32,6 +32,7 @@ from conversions.exporting import neutralise
 from conversions.importing import FileSource, SourceError, import_file, layout_for
 from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
 from conversions.management.commands._report import (
+    TranslatedCommand,
     category_label,
     format_stats,
     quiet_console,
@@ -49,7 +50,7 @@ SQLITE_MAX_IN = 30_000
 SQLITE_MAX_RANGES = 500
 
 
-class Command(BaseCommand):
+class Command(TranslatedCommand):
     help = gettext_lazy(
         "Label the rows of a CSV (id and text columns, or a question export) with an LLM "
         "through a labeling job, and write the labeled CSV. Resumable: run it again after "

@@ -5,19 +5,19 @@ from __future__ import annotations
 import signal
 import threading
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from conversions import selectors
-from conversions.management.commands._report import format_stats, progress_line
+from conversions.management.commands._report import TranslatedCommand, format_stats, progress_line
 from conversions.models import Job
 
 RECENT_JOBS = 10
 
 
-class Command(BaseCommand):
+class Command(TranslatedCommand):
     help = gettext_lazy(
         "Show live progress and stats of one job, or of the active and recent jobs."
     )
