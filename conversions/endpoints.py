@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from conversions.engine import types
 from conversions.models import Endpoint, EndpointModel, Job
@@ -60,7 +61,9 @@ def endpoint_option(name: str) -> Endpoint | None:
     endpoint = endpoint_named(name)
     if endpoint is None:
         known = ", ".join(Endpoint.objects.values_list("name", flat=True)) or "-"
-        raise CommandError(f"No endpoint named {name!r} (known: {known}).")
+        raise CommandError(
+            _("No endpoint named %(name)r (known: %(known)s).") % {"name": name, "known": known}
+        )
     return endpoint
 
 

@@ -604,16 +604,22 @@ def message_pattern(message: str) -> str:
 
 
 def failure_groups(items) -> list[dict]:
-    """Failed items grouped by category and message pattern, largest group first."""
+    """Failed items grouped by category and message pattern, largest group first.
+
+    Each group: {"category", "category_label", "pattern", "sample", "prefix" (the
+    messages' common start, for the item list's filter), "count" (items with the
+    category: failed, waiting for review or cancelled), "failed" (of them, status
+    failed: what a retry with the LLM takes)}.
+    """
     rows = (
         items.exclude(error_category="")
         .order_by()
         .values_list("error_category", "error_message")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("pk"), failed=Count("pk", filter=Q(status=Item.Status.FAILED)))
         .order_by("-n")[:GROUP_SCAN]
     )
     groups: dict[tuple[str, str], dict] = {}
-    for category, message, n in rows:
+    for category, message, n, failed in rows:
         key = (category, message_pattern(message))
         group = groups.get(key)
         if group is None:
@@ -624,9 +630,11 @@ def failure_groups(items) -> list[dict]:
                 "sample": Truncator(message).chars(SAMPLE_CHARS),
                 "prefix": message[:100],
                 "count": n,
+                "failed": failed,
             }
         else:
             group["count"] += n
+            group["failed"] += failed
             group["prefix"] = os.path.commonprefix([group["prefix"], message])
     return sorted(groups.values(), key=lambda g: -g["count"])
 

@@ -9,6 +9,8 @@ import functools
 import json
 import random
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -364,3 +366,22 @@ def test_a_truncated_body_is_cut_off_and_the_connection_closed(fake_openai):
         convert(fake_openai)
     stats = fake_openai.stats()
     assert (stats["truncated"], stats["ok"]) == (1, 0)
+
+
+def test_a_port_in_use_is_one_line_not_a_traceback():
+    # README: a second `fake_openai --port 8001` while `make demo` serves on 8001.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "mathconv_dev.fakeopenai", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"fake_openai: port {port} on 127.0.0.1 is in use (another server, e.g. the one "
+        "`make demo` starts, may already answer there); nothing was started.\n"
+    )

@@ -61,6 +61,7 @@ def urls(world) -> dict[str, tuple[str, str]]:
         "item_page": ("get", reverse("admin:conversions_item_change", args=[failed])),
         "item_retry": ("post", reverse("admin:conversions_item_retry", args=[failed])),
         "category_retry": ("post", reverse("admin:conversions_item_retry_category")),
+        "llm_retry": ("post", reverse("admin:conversions_item_retry_llm")),
         "review": ("get", reverse("admin:conversions_item_review")),
         "review_next": ("get", reverse("admin:conversions_item_review_next")),
         "review_decide": (
@@ -78,6 +79,7 @@ def urls(world) -> dict[str, tuple[str, str]]:
 
 POST_DATA = {
     "category_retry": {"category": "timeout"},
+    "llm_retry": {"backend": "hybrid"},
     "review_decide": json.dumps({"action": "approve"}),
     "bulk_approve": {"min_score": "0.1"},
     "launch_label": {"batch_size": 10, "max_concurrent": 1, "_launch": "1"},
@@ -94,6 +96,7 @@ def redirects(world) -> dict[str, str]:
         "job_retry": reverse("admin:conversions_job_change", args=[job]),
         "item_retry": reverse("admin:conversions_item_change", args=[failed]),
         "category_retry": reverse("admin:conversions_item_failures"),
+        "llm_retry": reverse("admin:conversions_item_failures"),
         "bulk_approve": reverse("admin:conversions_item_review"),
     }
 
@@ -169,7 +172,14 @@ def test_a_viewer_changes_nothing(client, world):
     assert response.status_code == 403
     assert client.get(reverse("admin:conversions_question_import")).status_code == 403
     assert client.get(reverse("admin:conversions_question_add")).status_code == 403
-    for name in ("job_pause", "job_cancel", "job_retry", "item_retry", "review_decide"):
+    for name in (
+        "job_pause",
+        "job_cancel",
+        "job_retry",
+        "item_retry",
+        "llm_retry",
+        "review_decide",
+    ):
         assert call(client, world, name).status_code == 403
     question.refresh_from_db()
     assert question.question_id != "renamed"
@@ -334,6 +344,7 @@ MATRIX_METHOD = {
     "conversions_question_process_import": ("post", None),
     "conversions_item_retry": ("post", None),
     "conversions_item_retry_category": ("post", {"category": "timeout"}),
+    "conversions_item_retry_llm": ("post", {"backend": "hybrid"}),
     "conversions_item_review_decide": ("post", json.dumps({"action": "approve"})),
     "conversions_item_review_bulk": ("post", {"min_score": "0.1"}),
 }
@@ -371,6 +382,16 @@ MATRIX = {
         "-> /admin/conversions/item/<id>/change/",
     ),
     "conversions_item_retry_category": (
+        "login",
+        "login",
+        403,
+        403,
+        403,
+        "-> /admin/conversions/item/failures/",
+        "-> /admin/conversions/item/failures/",
+    ),
+    # Retry with the LLM: without a job or ticked items, back to the failures page.
+    "conversions_item_retry_llm": (
         "login",
         "login",
         403,
@@ -500,7 +521,10 @@ ACTIONS = {
     "conversions.ModelPrice": {"superuser": {"delete_selected"}},
     "conversions.Endpoint": {"superuser": {"delete_selected"}},
     "conversions.LabelSchema": {"superuser": {"delete_selected"}},
-    "conversions.Item": {"operators": {"retry_selected"}, "superuser": {"retry_selected"}},
+    "conversions.Item": {
+        "operators": {"retry_selected", "retry_with_llm"},
+        "superuser": {"retry_selected", "retry_with_llm"},
+    },
     "conversions.RecurringJob": {
         "operators": {"run_now", "delete_selected"},
         "superuser": {"run_now", "delete_selected"},

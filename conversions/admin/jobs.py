@@ -236,14 +236,26 @@ def job_page_data(job: Job, *, series: bool = True) -> dict:
         failure["label"] = str(Item.ErrorCategory(category).label)
         failure["samples"] = [Truncator(s).chars(SAMPLE_CHARS) for s in failure["samples"]]
     stats["status_label"] = str(Job.Status(stats["status"]).label)
-    stats["count_labels"] = {s: str(Item.Status(s).label) for s in stats["counts"]}
+    labels = {s: str(Item.Status(s).label) for s in stats["counts"]}
+    stopping = job.status in (Job.Status.CANCELLED, Job.Status.PAUSED)
+    if stopping and Item.Status.RUNNING in labels:
+        # In flight when the job was cancelled or paused: the worker that holds them
+        # ends them at its next check (or the reconciler, once their lease expires).
+        labels[Item.Status.RUNNING] = str(_("Stopping"))
+    stats["count_labels"] = labels
+    stats["count_rows"] = [
+        {"status": s, "label": labels[s], "count": n} for s, n in stats["counts"].items()
+    ]
+    unfinished = sum(stats["counts"].get(s, 0) for s in UNFINISHED)
     share = stats["prompt_cache"]["share"]
     stats["prompt_cache"]["share_text"] = "–" if share is None else f"{share:.1%}"
     return {
         "stats": stats,
         "series": selectors.job_throughput_series(job=job) if series else None,
         "failures_url": reverse("admin:conversions_item_failures") + f"?job={job.pk}",
-        "final": job.is_final,
+        # The page stops polling only once nothing of the job moves any more: a
+        # cancelled job's items in flight still end (cancelled or finished) after it.
+        "final": job.is_final and not unfinished,
     }
 
 

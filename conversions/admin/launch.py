@@ -120,6 +120,14 @@ class LabelForm(JobSettingsForm):
     )
     field_order = ["name", "label_schema", "model"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The schema the select shows first is the one the first estimate prices: without
+        # it the page opened with "tokens 0 / no price" until "Update estimate".
+        field = self.fields["label_schema"]
+        if not self.is_bound and field.initial is None:
+            field.initial = field.queryset.first()
+
     @property
     def backend(self) -> str:
         return Job.Backend.OPENAI  # labeling always asks a model

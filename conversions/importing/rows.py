@@ -134,7 +134,10 @@ def stem_problems(text: str) -> list[str]:
     if len(text.encode()) > max_bytes:
         return [
             _("invalid MathML: %(reason)s")
-            % {"reason": f"too big: {len(text.encode()):,} bytes (the limit is {max_bytes:,})"}
+            % {
+                "reason": _("too big: %(size)s bytes (the limit is %(max)s)")
+                % {"size": f"{len(text.encode()):,}", "max": f"{max_bytes:,}"}
+            }
         ]
     unsafe = ""
     try:

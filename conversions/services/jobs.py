@@ -22,6 +22,7 @@ from conversions.exporting import export_dir
 from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
 from conversions.models import (
+    Endpoint,
     Item,
     ItemQuerySet,
     Job,
@@ -105,6 +106,7 @@ def job_retry_with(
     job: Job,
     backend: str,
     model: str = "",
+    endpoint: Endpoint | None = None,
     items: QuerySet[Item] | None = None,
     created_by=None,
     enqueue: bool = True,
@@ -114,9 +116,10 @@ def job_retry_with(
     or openai instead of failing the same way again. The failed items stay as the record
     of the first attempt; the new job's cost is its own.
 
-    items: a subset of the job's items (the failures page's selection); default every
-    failed item of the job. Raises ConfigurationError (no key, unknown model, nothing
-    failed) before writing anything.
+    items: a subset of the job's items (the failures page's group or category, the item
+    list's selection); default every failed item of the job. model "" and endpoint None:
+    the defaults of a new job. Raises ConfigurationError (no key, unknown model, an
+    endpoint that does not answer, nothing failed) before writing anything.
     """
     if backend not in (Job.Backend.HYBRID, Job.Backend.OPENAI) or job.kind != Job.Kind.CONVERT:
         raise ConfigurationError(
@@ -132,6 +135,7 @@ def job_retry_with(
             kind=Job.Kind.CONVERT,
             backend=backend,
             model=model,
+            endpoint=endpoint,
             only_unconverted=False,
             overwrite_reviewed=job.overwrite_reviewed,
             name=_("Retry of job %(job)s with %(backend)s") % {"job": job.pk, "backend": backend},

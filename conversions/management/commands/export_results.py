@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from conversions.exporting import FORMATS, ExportError, export_results_split
+from conversions.management.commands._report import TranslatedCommand
 from conversions.management.commands.export_questions import export_to_file
 from conversions.management.commands.import_questions import database_url
 from conversions.models import Question
 from conversions.writeback import DEFAULT_BATCH_SIZE, Target, WriteBackError, write_back
 
 
-class Command(BaseCommand):
-    help = gettext_lazy(  # type: ignore[assignment]  # lazy: translated when printed
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Export approved results (or, with --all-successful, every successful result) to "
         "a CSV / XLSX / JSON file, to the old scripts' per-batch JSON files (--split), or "
         "back into a PostgreSQL table (--to-db), leaving rows changed there since the "
