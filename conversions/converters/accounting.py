@@ -117,7 +117,7 @@ def _classes() -> dict[str, str]:
         join(wide, narrow)
     for char, command in sym.UNDER_ACCENTS.items():
         join(char, command)
-    for char, command in sym.EXTENSIBLE_ARROWS.items():
+    for char, command in (sym.EXTENSIBLE_ARROWS | sym.STRETCHY_ONLY_EXTENSIBLE).items():
         join(char, command)
     for group in _LOOK_ALIKES:
         for char in group[1:]:

@@ -83,6 +83,7 @@ _CONTENT_MATHML = frozenset(
 _NOT_ATOMS = frozenset(
     {"\\overbrace", "\\underbrace", "\\overset", "\\underset", "\\left", "\\sqrt"}
 ) | frozenset(sym.EXTENSIBLE_ARROWS.values())
+_NOT_ATOMS |= frozenset(sym.STRETCHY_ONLY_EXTENSIBLE.values())
 
 Handler = Callable[[etree._Element, "str | None"], str]
 
@@ -208,10 +209,29 @@ def _text(el: etree._Element) -> str:
     if text and (text[0] in _XML_SPACE or text[-1] in _XML_SPACE or "  " in text or "\n" in text):
         text = " ".join(text.split(None))
     if not text.isascii():
-        if not unicodedata.is_normalized("NFC", text):
-            text = unicodedata.normalize("NFC", text)  # a letter and its combining accent as one
+        if not unicodedata.is_normalized("NFC", text) and _has_marks(text):
+            text = _composed(text)
         text = text.translate(_FULL_WIDTH)
     return text
+
+
+def _composed(text: str) -> str:
+    """A letter and the combining marks that follow it as one character where Unicode has
+    one (e + U+0301 as é), by NFC on each such cluster only. Characters without marks keep
+    their code point: NFC of the whole text would also replace canonical singletons and
+    composition exclusions (U+1F71 ά by U+03AC, the Ohm sign by Omega, the Hebrew
+    presentation form U+FB30 by alef + dagesh), which draw differently or not at all."""
+    out: list[str] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        end = i + 1
+        while end < n and unicodedata.combining(text[end]):
+            end += 1
+        cluster = text[i:end]
+        out.append(unicodedata.normalize("NFC", cluster) if end - i > 1 else cluster)
+        i = end
+    return "".join(out)
 
 
 def _typed_space(el: etree._Element) -> bool:
@@ -370,15 +390,19 @@ def _has_marks(text: str) -> bool:
 def _with_marks(text: str, convert: Callable[[str], str]) -> str:
     """Each character converted, a combining mark applied to the character before it."""
     parts: list[str] = []
+    bases: list[str] = []  # the characters each part draws, while they are one letter + marks
     for c in text:
         if parts and unicodedata.combining(c):
-            parts[-1] = _apply_mark(c, parts[-1])
+            parts[-1] = _apply_mark(c, parts[-1], bases[-1])
+            bases[-1] += c
         else:
             parts.append(convert(c))
+            bases.append(c)
     return _join(parts)
 
 
-def _apply_mark(mark: str, base: str) -> str:
+def _apply_mark(mark: str, base: str, chars: str) -> str:
+    """`base` (the LaTeX of `chars`) with the combining `mark` over, under or through it."""
     if mark == "\u0338":  # long solidus overlay: a negated relation
         return "\\not" + (" " if base[0] in _ASCII_LETTERS else "") + base
     over = sym.OVER_ACCENTS.get(mark)
@@ -387,18 +411,24 @@ def _apply_mark(mark: str, base: str) -> str:
     under = sym.UNDER_ACCENTS.get(mark)
     if under is not None:
         return under + "{" + base + "}"
+    if not chars.isascii() and (base == chars or base == "\\text{" + chars + "}"):
+        # A letter of a script without LaTeX accents (Hebrew points, Arabic vowel marks)
+        # drawn as it is written: the letter and its marks as one text cluster.
+        return "\\text{" + chars + mark + "}"
     raise ConversionError(f"the combining character U+{ord(mark):04X} has no LaTeX equivalent")
 
 
 def _lone_combining_mark(c: str) -> str:
-    """A combining mark with nothing to combine with: its accent over an empty base."""
+    """A combining mark with nothing to combine with: its accent over an empty base, or,
+    where LaTeX has no accent for it, the character itself as text (MathJax fails on a
+    bare combining mark in math mode; \\text{} draws it in both MathJax and MathLive)."""
     over = sym.OVER_ACCENTS.get(c)
     if over is not None:
         return over[0] + "{}"
     under = sym.UNDER_ACCENTS.get(c)
     if under is not None:
         return under + "{}"
-    raise ConversionError(f"the combining character U+{ord(c):04X} has no base to combine with")
+    return "\\text{" + c + "}"
 
 
 def _is_word_script(c: str) -> bool:
@@ -920,7 +950,8 @@ def _merge_text(parts: list[str]) -> list[str]:
     out: list[str] = []
     for part in parts:
         match = _PLAIN_TEXT.match(part) if out else None
-        if match is not None:
+        if match is not None and not unicodedata.combining(match.group(1)[:1] or "a"):
+            # (a lone combining mark stays apart: joined, it would combine with the text)
             previous = _PLAIN_TEXT.match(out[-1])
             if previous is not None:
                 out[-1] = "\\text{" + previous.group(1) + match.group(1) + "}"
@@ -1230,7 +1261,10 @@ def _under_over(el: etree._Element, v: str | None, under: bool, over: bool) -> s
     above = kids[-1] if over else None
     op = _embellished_op(base)
     if op is not None:
-        arrow = sym.EXTENSIBLE_ARROWS.get(_text(op))
+        text = _text(op)
+        arrow = sym.EXTENSIBLE_ARROWS.get(text)
+        if arrow is None and op.get("stretchy") == "true":
+            arrow = sym.STRETCHY_ONLY_EXTENSIBLE.get(text)
         if arrow is not None and (
             below is None or sym.UNDER_ACCENTS.get(_accent_char(below) or "") is None
         ):
@@ -1364,10 +1398,32 @@ class _Table:
         self.lines = _table_lines(el, self.width)
         self.plain = not any(self.lines)
         self.framed = _table_frame(el)
+        self.frame_space = _frame_space(el) if self.framed else ""
 
     def boxed(self, latex: str) -> str:
         """The table's LaTeX inside its frame, if it has one."""
-        return "\\boxed{" + latex + "}" if self.framed else latex
+        if not self.framed:
+            return latex
+        return "\\boxed{" + self.frame_space + latex + self.frame_space + "}"
+
+
+# The padding (em) MathJax's \boxed leaves between its frame and its content.
+_BOXED_PADDING = 0.2
+
+
+def _frame_space(el: etree._Element) -> str:
+    """The space to add inside \\boxed on each side so that the frame stands as far from
+    the table as the table's horizontal framespacing says (MathML's default 0.4em; MathJax
+    writes .5em for TeX arrays); "" when \\boxed's own padding is close enough."""
+    words = (el.get("framespacing") or "").split()
+    extra = (_length_em(words[0]) if words else 0.4) or 0.0
+    extra -= _BOXED_PADDING
+    if extra < 0.05:
+        return ""
+    for widest, command in _SPACES:
+        if extra < widest:
+            return command
+    return f"\\hspace{{{round(extra, 3):g}em}}"
 
 
 def _table_frame(el: etree._Element) -> bool:
@@ -1550,8 +1606,28 @@ def _color_and_size(el: etree._Element, latex: str) -> str:
     if background and _tag(el) != "mspace":
         name = _color(background)
         if name is not None and name != "white":
-            latex = "\\bbox[" + name + "]{" + latex + "}"
+            latex = "\\bbox[" + name + _bbox_padding(el) + "]{" + latex + "}"
     return latex
+
+
+def _bbox_padding(el: etree._Element) -> str:
+    """ ",5px" when a coloured box pads its content equally on all four sides: an <mpadded>
+    (the element or its only child) with height="+P" depth="+P" lspace="P" width="+2P", as
+    MathJax writes \\bbox[yellow,5px]{a}; "" otherwise (the colour alone)."""
+    pad = el if _tag(el) == "mpadded" else (el[0] if len(el) == 1 else None)
+    if pad is None or _tag(pad) != "mpadded" or pad.get("voffset"):
+        return ""
+    lspace = _length(pad.get("lspace"))
+    height = (pad.get("height") or "").strip()
+    depth = (pad.get("depth") or "").strip()
+    width = (pad.get("width") or "").strip()
+    if lspace is None or lspace[0] <= 0 or not (height[:1] == depth[:1] == width[:1] == "+"):
+        return ""
+    if _length(height[1:]) != lspace or _length(depth[1:]) != lspace:
+        return ""
+    if _length(width[1:]) != (lspace[0] * 2, lspace[1]):
+        return ""
+    return "," + _dimen(*lspace)
 
 
 def _mstyle(el: etree._Element, v: str | None) -> str:
