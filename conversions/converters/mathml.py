@@ -125,14 +125,21 @@ def element_to_latex(math: etree._Element) -> str:
 
 
 def _tag(el: etree._Element) -> str:
+    """An element's local name (<m:mi>, <mi> and {MathML}mi are all "mi")."""
     tag = el.tag
-    if tag[0] == "{":
-        return tag[_NS_LEN:] if tag.startswith(_NS) else local_name(tag)
-    return tag if ":" not in tag else local_name(tag)
+    name = _LOCAL_NAMES.get(tag)
+    if name is None:
+        name = local_name(tag)
+        if len(_LOCAL_NAMES) < _MAX_LOCAL_NAMES:  # untrusted input: the cache is bounded
+            _LOCAL_NAMES[tag] = name
+    return name
 
 
 _NS = "{" + MATHML_NS + "}"
-_NS_LEN = len(_NS)
+# Tags as lxml gives them -> local names; filled with the handlers' names below and with
+# other tags as they are met.
+_LOCAL_NAMES: dict[str, str] = {}
+_MAX_LOCAL_NAMES = 10_000
 
 
 def _kids(el: etree._Element) -> list[etree._Element]:
@@ -201,6 +208,7 @@ def _join(parts: list[str]) -> str:
 # falls back to a text font and slants them. They are read as their ASCII characters (their
 # Unicode compatibility decomposition), the ideographic space as a space.
 _FULL_WIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_FULL_WIDTH_RE = re.compile("[\uff01-\uff5e\u3000]")
 
 
 def _text(el: etree._Element) -> str:
@@ -221,7 +229,8 @@ def _text(el: etree._Element) -> str:
     if not text.isascii():
         if not unicodedata.is_normalized("NFC", text) and _has_marks(text):
             text = _composed(text)
-        text = text.translate(_FULL_WIDTH)
+        if _FULL_WIDTH_RE.search(text) is not None:
+            text = text.translate(_FULL_WIDTH)
     return text
 
 
@@ -568,17 +577,18 @@ def _text_command(text: str, variant: str | None) -> str:
 
 
 def _variant(el: etree._Element, v: str | None) -> str | None:
-    if not len(el.attrib):
+    keys = el.keys()
+    if not keys:
         return v
     # MathJax's own variant (\mathcal, \smallsmile ...) is what it draws with.
-    mjx = el.get("data-mjx-variant")
+    mjx = el.get("data-mjx-variant") if "data-mjx-variant" in keys else None
     if mjx is not None and mjx in sym.VARIANT_WRAPPERS:
         return mjx
-    variant = el.get("mathvariant")
+    variant = el.get("mathvariant") if "mathvariant" in keys else None
     if variant:
         return variant
-    weight = el.get("fontweight")
-    style = el.get("fontstyle")
+    weight = el.get("fontweight") if "fontweight" in keys else None
+    style = el.get("fontstyle") if "fontstyle" in keys else None
     if weight is None and style is None:
         return v
     # the MathML 1 attributes, still drawn by MathJax
@@ -631,13 +641,13 @@ def _mo(el: etree._Element, v: str | None) -> str:
             # A prime in a row (not a superscript of its own) is drawn at the row's size, as
             # \prime is; "'" would be a superscript prime, smaller and raised (x^{a'}).
             return "\\prime" * len(sym.PRIMES[text])
-        if el.get("minsize") is not None and text in sym.DELIMITERS:
+        if text in sym.DELIMITERS and el.get("minsize") is not None:
             big = _big(el) or _stretched_to_minsize(el)
             if big is not None:
                 return big + _delimiter(sym.DELIMITERS[text])
-        if (
+        if text in sym.VARIANT_FORMS and (
             variant == "-tex-variant" or el.get("data-mjx-alternate")
-        ) and text in sym.VARIANT_FORMS:
+        ):
             return sym.VARIANT_FORMS[text]
         if variant and variant != "normal":
             return _ident_char(text, variant)
@@ -735,11 +745,13 @@ def _fence_op(el: etree._Element) -> etree._Element | None:
     return None
 
 
-def _fence_kind(op: etree._Element, index: int, count: int) -> str | None:
-    """Whether an <mo> can open or close a \\left...\\right pair: "open", "close", "either"."""
+def _fence_kind(op: etree._Element, index: int, count: int, text: str) -> str | None:
+    """Whether an <mo> (whose _text is `text`) can open or close a \\left...\\right pair:
+    "open", "close", "either"."""
+    if text not in _FENCE_CANDIDATES:
+        return None  # (whatever its attributes say)
     if op.get("stretchy") == "false" or op.get("fence") == "false":
         return None
-    text = _text(op)
     if text in sym.OPENING_FENCES:
         return "open"
     if text in sym.CLOSING_FENCES:
@@ -772,95 +784,128 @@ def _explicit_fence(op: etree._Element) -> bool:
     )
 
 
+_FENCE_CANDIDATES = (
+    sym.OPENING_FENCES
+    | sym.CLOSING_FENCES
+    | sym.SYMMETRIC_FENCES
+    | sym.VERTICAL_ARROWS
+    | frozenset(sym.DELIMITERS)
+)
 _Pair = tuple[int, "etree._Element | None", "etree._Element | None"]
 # Operators after which a bar closes, as after an operand: x!|, f'|.
 _POSTFIX_OPERATORS = frozenset("!'\u2032\u2033\u2034%\u00b0")
 
 
-def _pairs(kids: list[etree._Element]) -> dict[int, _Pair]:
-    """Matching fences of one row: opener index -> (closer index, opener <mo>, closer <mo>).
+def _row_ops(
+    kids: list[etree._Element],
+) -> tuple[list[str], list[etree._Element | None], list[str | None]]:
+    """For each item of a row: its tag, its <mo> (_fence_op) and that <mo>'s text."""
+    tags = [_tag(kid) for kid in kids]
+    ops: list[etree._Element | None] = []
+    texts: list[str | None] = []
+    for kid, tag in zip(kids, tags, strict=True):
+        if tag == "mo":
+            op = kid
+        elif (
+            tag == "mrow" and len(kid) == 1 and isinstance(kid[0].tag, str) and _tag(kid[0]) == "mo"
+        ):
+            op = kid[0]
+        else:
+            ops.append(None)
+            texts.append(None)
+            continue
+        ops.append(op)
+        texts.append(_text(op))
+    return tags, ops, texts
+
+
+_INVISIBLE_TAGS = frozenset({"mspace", "maligngroup", "malignmark", "none"})
+
+
+def _pairs(
+    tags: list[str], ops: list[etree._Element | None], texts: list[str | None]
+) -> dict[int, _Pair]:
+    """Matching fences of one row (as _row_ops gives it): opener index -> (closer index,
+    opener <mo>, closer <mo>).
 
     A stretchy fence without a partner stretches over the rest of the row (or the row so
     far), like \\left( ... \\right. does: its partner is None, at index -1 or len(kids).
     """
     pairs: dict[int, _Pair] = {}
-    stack: list[tuple[int, etree._Element, str]] = []
-    count = len(kids)
+    stack: list[tuple[int, etree._Element, str, str]] = []  # (index, <mo>, kind, text)
+    count = len(ops)
     # Whether the item before is an operand (a closed fence included): a symmetric fence
     # after an operand closes, one after an operator or an opener (or first) opens, as
     # TeX's and MathJax's readers infer |x| pairs; so ||x|-1| nests instead of pairing
     # the first two bars.
     after_operand = False
-    for i, kid in enumerate(kids):
-        op = _fence_op(kid)
+    for i, op in enumerate(ops):
         if op is None:
-            if not _is_invisible(kid):
+            if tags[i] not in _INVISIBLE_TAGS:
                 after_operand = True
             continue
-        kind = _fence_kind(op, i, count)
+        text = texts[i] or ""
+        kind = _fence_kind(op, i, count, text)
         if kind is None:
-            text = _text(op)
             if text:
                 after_operand = text in _POSTFIX_OPERATORS
             continue
         if kind == "either":
             top = stack[-1] if stack else None
-            if (
-                after_operand
-                and top is not None
-                and top[2] == "either"
-                and _text(top[1]) == _text(op)
-            ):
+            if after_operand and top is not None and top[2] == "either" and top[3] == text:
                 pairs[top[0]] = (i, top[1], op)
                 stack.pop()
                 after_operand = True
             else:
-                stack.append((i, op, kind))
+                stack.append((i, op, kind, text))
                 after_operand = False
             continue
         after_operand = kind != "open"
         if kind == "open":
-            stack.append((i, op, kind))
+            stack.append((i, op, kind, text))
         else:
             # a symmetric fence left open inside this pair was not a fence
-            while stack and stack[-1][2] == "either" and _text(op) != _text(stack[-1][1]):
+            while stack and stack[-1][2] == "either" and text != stack[-1][3]:
                 stack.pop()
             if stack:
-                start, opener, _ = stack.pop()
+                start, opener, _, _ = stack.pop()
                 pairs[start] = (i, opener, op)
             elif _explicit_fence(op) and i > 0:
                 pairs[-1] = (i, None, op)
-    for start, opener, kind in stack:
+    for start, opener, kind, _ in stack:
         if kind == "open" and _explicit_fence(opener) and start < count - 1:
             pairs[start] = (count, opener, None)
             break
     return pairs
 
 
-def _is_middle(el: etree._Element) -> bool:
-    """A stretchy delimiter between a \\left and a \\right, drawn as tall as they are."""
-    op = _fence_op(el)
-    if op is None or op.get("stretchy") == "false":
+def _is_middle(op: etree._Element | None, text: str | None) -> bool:
+    """A stretchy delimiter (an item's <mo> and its text) between a \\left and a \\right,
+    drawn as tall as they are."""
+    if op is None or not text or text not in sym.DELIMITERS:
         return False
-    text = _text(op)
-    if text not in sym.DELIMITERS or not text:
+    if op.get("stretchy") == "false":
         return False
     return text in sym.VERTICAL_ARROWS or op.get("fence") == "true" or op.get("stretchy") == "true"
 
 
 def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) -> list[str]:
     if len(kids) < 2:
-        if middle and kids and _is_middle(kids[0]):
-            return ["\\middle" + _delimiter(sym.DELIMITERS[_text(_fence_op(kids[0]))])]
+        if middle and kids:
+            op = _fence_op(kids[0])
+            text = _text(op) if op is not None else None
+            if _is_middle(op, text):
+                return ["\\middle" + _delimiter(sym.DELIMITERS[text])]
         return [_conv(kid, v) for kid in kids]
-    pairs = _pairs(kids)
+    tags, ops, texts = _row_ops(kids)
+    pairs = _pairs(tags, ops, texts)
     parts: list[str] = []
     i = 0
     count = len(kids)
     lone_closer = pairs.get(-1)
     if lone_closer is not None:
-        close, _, closer = lone_closer
-        parts.append(_fenced("", _text(closer), kids[:close], v))
+        close = lone_closer[0]
+        parts.append(_fenced("", texts[close] or "", kids[:close], v))
         i = close + 1
     while i < count:
         kid = kids[i]
@@ -868,44 +913,40 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
         if pair is not None:
             close, opener, closer = pair
             if closer is None:
-                parts.append(_fenced(_text(opener), "", kids[i + 1 :], v))
+                parts.append(_fenced(texts[i] or "", "", kids[i + 1 :], v))
                 break
             big = _big(opener)
             if big == _big(closer):  # sized fences of different sizes are two symbols
-                parts.append(_fenced(_text(opener), _text(closer), kids[i + 1 : close], v, big))
+                parts.append(
+                    _fenced(texts[i] or "", texts[close] or "", kids[i + 1 : close], v, big)
+                )
                 i = close + 1
                 continue
-        if i == count - 2 and _tag(kids[i + 1]) == "mtable":
-            op = _fence_op(kid)
-            if op is not None and _text(op) == "{":
-                # an open brace before a table, with no closer: cases
-                parts.append(_fenced("{", "", kids[i + 1 :], v))
-                break
-        if middle and _is_middle(kid):
-            parts.append("\\middle" + _delimiter(sym.DELIMITERS[_text(_fence_op(kid))]))
-        elif (
-            i + 1 < count
-            and kid.text
-            and kid.text.strip()[:1] >= "\u1100"
-            and _is_syllable(kid)
-            and _is_syllable(kids[i + 1])
-        ):
-            # Word writes a Korean word one syllable per <mi>: the word as one text
-            end = i + 2
-            while end < count and _is_syllable(kids[end]):
-                end += 1
-            parts.append(_text_command("".join(_text(k) for k in kids[i:end]), None))
-            i = end
+        if i == count - 2 and tags[i + 1] == "mtable" and texts[i] == "{":
+            # an open brace before a table, with no closer: cases
+            parts.append(_fenced("{", "", kids[i + 1 :], v))
+            break
+        if middle and _is_middle(ops[i], texts[i]):
+            parts.append("\\middle" + _delimiter(sym.DELIMITERS[texts[i]]))
+            i += 1
             continue
-        elif (
-            kid.text
-            and kid.text.strip() in _CJK_ANGLES
-            and _tag(kid) == "mo"
-            and _is_relation_angle(kids, i)
-        ):
-            parts.append(_CJK_ANGLES[_text(kid)])
-        else:
-            parts.append(_conv(kid, v))
+        tag = tags[i]
+        raw = kid.text if tag == "mi" or tag == "mo" else None  # (syllables, angle brackets)
+        first = raw.strip()[:1] if raw else ""
+        if first >= "\u1100":
+            if i + 1 < count and _is_syllable(kid) and _is_syllable(kids[i + 1]):
+                # Word writes a Korean word one syllable per <mi>: the word as one text
+                end = i + 2
+                while end < count and _is_syllable(kids[end]):
+                    end += 1
+                parts.append(_text_command("".join(_text(k) for k in kids[i:end]), None))
+                i = end
+                continue
+            if raw.strip() in _CJK_ANGLES and tag == "mo" and _is_relation_angle(kids, i):
+                parts.append(_CJK_ANGLES[_text(kid)])
+                i += 1
+                continue
+        parts.append(_conv(kid, v))
         i += 1
     return parts
 
@@ -955,8 +996,8 @@ _PLAIN_TEXT = re.compile(r"\\text\{([^{}\\]*)\}\Z")
 def _merge_text(parts: list[str]) -> list[str]:
     """Adjacent plain \\text{} pieces (and a typed space between two) as one \\text{}:
     Word writes a Korean word one syllable per <mi>, HWP a space as <mo> </mo>."""
-    if sum(1 for part in parts if part.startswith("\\text{")) < 2:
-        return parts
+    if len(parts) < 2 or "".join(parts).count("\\text{") < 2:
+        return parts  # nothing to merge: fewer than two parts can start with \\text{
     out: list[str] = []
     for part in parts:
         match = _PLAIN_TEXT.match(part) if out else None
@@ -1066,9 +1107,10 @@ def _is_invisible(el: etree._Element) -> bool:
 
 
 def _mrow(el: etree._Element, v: str | None) -> str:
-    if el.text and not el.text.isspace():
-        raise ConversionError(f"text {el.text.strip()!r} directly inside <{_tag(el)}>")
-    return _row(_kids(el), v)
+    text = el.text
+    if text and not text.isspace():
+        raise ConversionError(f"text {text.strip()!r} directly inside <{_tag(el)}>")
+    return _row(list(el), v)
 
 
 def _mfenced(el: etree._Element, v: str | None) -> str:
@@ -1383,13 +1425,16 @@ class _Table:
                 )
             else:
                 raise ConversionError(f"<{name}> inside <mtable>")
-            row = [_table_cell(td, v) for td in cells]
-            row_aligns = tr.get("columnalign", "").split()
-            aligns = [
-                td.get("columnalign")
-                or (row_aligns[min(i, len(row_aligns) - 1)] if row_aligns else None)
-                for i, td in enumerate(cells)
-            ]
+            row_aligns = tr.get("columnalign", "").split() if tr.keys() else []
+            row: list[str] = []
+            aligns: list[str | None] = []
+            for i, td in enumerate(cells):
+                keys = td.keys()  # (attributes are read only when there are some)
+                row.append(_table_cell(td, v, keys))
+                own = td.get("columnalign") if keys else None
+                aligns.append(
+                    own or (row_aligns[min(i, len(row_aligns) - 1)] if row_aligns else None)
+                )
             self.rows.append(row)
             cell_aligns.append(aligns)
         # An empty last row (editors leave one after a final Enter) is drawn as a row by
@@ -1447,10 +1492,12 @@ def _table_frame(el: etree._Element) -> bool:
     return True
 
 
-def _table_cell(td: etree._Element, v: str | None) -> str:
+def _table_cell(td: etree._Element, v: str | None, keys: list[str]) -> str:
+    """A cell's LaTeX; `keys` are its attribute names (td.keys())."""
     if _tag(td) != "mtd":
         return _conv(td, v)
-    if (td.get("columnspan") or "1") != "1" or (td.get("rowspan") or "1") != "1":
+    spans = keys and ("columnspan" in keys or "rowspan" in keys)
+    if spans and ((td.get("columnspan") or "1") != "1" or (td.get("rowspan") or "1") != "1"):
         raise ConversionError("table cells spanning rows or columns are not supported by MathLive")
     cell = _mrow(td, v)
     if _ends_with_control_word(cell):
@@ -1836,3 +1883,6 @@ _BY_NAME: dict[str, Handler] = {
 }
 _BY_NAME.update({name: _content for name in content.ELEMENTS | content.REFUSED})
 _HANDLERS: dict[str, Handler] = {**_BY_NAME, **{_NS + name: h for name, h in _BY_NAME.items()}}
+_LOCAL_NAMES.update({tag: local_name(tag) for tag in _HANDLERS})
+for _name in ("mtr", "mtd", "mlabeledtr", "mglyph", "mstack", "mlongdiv"):
+    _LOCAL_NAMES[_name] = _LOCAL_NAMES[_NS + _name] = _name
