@@ -1884,5 +1884,3 @@ _BY_NAME: dict[str, Handler] = {
 _BY_NAME.update({name: _content for name in content.ELEMENTS | content.REFUSED})
 _HANDLERS: dict[str, Handler] = {**_BY_NAME, **{_NS + name: h for name, h in _BY_NAME.items()}}
 _LOCAL_NAMES.update({tag: local_name(tag) for tag in _HANDLERS})
-for _name in ("mtr", "mtd", "mlabeledtr", "mglyph", "mstack", "mlongdiv"):
-    _LOCAL_NAMES[_name] = _LOCAL_NAMES[_NS + _name] = _name
