@@ -242,6 +242,24 @@ TABLES = [
         "\\boxed{\\;\\begin{array}{c|c}\\boxed{\\;\\begin{matrix}a\\end{matrix}\\;} & X"
         "\\end{array}\\;}",
     ),
+    # a table whose first or last row sits on the baseline (TeX's [t], [b]): aligned keeps it
+    (
+        '<mi>x</mi><mo>=</mo><mtable align="baseline -1" columnalign="right">'
+        "<mtr><mtd><mi>p</mi></mtd></mtr><mtr><mtd><mi>q</mi></mtd></mtr></mtable>",
+        "x=\\begin{aligned}[b]p \\\\ q\\end{aligned}",
+    ),
+    (
+        '<mtable align="baseline 1" columnalign="right left"><mtr><mtd><mi>p</mi></mtd>'
+        "<mtd><mo>=</mo><mn>1</mn></mtd></mtr><mtr><mtd><mi>q</mi></mtd><mtd><mo>=</mo>"
+        "<mn>2</mn></mtd></mtr></mtable>",
+        "\\begin{aligned}[t]p & =1 \\\\ q & =2\\end{aligned}",
+    ),
+    # (centred columns: no environment MathLive reads takes the option; the rows stay)
+    (
+        '<mtable align="baseline -1"><mtr><mtd><mi>p</mi></mtd></mtr>'
+        "<mtr><mtd><mi>q</mi></mtd></mtr></mtable>",
+        "\\begin{matrix}p \\\\ q\\end{matrix}",
+    ),
     # a framespacing no wider than \boxed's padding adds no space
     (
         '<mtable frame="solid" framespacing="0.2em 0ex"><mtr><mtd><mi>a</mi></mtd></mtr></mtable>',

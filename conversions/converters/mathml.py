@@ -1519,7 +1519,9 @@ def _table_lines(el: etree._Element, width: int) -> list[str]:
 _ENVIRONMENT_ROWSPACING = {"aligned": 0.3, "cases": 0.2, "rcases": 0.2}
 
 
-def _environment(el: etree._Element, name: str, rows: list[list[str]], spec: str = "") -> str:
+def _environment(
+    el: etree._Element, name: str, rows: list[list[str]], spec: str = "", option: str = ""
+) -> str:
     default = _ENVIRONMENT_ROWSPACING.get(name, 0.4)
     # Without a rowspacing of its own a table takes the environment's usual spacing; a
     # spacing the source sets is kept where the environment's would move rows visibly.
@@ -1529,7 +1531,7 @@ def _environment(el: etree._Element, name: str, rows: list[list[str]], spec: str
     for extra, row in zip(extras, rows[1:], strict=True):
         parts.append(f" \\\\[{round(extra, 3):g}em] " if abs(extra) >= 0.1 else " \\\\ ")
         parts.append(" & ".join(row))
-    argument = "{" + spec + "}" if spec else ""
+    argument = ("[" + option + "]" if option else "") + ("{" + spec + "}" if spec else "")
     return "\\begin{" + name + "}" + argument + "".join(parts) + "\\end{" + name + "}"
 
 
@@ -1572,17 +1574,25 @@ def _style_matters(cell: str) -> bool:
     return "\\" in cell and any(command in cell for command in _STYLE_SENSITIVE)
 
 
+# A table's vertical alignment (its align attribute) that an environment can keep: the
+# baseline of its first or last row on the baseline, as TeX's [t] and [b] (MathJax writes
+# \\begin{aligned}[b] as align="baseline -1"). MathLive takes the option on aligned only.
+_ROW_BASELINES = {"baseline 1": "t", "baseline -1": "b"}
+
+
 def _mtable(el: etree._Element, v: str | None) -> str:
     table = _Table(el, v)
     rows, aligns = table.rows, table.aligns
+    baseline = _ROW_BASELINES.get(" ".join((el.get("align") or "").split()))
+    right_left = all(a == ("r" if i % 2 == 0 else "l") for i, a in enumerate(aligns))
+    if table.plain and right_left and baseline and len(rows) > 1:
+        # (one right-aligned column is an aligned environment too, where [t]/[b] count)
+        _display_cells(el, rows, True)
+        return table.boxed(_environment(el, "aligned", rows, option=baseline))
     if table.plain and all(a == "c" for a in aligns):
         _display_cells(el, rows, False)
         return table.boxed(_environment(el, "matrix", rows))
-    if (
-        table.plain
-        and table.width > 1
-        and all(a == ("r" if i % 2 == 0 else "l") for i, a in enumerate(aligns))
-    ):
+    if table.plain and table.width > 1 and right_left:
         _display_cells(el, rows, True)
         return table.boxed(_environment(el, "aligned", rows))
     _display_cells(el, rows, False)
