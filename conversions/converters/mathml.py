@@ -8,6 +8,7 @@ caller can hand the formula to someone else instead of losing part of it.
 
 from __future__ import annotations
 
+import operator
 import re
 import unicodedata
 from collections.abc import Callable
@@ -127,12 +128,17 @@ def element_to_latex(math: etree._Element) -> str:
 def _tag(el: etree._Element) -> str:
     """An element's local name (<m:mi>, <mi> and {MathML}mi are all "mi")."""
     tag = el.tag
-    name = _LOCAL_NAMES.get(tag)
-    if name is None:
-        name = local_name(tag)
-        if len(_LOCAL_NAMES) < _MAX_LOCAL_NAMES:  # untrusted input: the cache is bounded
-            _LOCAL_NAMES[tag] = name
+    return _LOCAL_NAMES.get(tag) or _local(tag)
+
+
+def _local(tag: str) -> str:
+    name = local_name(tag)
+    if len(_LOCAL_NAMES) < _MAX_LOCAL_NAMES:  # untrusted input: the cache is bounded
+        _LOCAL_NAMES[tag] = name
     return name
+
+
+_TAG_OF = operator.attrgetter("tag")
 
 
 _NS = "{" + MATHML_NS + "}"
@@ -156,11 +162,11 @@ def _conv(el: etree._Element, v: str | None) -> str:
         handler = _HANDLERS.get(name)
         if handler is None:
             raise ConversionError(_unsupported(name))
-    latex = handler(el, v)
-    if latex:
-        keys = el.keys()
-        if keys and not _STYLE_ATTRIBUTES.isdisjoint(keys):
-            latex = _color_and_size(el, latex)
+    keys = el.keys()
+    # token handlers take the attribute names too, to read only the attributes there are
+    latex = handler(el, v, keys) if handler in _KEYED_HANDLERS else handler(el, v)
+    if latex and keys and not _STYLE_ATTRIBUTES.isdisjoint(keys):
+        latex = _color_and_size(el, latex)
     return latex
 
 
@@ -576,8 +582,10 @@ def _text_command(text: str, variant: str | None) -> str:
     return _join(parts)
 
 
-def _variant(el: etree._Element, v: str | None) -> str | None:
-    keys = el.keys()
+def _variant(el: etree._Element, v: str | None, keys: list[str] | None = None) -> str | None:
+    """The mathvariant an element draws in (`keys`: its attribute names, if known)."""
+    if keys is None:
+        keys = el.keys()
     if not keys:
         return v
     # MathJax's own variant (\mathcal, \smallsmile ...) is what it draws with.
@@ -599,11 +607,11 @@ def _variant(el: etree._Element, v: str | None) -> str | None:
     return "italic" if italic else ("normal" if style == "normal" else v)
 
 
-def _mi(el: etree._Element, v: str | None) -> str:
+def _mi(el: etree._Element, v: str | None, keys: list[str] | None = None) -> str:
     text = _text(el)
     if not text:
         return "\\ " if _typed_space(el) else ""
-    variant = _variant(el, v)
+    variant = _variant(el, v, keys)
     if len(text) == 1:
         return _ident_char(text, variant or "italic")
     if _has_marks(text) and sum(1 for c in text if not unicodedata.combining(c)) == 1:
@@ -617,11 +625,11 @@ def _mi(el: etree._Element, v: str | None) -> str:
     return _styled(text, variant or "normal")
 
 
-def _mn(el: etree._Element, v: str | None) -> str:
+def _mn(el: etree._Element, v: str | None, keys: list[str] | None = None) -> str:
     text = _text(el)
     if not text:
         return ""
-    variant = _variant(el, v) or "normal"
+    variant = _variant(el, v, keys) or "normal"
     if variant == "normal":
         if text.isdigit() and text.isascii():
             return text
@@ -631,11 +639,11 @@ def _mn(el: etree._Element, v: str | None) -> str:
     return _styled(text, variant)
 
 
-def _mo(el: etree._Element, v: str | None) -> str:
+def _mo(el: etree._Element, v: str | None, keys: list[str] | None = None) -> str:
     text = _text(el)
     if not text:
         return "\\ " if _typed_space(el) else ""
-    variant = _variant(el, v)
+    variant = _variant(el, v, keys)
     if len(text) == 1:
         if text in sym.PRIMES:
             # A prime in a row (not a superscript of its own) is drawn at the row's size, as
@@ -663,13 +671,13 @@ def _mo(el: etree._Element, v: str | None) -> str:
     return _with_marks(text, _symbol)
 
 
-def _mtext(el: etree._Element, v: str | None) -> str:
+def _mtext(el: etree._Element, v: str | None, keys: list[str] | None = None) -> str:
     text = _text(el)
     if not text:
         return ""
     if text.isspace():
         return "\\ "
-    variant = _variant(el, v)
+    variant = _variant(el, v, keys)
     if variant is None or variant == "normal" or variant in sym.TEXT_VARIANT_COMMANDS:
         return _text_command(text, variant)
     return _styled(text, variant)  # double-struck, fraktur ... exist in math mode only
@@ -800,7 +808,7 @@ def _row_ops(
     kids: list[etree._Element],
 ) -> tuple[list[str], list[etree._Element | None], list[str | None]]:
     """For each item of a row: its tag, its <mo> (_fence_op) and that <mo>'s text."""
-    tags = [_tag(kid) for kid in kids]
+    tags = [_LOCAL_NAMES.get(tag) or _local(tag) for tag in map(_TAG_OF, kids)]
     ops: list[etree._Element | None] = []
     texts: list[str | None] = []
     for kid, tag in zip(kids, tags, strict=True):
@@ -1411,20 +1419,22 @@ class _Table:
     """The cells of an <mtable> as LaTeX, with the alignment of each column."""
 
     def __init__(self, el: etree._Element, v: str | None) -> None:
-        self.rows: list[list[str]] = []
-        cell_aligns: list[list[str | None]] = []
-        for tr in _kids(el):
-            name = _tag(tr)
-            if name == "mtd":
-                cells = [tr]
-            elif name == "mtr":
-                cells = _kids(tr)
-            elif name == "mlabeledtr":
+        # What refuses the whole table is found before any cell is converted.
+        trs = list(el)
+        names = [_tag(tr) for tr in trs]
+        for name in names:
+            if name == "mlabeledtr":
                 raise ConversionError(
                     "equation labels (<mlabeledtr>, \\tag) are not supported by MathLive"
                 )
-            else:
+            if name not in ("mtr", "mtd"):
                 raise ConversionError(f"<{name}> inside <mtable>")
+        _refuse_row_lines(el)
+        self.framed = _table_frame(el)
+        self.rows: list[list[str]] = []
+        cell_aligns: list[list[str | None]] = []
+        for tr, name in zip(trs, names, strict=True):
+            cells = [tr] if name == "mtd" else list(tr)
             row_aligns = tr.get("columnalign", "").split() if tr.keys() else []
             row: list[str] = []
             aligns: list[str | None] = []
@@ -1452,7 +1462,6 @@ class _Table:
                 self.aligns[column] = _ALIGN_LETTERS.get(found.pop(), "c")
         self.lines = _table_lines(el, self.width)
         self.plain = not any(self.lines)
-        self.framed = _table_frame(el)
         self.frame_space = _frame_space(el) if self.framed else ""
 
     def boxed(self, latex: str) -> str:
@@ -1505,10 +1514,14 @@ def _table_cell(td: etree._Element, v: str | None, keys: list[str]) -> str:
     return cell
 
 
-def _table_lines(el: etree._Element, width: int) -> list[str]:
+def _refuse_row_lines(el: etree._Element) -> None:
     value = el.get("rowlines")
     if value and any(word != "none" for word in value.split()):
         raise ConversionError("table rowlines (\\hline) are not supported by MathLive")
+
+
+def _table_lines(el: etree._Element, width: int) -> list[str]:
+    """The column lines of a table ("|" or "" between columns; row lines are refused)."""
     return [
         "|" if line in ("solid", "dashed") else ""
         for line in _spread(el.get("columnlines"), max(width - 1, 0), "none")
@@ -1894,3 +1907,4 @@ _BY_NAME: dict[str, Handler] = {
 _BY_NAME.update({name: _content for name in content.ELEMENTS | content.REFUSED})
 _HANDLERS: dict[str, Handler] = {**_BY_NAME, **{_NS + name: h for name, h in _BY_NAME.items()}}
 _LOCAL_NAMES.update({tag: local_name(tag) for tag in _HANDLERS})
+_KEYED_HANDLERS = frozenset({_mi, _mn, _mo, _mtext})
