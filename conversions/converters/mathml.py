@@ -221,6 +221,10 @@ def _text(el: etree._Element) -> str:
     """A token's characters with XML whitespace trimmed and collapsed, as MathML says;
     full-width ASCII forms as ASCII."""
     text = el.text or ""
+    if len(text) == 1 and not len(el):  # one character: the common case, quickly
+        if text < "\x80":
+            return "" if text in _XML_SPACE else text
+        return text.translate(_FULL_WIDTH) if _FULL_WIDTH_RE.match(text) else text
     if len(el):
         for child in el:
             if isinstance(child.tag, str):
@@ -379,8 +383,24 @@ def _is_zero(value: str) -> bool:
 # ---------------------------------------------------------------- characters and tokens
 
 
+# _symbol and _ident_char are pure functions of their arguments, called for every token
+# character: their results are kept (a bounded memo; the inputs are untrusted).
+_MEMO_SIZE = 20_000
+_SYMBOLS: dict[str, str] = {}
+_IDENT_CHARS: dict[str, str] = {}
+
+
 def _symbol(c: str) -> str:
     """The LaTeX of one character in upright (operator) context."""
+    latex = _SYMBOLS.get(c)
+    if latex is None:
+        latex = _symbol_of(c)
+        if len(_SYMBOLS) < _MEMO_SIZE:
+            _SYMBOLS[c] = latex
+    return latex
+
+
+def _symbol_of(c: str) -> str:
     command = sym.CHAR_COMMANDS.get(c)
     if command is not None:
         return command
@@ -501,6 +521,16 @@ def _greek_capital(c: str, variant: str) -> str:
 
 def _ident_char(c: str, variant: str) -> str:
     """One character of an identifier drawn in `variant`."""
+    key = c + "\0" + variant
+    latex = _IDENT_CHARS.get(key)
+    if latex is None:
+        latex = _ident_char_of(c, variant)
+        if len(_IDENT_CHARS) < _MEMO_SIZE:
+            _IDENT_CHARS[key] = latex
+    return latex
+
+
+def _ident_char_of(c: str, variant: str) -> str:
     styled = sym.STYLED_ALPHANUMERICS.get(c)
     if styled is not None:
         variant, c = styled
@@ -609,6 +639,8 @@ def _variant(el: etree._Element, v: str | None, keys: list[str] | None = None) -
 
 def _mi(el: etree._Element, v: str | None, keys: list[str] | None = None) -> str:
     text = _text(el)
+    if v is None and keys is not None and not keys and text in _ASCII_LETTERS:
+        return text  # a Latin letter, italic as usual (what _ident_char gives)
     if not text:
         return "\\ " if _typed_space(el) else ""
     variant = _variant(el, v, keys)
@@ -641,6 +673,10 @@ def _mn(el: etree._Element, v: str | None, keys: list[str] | None = None) -> str
 
 def _mo(el: etree._Element, v: str | None, keys: list[str] | None = None) -> str:
     text = _text(el)
+    if v is None and keys is not None and not keys and len(text) == 1:
+        # no attributes: neither a size, a variant form nor a variant applies
+        primes = sym.PRIMES.get(text)
+        return "\\prime" * len(primes) if primes is not None else _symbol(text)
     if not text:
         return "\\ " if _typed_space(el) else ""
     variant = _variant(el, v, keys)
@@ -906,7 +942,8 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
                 return ["\\middle" + _delimiter(sym.DELIMITERS[text])]
         return [_conv(kid, v) for kid in kids]
     tags, ops, texts = _row_ops(kids)
-    pairs = _pairs(tags, ops, texts)
+    # (a row without a possible fence has no pairs)
+    pairs = {} if _FENCE_CANDIDATES.isdisjoint(texts) else _pairs(tags, ops, texts)
     parts: list[str] = []
     i = 0
     count = len(kids)
@@ -1118,7 +1155,10 @@ def _mrow(el: etree._Element, v: str | None) -> str:
     text = el.text
     if text and not text.isspace():
         raise ConversionError(f"text {text.strip()!r} directly inside <{_tag(el)}>")
-    return _row(list(el), v)
+    kids = list(el)
+    if len(kids) == 1:  # (_row, one call less: rows of one item are everywhere)
+        return _conv(kids[0], v)
+    return _join(_merge_text(_row_parts(kids, v)))
 
 
 def _mfenced(el: etree._Element, v: str | None) -> str:
