@@ -171,6 +171,7 @@ RESULT_FIELDS = [
     "result_latex",
     "result_labels",
     "result_formulas",
+    "review_formulas",
     "route",
     "cached",
     "validation_score",
@@ -246,6 +247,7 @@ def _apply_result(item: Item, result: ItemResult, now) -> None:
     item.result_latex = result.latex
     item.result_labels = result.labels
     item.result_formulas = result.formulas
+    item.review_formulas = None  # a reviewer's fixes were to the previous result
     item.route = result.route
     item.cached = result.cached
     item.validation_score = result.validation_score
