@@ -97,10 +97,13 @@ test: dev-venv vendor chromium gateway
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(MAKE) --no-print-directory -j2 -Otarget test-sqlite test-postgres-if-reachable
+	$(MAKE) --no-print-directory -j2 -Otarget test-sqlite test-postgres-if-reachable PG_ARGS='-m "not alone"'
+	$(MAKE) --no-print-directory test-postgres-if-reachable PG_ARGS='-m alone'
 
 # The two runs side by side (each has its own test database, tests/settings.py): the whole
-# suite on SQLite, and on PostgreSQL what can behave differently there (tests/conftest.py).
+# suite on SQLite, and on PostgreSQL what can behave differently there (tests/conftest.py);
+# then, alone on the machine, the suites whose faults are timed (the soak: 1 s timeouts).
+PG_ARGS ?=
 test-postgres-if-reachable:
 	@if $(PY) -c "import psycopg,os,sys; psycopg.connect(os.environ.get('DATABASE_URL') or '$(PG_URL)'.rsplit('/',1)[0]+'/postgres', connect_timeout=3).close()" 2>/dev/null; then \
 	  $(MAKE) --no-print-directory test-postgres; \
@@ -114,7 +117,7 @@ test-sqlite:
 	env -u DATABASE_URL $(VENV)/bin/pytest -p no:cacheprovider
 
 test-postgres:
-	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} $(VENV)/bin/pytest -p no:cacheprovider --database-tests-only
+	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} $(VENV)/bin/pytest -p no:cacheprovider --database-tests-only $(PG_ARGS)
 
 lint: dev-venv
 	$(VENV)/bin/ruff check .

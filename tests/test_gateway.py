@@ -24,7 +24,7 @@ from tests.jobutil import make_questions, tagged
 from tests.settings import subprocess_env
 
 pytestmark = [
-    pytest.mark.django_db,
+    pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
     pytest.mark.skipif(
         not gateway.installed(), reason="the LiteLLM gateway is not installed: `make gateway`"

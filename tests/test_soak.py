@@ -12,7 +12,7 @@ from mathconv_dev.fakeopenai.process import MANAGE_COMMAND, FakeServer
 from tests.jobutil import API_KEY, seed_prices
 from tests.settings import subprocess_env
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.alone]
 
 
 def test_a_soak_with_faults_and_a_killed_cluster_loses_and_duplicates_nothing(settings, request):
