@@ -40,7 +40,8 @@ class JobSettings:
     None means the default endpoint (endpoints.endpoint_default) for LLM backends.
 
     limit keeps the first N questions (by id), test_mode the first TEST_MODE_ITEMS;
-    only_unconverted keeps questions with no accepted result yet (conversion only).
+    only_unconverted keeps questions with no accepted result yet (conversion only);
+    batch_api sends the requests through the Batch API (conversions/batchapi.py).
     """
 
     backend: str
@@ -58,6 +59,7 @@ class JobSettings:
     name: str = ""
     limit: int | None = None
     endpoint: Endpoint | None = None
+    batch_api: bool = False
 
     @classmethod
     def from_form(cls, *, kind: str, backend: str, data: dict) -> JobSettings:
@@ -77,6 +79,7 @@ class JobSettings:
             label_schema=data.get("label_schema"),
             name=data.get("name") or "",
             endpoint=data.get("endpoint"),
+            batch_api=bool(data.get("batch_api")),
         )
 
     def resolved(self) -> JobSettings:

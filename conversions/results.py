@@ -24,6 +24,7 @@ from conversions.converters import ConversionError, account, mathml_to_latex, va
 from conversions.converters.errors import InvalidMathML
 from conversions.engine.types import Outcome
 from conversions.models import Item, ModelPrice
+from conversions.pricing import Rates
 
 COST_PLACES = Decimal("0.000001")
 
@@ -181,8 +182,9 @@ def cached_result(*, item_id: int, question_id: int, mathml: str, hit: CachedRes
     return result
 
 
-def call_cost(price: ModelPrice | None, tokens_in: int, tokens_out: int) -> Decimal:
-    """USD for these tokens at this price row, to the micro-dollar; 0 with no price."""
+def call_cost(price: ModelPrice | Rates | None, tokens_in: int, tokens_out: int) -> Decimal:
+    """USD for these tokens at this price row (or Batch API rates, pricing.batch_rates),
+    to the micro-dollar; 0 with no price."""
     if price is None:
         return Decimal("0")
     return price.cost(tokens_in, tokens_out).quantize(COST_PLACES)
@@ -195,14 +197,15 @@ def outcome_result(
     question_id: int,
     mathml: str,
     labeling_job: bool,
-    price: ModelPrice | None,
+    price: ModelPrice | Rates | None,
     cache_key: str = "",
     rules_ms: float = 0.0,
 ) -> ItemResult:
     """What an engine Outcome means for its item: validated LaTeX, labels, or a failure.
 
     latency_ms adds the rules step that came before the call (hybrid), cost_usd the
-    tokens at `price`; cache_key is kept on a succeeded conversion so it gets stored.
+    tokens at `price` (a Batch API answer: the batch rates); cache_key is kept on a
+    succeeded conversion so it gets stored. Realtime and Batch API answers both come here.
     """
     if labeling_job:
         result = ItemResult(

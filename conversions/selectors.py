@@ -25,7 +25,8 @@ from django_q.status import Stat
 from conversions import labeling
 from conversions.engine.prompts import CONVERT_SYSTEM_PROMPT, ConversionTask, estimate_text_tokens
 from conversions.engine.types import WorkItem
-from conversions.models import Item, Job, LabelSchema, ModelPrice, Question
+from conversions.models import Item, Job, LabelSchema, ModelPrice, Question, RemoteBatch
+from conversions.pricing import realtime_rates
 
 SAMPLE_MESSAGES = 5
 
@@ -237,7 +238,62 @@ def job_stats(*, job: Job) -> dict:
             if job.backend == Job.Backend.HYBRID
             else None
         ),
+        "batch_api": job_batch_api(job=job, agg=agg) if job.batch_api else None,
     }
+
+
+def job_batch_api(*, job: Job, agg: dict | None = None) -> dict:
+    """A Batch API job's remote batches (state, request counts, when submitted and ended)
+    and what it saved against realtime: the realtime price of the same tokens
+    (pricing.realtime_rates) minus what the items cost at the batch rates."""
+    if agg is None:
+        agg = Item.objects.filter(job_id=job.pk).aggregate(
+            tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"), cost=Sum("cost_usd")
+        )
+    rows = []
+    for remote in job.remote_batches.order_by("seq"):
+        rows.append(
+            {
+                "seq": remote.seq,
+                "remote_id": remote.remote_id,
+                "state": remote.state,
+                "state_label": str(RemoteBatch.State(remote.state).label),
+                "follow_up": remote.follow_up,
+                "requests": remote.requests,
+                "total": remote.count_total,
+                "completed": remote.count_completed,
+                "failed": remote.count_failed,
+                "submitted_at": _local_iso(remote.submitted_at),
+                "ended_at": _local_iso(remote.ended_at),
+                "collected": remote.collected_at is not None,
+                "error": remote.error_message,
+            }
+        )
+    rates = realtime_rates(endpoint=job.endpoint, model=job.model) if job.model else None
+    cost = agg["cost"] or Decimal("0")
+    realtime = rates.cost(agg["tokens_in"] or 0, agg["tokens_out"] or 0) if rates else None
+    return {
+        "batches": rows,
+        "open": sum(1 for row in rows if not row["collected"]),
+        "realtime_cost_usd": _money(realtime) if realtime is not None else None,
+        "saved_vs_realtime_usd": _money(realtime - cost) if realtime is not None else None,
+    }
+
+
+def _local_iso(value) -> str | None:
+    return timezone.localtime(value).isoformat(timespec="seconds") if value else None
+
+
+def batch_jobs_to_poll() -> list[int]:
+    """The Batch API jobs a poll takes a step on: queued or running ones, and any other
+    (paused, cancelled, failed) with a remote batch whose results are not recorded."""
+    open_jobs = RemoteBatch.objects.open().values("job_id")
+    return list(
+        Job.objects.filter(batch_api=True)
+        .filter(Q(status__in=Job.ACTIVE_STATUSES) | Q(pk__in=open_jobs))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def job_progress(*, job: Job) -> dict:

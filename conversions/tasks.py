@@ -1,8 +1,6 @@
-"""django-q2 entry points: load the job, hand it to a JobWorker (conversions/worker.py).
-
-django-q2 calls these by their dotted names (services.job_enqueue queues
-"conversions.tasks.job_run"; the schedule calls "conversions.tasks.jobs_reconcile"),
-so the names stay; the work lives in worker.py, services and results.py.
+"""django-q2 entry points: load the job, hand it to a JobWorker (conversions/worker.py), or
+a Batch API job to conversions/batchapi.py. django-q2 calls these by their dotted names
+(services.job_enqueue, the schedules), so the names stay; the work lives elsewhere.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import threading
 
 from django.conf import settings
 
-from conversions import selectors, services
+from conversions import batchapi, selectors, services
 from conversions.apps import freeze_loaded_objects
 from conversions.engine import runner
 from conversions.joblog import JobLog
@@ -25,15 +23,14 @@ MAX_HOPS = 10
 
 
 def job_run(job_id: int, share: int = 1, hops: int = 0) -> str:
-    """The django-q2 task: work on a job for up to MATHCONV_TASK_BUDGET_SECONDS.
-
-    share: how many tasks work on the job side by side; this one takes that share of
-    the job's concurrency (services.job_parallel_tasks). hops: how often this task was
-    handed on to spread the job over clusters. Returns what became of the run.
-    """
+    """The django-q2 task: work on a job for up to MATHCONV_TASK_BUDGET_SECONDS. share: how
+    many tasks work on it side by side (this one takes that share of its concurrency,
+    services.job_parallel_tasks); hops: how often it was handed on to another cluster."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return f"job {job_id} does not exist"
+    if job.batch_api:  # one step: submit, poll, collect, cancel (batchapi.job_step)
+        return batchapi.job_step(job_id)
     if job.status not in Job.ACTIVE_STATUSES:
         return f"job {job_id} is {job.status}: nothing to do"
     owner, cluster = worker_id(), cluster_id()
@@ -65,6 +62,11 @@ def jobs_reconcile() -> str:
     return f"re-queued jobs {requeued}" if requeued else "nothing to do"
 
 
+def batches_poll() -> str:
+    """The remote batches' poller (a schedule, and each qcluster): batchapi.batches_poll."""
+    return batchapi.batches_poll()
+
+
 def job_run_inline(
     job: Job,
     *,
@@ -72,10 +74,10 @@ def job_run_inline(
     on_progress=None,
     console_level: int = logging.INFO,
 ) -> str:
-    """Run a job to its end in this process (no cluster): `convert --wait`, `demo`.
-
-    Setting `stop` pauses the job cleanly (what Ctrl-C does in the CLI).
-    """
+    """Run a job to its end in this process (no cluster): `convert --wait`, `demo`. Setting
+    `stop` pauses the job cleanly (Ctrl-C in the CLI); a Batch API job's stops waiting."""
+    if job.batch_api:
+        return batchapi.run_inline(job, stop=stop, on_progress=on_progress)
     if not services.job_start(job=job):
         return f"job {job.pk} is {job.status}: nothing to do"
     with JobLog(job.pk, console_level=console_level) as joblog:
@@ -84,14 +86,10 @@ def job_run_inline(
 
 
 def warm_worker(sender, proc_name: str = "", **kwargs) -> None:
-    """Ready a new django-q2 worker process before its first task.
-
-    It loads the engine and its TLS settings (the CA bundle, ~40 ms of CPU), then moves
-    everything loaded so far (Django, the SDK: ~150k objects) out of the garbage
-    collector's sight: a full collection scanning them holds the GIL for ~50 ms, which
-    the engine's event loop in the other thread would feel as latency on every call in
-    flight.
-    """
+    """Ready a new django-q2 worker process before its first task: load the engine's TLS
+    settings (~40 ms of CPU), then move everything loaded (~150k objects) out of the
+    garbage collector's sight, whose full collection would hold the GIL ~50 ms, a pause
+    on every call in flight."""
     # The sentinel that forked this worker ignores SIGTERM (our qcluster command); a
     # worker ends at once on it, as before, and its leased items are claimed again.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

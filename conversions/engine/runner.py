@@ -417,7 +417,7 @@ class _Pool:
         else:
             self.limiter.settle(estimate, estimate)
 
-        content, failure = _read_choice(completion)
+        content, failure = read_choice(completion)
         progress.response_excerpt = self._excerpt(content or "")
         if failure is not None:
             return failure, None
@@ -517,7 +517,7 @@ def _not_retryable(failure: Failure, message: str | None = None) -> Failure:
     return dataclasses.replace(failure, message=message or failure.message, retryable=False)
 
 
-def _read_choice(completion: object) -> tuple[str | None, Failure | None]:
+def read_choice(completion: object) -> tuple[str | None, Failure | None]:
     """The first choice's content from a chat.completion body, or why there is none."""
     choices = completion.get("choices") if isinstance(completion, dict) else None
     if not choices or not isinstance(choices[0], dict):

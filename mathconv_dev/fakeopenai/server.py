@@ -6,10 +6,14 @@
 The options are the fields of `FakeOptions` (options.py). It speaks enough of the real
 API for the official SDK: POST /v1/chat/completions with response_format json_schema
 (strict), GET /v1/models, usage counts, x-ratelimit-* headers, OpenAI-shaped error bodies,
-401 without a bearer token, 404 model_not_found. It can be told to be slow (--latency is
-the response time, this server's own work included), to rate-limit (429 with Retry-After
-above --rpm in a sliding window), to fail (500/503), to hang until the client gives up,
-to answer with malformed JSON, or to answer wrongly.
+401 without a bearer token, 404 model_not_found; the files and batches API (batches.py;
+--no-batches-api answers 404 there). Azure OpenAI's paths are served too:
+/openai/deployments/{deployment}/chat/completions (the deployment is the model),
+/openai/files, /openai/batches and /openai/models, with the key in an api-key header.
+It can be told to be slow (--latency is the response time, this server's own work
+included), to rate-limit (429 with Retry-After above --rpm in a sliding window), to fail
+(500/503), to hang until the client gives up, to answer with malformed JSON, or to
+answer wrongly.
 
 Answers (answers.py): a conversion request (schema with a "latex" property) gets the
 deterministic converter's LaTeX for the MathML between the prompt's <<<MATHML markers (or,
@@ -58,6 +62,7 @@ from mathconv_dev.fakeopenai.answers import (
     seeded,
     wrong_latex,
 )
+from mathconv_dev.fakeopenai.batches import BatchService
 from mathconv_dev.fakeopenai.options import FakeOptions
 from mathconv_dev.fakeopenai.protocol import (
     DIRECTIVE,
@@ -71,7 +76,7 @@ from mathconv_dev.fakeopenai.protocol import (
 
 log = logging.getLogger("mathconv_dev.fakeopenai")
 
-MAX_BODY_BYTES = 8_000_000
+MAX_BODY_BYTES = 210_000_000  # a Batch API input file is up to 200 MB
 NOMINAL_LIMIT = 1_000_000  # what the x-ratelimit-limit-* headers say when no limit is set
 SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get at SIGTERM; hanging ones are dropped
 
@@ -99,12 +104,27 @@ class _Window:
 _TRUNCATE = "x-fake-truncate"  # an internal marker: cut this answer's body off halfway
 
 
+@dataclass(frozen=True)
+class _ChatRequest:
+    """A checked chat completion request and what the answers are keyed on."""
+
+    request: dict
+    model: str
+    schema: dict | None
+    user_text: str
+    source: str  # the MathML between the prompt's markers, else the user text
+    key: str  # input_key(source): per-input counters and fault decisions
+    prompt_tokens: int
+    max_out: int
+
+
 class FakeOpenAI:
     """The server's state (options, counters, rate-limit windows) and its request handler."""
 
     def __init__(self, options: FakeOptions | None = None) -> None:
         self.options = options or FakeOptions()
         self._connections: weakref.WeakSet = weakref.WeakSet()
+        self.batches = BatchService(self)
         self.reset()
 
     def reset(self) -> None:
@@ -115,6 +135,7 @@ class FakeOpenAI:
         self.requests_window = _Window()
         self.tokens_window = _Window()
         self.started = time.monotonic()  # 429 storms are timed from here
+        self.batches.reset()
 
     def stats(self) -> dict:
         """Counters since the last reset; per_input and per_input_ok by input_key()."""
@@ -135,6 +156,13 @@ class FakeOpenAI:
                     "unauthorized",
                     "connections",
                     "with_temperature",
+                    "files_uploaded",
+                    "batches_created",
+                    "batch_requests",
+                    "batch_ok",
+                    "batch_failed",
+                    "batch_expired",
+                    "batch_cancelled",
                 )
             },
             "per_input": dict(self.per_input),
@@ -156,15 +184,30 @@ class FakeOpenAI:
         if transport is not None and transport not in self._connections:
             self._connections.add(transport)
             self.counters["connections"] += 1
+        form = None
         try:
-            body = await request.read()
+            if request.content_type == "multipart/form-data":
+                form = await request.post()  # a file upload
+                body = b""
+            else:
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             response = web.json_response({"error": {"message": "body too large"}}, status=413)
             response.force_close()
             return response
         status, headers, payload = await self._dispatch(
-            request.method, request.path, request.headers, body, received
+            request.method,
+            request.path,
+            request.headers,
+            body,
+            received,
+            query=request.query,
+            form=form,
         )
+        if isinstance(payload, bytes):  # a file's content
+            return web.Response(
+                status=status, body=payload, content_type="application/octet-stream"
+            )
         if headers.pop(_TRUNCATE, None):
             # Content-Length promises the whole body; half of it comes, then the connection
             # closes: what a proxy dropping the connection mid-answer looks like.
@@ -185,9 +228,17 @@ class FakeOpenAI:
         )
 
     async def _dispatch(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes, received: float
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        received: float,
+        *,
+        query: Mapping[str, str] | None = None,
+        form=None,
     ) -> tuple[int, dict, object]:
-        path = path.rstrip("/")
+        path = _openai_path(path.rstrip("/"))
         try:
             if path == "/_stats" and method == "GET":
                 return 200, {}, self.stats()
@@ -210,6 +261,8 @@ class FakeOpenAI:
                 return 200, {}, self._model(self._known_model(path.rsplit("/", 1)[1]))
             if path == "/v1/chat/completions" and method == "POST":
                 return await self._chat(body, received)
+            if path.startswith(("/v1/files", "/v1/batches")):
+                return 200, {}, self._batch_api(method, path, body, query or {}, form)
             raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
         except ApiError as error:
             if error.status == 401:
@@ -235,8 +288,32 @@ class FakeOpenAI:
                 },
             )
 
+    def _batch_api(self, method: str, path: str, body: bytes, query, form) -> object:
+        """The files and batches API (batches.py); bytes for a file's content."""
+        if not self.options.batches_api:
+            raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+        batches = self.batches
+        parts = path.split("/")[2:]  # ["files", id, "content"], ["batches", id, "cancel"]
+        if parts == ["files"] and method == "POST":
+            return batches.upload(form)
+        if parts[0] == "files" and len(parts) == 2 and method == "GET":
+            return batches.file(parts[1]).json()
+        if parts[0] == "files" and parts[2:] == ["content"] and method == "GET":
+            return batches.file(parts[1]).content
+        if parts == ["batches"] and method == "POST":
+            return batches.create(json.loads(body or b"{}"))
+        if parts == ["batches"] and method == "GET":
+            return batches.listing(query)
+        if parts[0] == "batches" and len(parts) == 2 and method == "GET":
+            return batches.batch(parts[1])
+        if parts[0] == "batches" and parts[2:] == ["cancel"] and method == "POST":
+            return batches.cancel(parts[1])
+        raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+
     def _authorize(self, headers: Mapping[str, str]) -> None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
+        if headers.get("api-key", "").strip():  # Azure OpenAI's header
+            return
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(
                 401,
@@ -261,9 +338,8 @@ class FakeOpenAI:
 
     # -- chat completions ---------------------------------------------------------------
 
-    async def _chat(self, body: bytes, received: float) -> tuple[int, dict, object]:
-        options = self.options
-        request = json.loads(body)
+    def _chat_request(self, request: object) -> _ChatRequest:
+        """A chat completion request checked as the API checks it (ApiError if not)."""
         if not isinstance(request, dict):
             raise bad_request("The request body must be a JSON object.")
         if not request.get("model"):
@@ -275,30 +351,94 @@ class FakeOpenAI:
             raise bad_request("Invalid 'messages': every message needs a role.", "messages")
         model = self._known_model(request["model"])
         schema = response_schema(request)
-
         user_texts = [message_text(m.get("content")) for m in messages if m["role"] == "user"]
         user_text = user_texts[-1] if user_texts else ""
         source = request_input(user_text)
-        key = input_key(source)
-        prompt_tokens = sum(count_tokens(message_text(m.get("content"))) + 4 for m in messages)
-        max_out = int(request.get("max_completion_tokens") or request.get("max_tokens") or 0)
+        return _ChatRequest(
+            request=request,
+            model=model,
+            schema=schema,
+            user_text=user_text,
+            source=source,
+            key=input_key(source),
+            prompt_tokens=sum(count_tokens(message_text(m.get("content"))) + 4 for m in messages),
+            max_out=int(request.get("max_completion_tokens") or request.get("max_tokens") or 0),
+        )
 
-        self.counters["requests"] += 1
-        self.per_input[key] += 1
-        if "temperature" in request:
+    def _check_temperature(self, chat: _ChatRequest) -> None:
+        if "temperature" in chat.request:
             self.counters["with_temperature"] += 1
-            if options.reject_temperature:
+            if self.options.reject_temperature:
                 raise bad_request(
                     "Unsupported parameter: 'temperature' is not supported with this model.",
                     "temperature",
                     "unsupported_parameter",
                 )
+
+    def _completion(self, chat: _ChatRequest, decision: str | int | None, attempt: int) -> dict:
+        """The chat.completion body answering this request (decision: wrong, drop,
+        garbage or None)."""
+        options = self.options
+        key, source = chat.key, chat.source
+        rng = seeded(options.seed, key, "answer")
+        wrong = decision == "wrong"
+        if chat.schema is None or is_conversion_schema(chat.schema):
+            latex = expected_latex(source)
+            if wrong:
+                latex = wrong_latex(latex, seeded(options.seed, key, attempt, "wrong"))
+            elif decision == "drop":
+                latex = dropped_latex(latex)
+            answer = {"latex": latex}
+        else:
+            answer = schema_instance(chat.schema, rng, wrong=wrong)
+        content = json.dumps(answer, ensure_ascii=False)
+        if decision == "garbage":
+            self.counters["garbage"] += 1
+            content = content[: max(1, len(content) // 2)]
+        elif wrong:
+            self.counters["wrong"] += 1
+        completion_tokens = count_tokens(content)
+        finish_reason = "stop"
+        if chat.max_out and completion_tokens > chat.max_out:
+            completion_tokens, finish_reason = chat.max_out, "length"
+        prompt_tokens = chat.prompt_tokens
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": chat.model,
+            "system_fingerprint": "fp_fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {
+                    "cached_tokens": min(options.cached_tokens, prompt_tokens)
+                },
+            },
+        }
+
+    async def _chat(self, body: bytes, received: float) -> tuple[int, dict, object]:
+        options = self.options
+        chat = self._chat_request(json.loads(body))
+        key = chat.key
+        self.counters["requests"] += 1
+        self.per_input[key] += 1
+        self._check_temperature(chat)
         self._storm(received)
-        limit_headers = self._rate_limit(prompt_tokens + max_out)
+        limit_headers = self._rate_limit(chat.prompt_tokens + chat.max_out)
 
         attempt = self.attempts[key]
         self.attempts[key] += 1
-        decision = self._decide(key, attempt, user_text)
+        decision = self._decide(key, attempt, chat.user_text)
         delay = options.latency + (random.uniform(0, options.jitter) if options.jitter else 0)
         # --latency is the response time, this server's own work included.
         answer_at = None if decision == "hang" else received + delay
@@ -331,28 +471,7 @@ class FakeOpenAI:
                 "server_error" if decision >= 500 else "invalid_request_error",
                 headers=limit_headers,
             )
-
-        rng = seeded(options.seed, key, "answer")
-        wrong = decision == "wrong"
-        if schema is None or is_conversion_schema(schema):
-            latex = expected_latex(source)
-            if wrong:
-                latex = wrong_latex(latex, seeded(options.seed, key, attempt, "wrong"))
-            elif decision == "drop":
-                latex = dropped_latex(latex)
-            answer = {"latex": latex}
-        else:
-            answer = schema_instance(schema, rng, wrong=wrong)
-        content = json.dumps(answer, ensure_ascii=False)
-        if decision == "garbage":
-            self.counters["garbage"] += 1
-            content = content[: max(1, len(content) // 2)]
-        elif wrong:
-            self.counters["wrong"] += 1
-        completion_tokens = count_tokens(content)
-        finish_reason = "stop"
-        if max_out and completion_tokens > max_out:
-            completion_tokens, finish_reason = max_out, "length"
+        completion = self._completion(chat, decision, attempt)
         truncate = decision == "truncate"
         if truncate:
             self.counters["truncated"] += 1
@@ -369,29 +488,7 @@ class FakeOpenAI:
                 **limit_headers,
                 **({_TRUNCATE: "1"} if truncate else {}),
             },
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": "fp_fake",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": None},
-                        "logprobs": None,
-                        "finish_reason": finish_reason,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                    "prompt_tokens_details": {
-                        "cached_tokens": min(options.cached_tokens, prompt_tokens)
-                    },
-                },
-            },
+            completion,
         )
 
     def _storm(self, now: float) -> None:
@@ -515,6 +612,17 @@ async def serve_forever(
         "fake_openai stopped: %s",
         json.dumps({k: v for k, v in server.stats().items() if not k.startswith("per_input")}),
     )
+
+
+def _openai_path(path: str) -> str:
+    """Azure OpenAI's paths as OpenAI's: /openai/deployments/{d}/chat/completions ->
+    /v1/chat/completions (the body names the deployment as its model), /openai/X -> /v1/X."""
+    if not path.startswith("/openai/"):
+        return path
+    rest = path.removeprefix("/openai")
+    if rest.startswith("/deployments/"):
+        rest = "/" + "/".join(rest.split("/")[3:])
+    return "/v1" + rest
 
 
 async def _sleep_until(deadline: float) -> None:
