@@ -633,11 +633,20 @@ def _typical_output_tokens(kind: str, mathml: str) -> int:
 
 
 def launch_estimate(
-    questions: QuerySet[Question], *, kind: str, backend: str, model: str, schema=None, count: int
+    questions: QuerySet[Question],
+    *,
+    kind: str,
+    backend: str,
+    model: str,
+    schema=None,
+    count: int,
+    batch_api: bool = False,
 ) -> dict:
-    """Tokens and cost of running `count` questions, from a sample of them."""
+    """Tokens and cost of running `count` questions, from a sample of them; in Batch API
+    mode at the model's batch price (ModelPrice.batch_discount of the realtime one)."""
     llm = backend in Job.LLM_BACKENDS
     estimate = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
+    estimate["batch_api"] = batch_api and llm
     estimate.update(model=model, price=None, tokens_in=0, tokens_out=0, tokens_out_max=0)
     estimate.update(cost_usd=None, cost_max_usd=None)
     task = _task(kind, schema)
@@ -665,7 +674,10 @@ def launch_estimate(
     )
     price = ModelPrice.objects.for_model(model)
     if price is not None:
+        factor = price.batch_discount if estimate["batch_api"] else Decimal(1)
         estimate["price"] = price
-        estimate["cost_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out"])
-        estimate["cost_max_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out_max"])
+        estimate["cost_usd"] = factor * price.cost(estimate["tokens_in"], estimate["tokens_out"])
+        estimate["cost_max_usd"] = factor * price.cost(
+            estimate["tokens_in"], estimate["tokens_out_max"]
+        )
     return estimate

@@ -19,6 +19,7 @@ from conversions.jobsettings import JobSettings
 from conversions.models import Endpoint, Item, Job, ModelPrice, Question, RemoteBatch
 from conversions.preflight import ConfigurationError
 from mathconv_dev.fakeopenai import input_key
+from tests.adminutil import any_label_schema
 from tests.jobutil import API_KEY, fraction, make_questions, tagged, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -352,6 +353,7 @@ def test_convert_batch_api_on_the_command_line(server, capsys):
 
 
 def test_label_batch_api_on_the_command_line(server, tmp_path):
+    any_label_schema()  # the migration's, or one like it after a transactional flush
     csv = tmp_path / "docs.csv"
     csv.write_text("id,text\nD1,삼각형의 넓이를 구하시오.\nD2,이차방정식을 푸시오.\n")
     call_command("label", "--input-csv", str(csv), "--model", "gpt-4o-mini", "--batch-api")

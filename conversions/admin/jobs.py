@@ -226,7 +226,8 @@ def job_page_data(job: Job, *, series: bool = True) -> dict:
         "stats": stats,
         "series": selectors.job_throughput_series(job=job) if series else None,
         "failures_url": reverse("admin:conversions_item_failures") + f"?job={job.pk}",
-        "final": job.is_final,
+        # A cancelled Batch API job still changes while its remote batches are cancelling.
+        "final": job.is_final and not (stats["batch_api"] and stats["batch_api"]["open"]),
     }
 
 

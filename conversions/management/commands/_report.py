@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
 from conversions.exporting import export_dir
 from conversions.joblog import log_path
 
@@ -70,6 +72,15 @@ def format_stats(stats: dict, *, exports: bool = True) -> str:
             else ""
         ),
     ]
+    batch = stats.get("batch_api")
+    if batch:
+        lines.append("  " + batch_api_line(batch))
+        for row in batch["batches"]:
+            lines.append(
+                f"    {row['seq']:>3} {row['remote_id'] or '-'}  {row['state']}"
+                f"  {row['completed']}/{row['total']} done, {row['failed']} failed"
+                f"  submitted {row['submitted_at'] or '-'}"
+            )
     for category, failure in sorted(stats["failures"].items()):
         samples = " | ".join(s[:120] for s in failure["samples"][:3])
         lines.append(f"  failures    {category} {failure['count']}: {samples}")
@@ -79,3 +90,19 @@ def format_stats(stats: dict, *, exports: bool = True) -> str:
         lines.append(f"  log         {log_path(stats['job'])}")
         lines.append(f"  exports     {export_dir(job_id=stats['job'])}")
     return "\n".join(lines)
+
+
+def batch_api_line(batch: dict) -> str:
+    """A Batch API job's remote batches and what they saved against realtime."""
+    realtime = batch["realtime_cost_usd"]
+    saved = (
+        _("realtime price $%(realtime).6f, saved $%(saved).6f")
+        % {"realtime": realtime, "saved": batch["saved_vs_realtime_usd"]}
+        if realtime is not None
+        else _("no realtime price for this model")
+    )
+    return _("Batch API: %(n)s remote batch(es), %(open)s open; %(saved)s") % {
+        "n": len(batch["batches"]),
+        "open": batch["open"],
+        "saved": saved,
+    }

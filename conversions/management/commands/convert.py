@@ -103,6 +103,15 @@ class Command(BaseCommand):
             "the one built from OPENAI_BASE_URL / OPENAI_API_KEY.",
         )
         parser.add_argument(
+            "--batch-api",
+            action="store_true",
+            help=_(
+                "Batch API mode: send the requests as Batch API files (half the price, "
+                "results within 24 hours) instead of one call each. Needs an endpoint "
+                "with the Batch API and the openai or hybrid backend."
+            ),
+        )
+        parser.add_argument(
             "--wait",
             action="store_true",
             help="Stay until the job ends, with a progress bar, then print its stats. Runs "
@@ -118,6 +127,13 @@ class Command(BaseCommand):
             + (f", endpoint {job.endpoint.name} ({job.endpoint.url})" if job.endpoint else "")
             + "."
         )
+        if job.batch_api:
+            self.stdout.write(
+                _(
+                    "Batch API mode: the requests go out as Batch API files (results within "
+                    "24 hours); the job page lists its remote batches."
+                )
+            )
         if not opts["wait"]:
             self.stdout.write(
                 f"Queued. Watch it with `python manage.py monitor {job.pk}` "
@@ -172,6 +188,7 @@ def job_settings(opts: dict) -> JobSettings:
         name=opts["name"],
         limit=opts["limit"],
         endpoint=endpoint_option(opts.get("endpoint") or ""),
+        batch_api=opts.get("batch_api", False),
     )
 
 
@@ -223,7 +240,15 @@ def run_with_progress(job: Job, out) -> str:
             job, stop=stop, on_progress=bar.draw, console_level=logging.WARNING
         )
     bar.end(job)
-    if stop.is_set():
+    if stop.is_set() and job.batch_api:
+        out.write(
+            _(
+                "Stopped waiting. The remote batches of job %(job)s go on: a running qcluster "
+                "collects them, or run `python manage.py job poll %(job)s` later."
+            )
+            % {"job": job.pk}
+        )
+    elif stop.is_set():
         out.write(f"Paused. Resume with `python manage.py job resume {job.pk}`.")
     return outcome
 

@@ -1,4 +1,7 @@
-"""`manage.py job pause|resume|cancel|retry|stats|export JOB`: steer a job from the CLI."""
+"""`manage.py job pause|resume|cancel|retry|stats|export|poll JOB`: steer a job from the CLI.
+
+poll takes one step on a Batch API job now, as the poller does (conversions/batchapi.py).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,17 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from conversions import exporting, selectors, services
+from conversions import batchapi, exporting, selectors, services
 from conversions.management.commands._report import format_stats
 from conversions.models import Item, Job
 
-ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export")
+ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export", "poll")
 
 
 class Command(BaseCommand):
     help = gettext_lazy(
-        "Pause, resume, cancel or retry a job, print its stats, or export its results."
+        "Pause, resume, cancel or retry a job, print its stats, export its results, or poll "
+        "a Batch API job's remote batches now."
     )
 
     def add_arguments(self, parser):
@@ -79,6 +83,11 @@ class Command(BaseCommand):
                 _("Job %(job)s: %(n)s item(s) queued again; job is %(status)s.")
                 % {"job": job.pk, "n": count, "status": job.status}
             )
+        elif action == "poll":
+            if not job.batch_api:
+                raise CommandError(_("Job %(job)s is not a Batch API job.") % {"job": job.pk})
+            outcome = batchapi.job_step(job.pk)
+            self.stdout.write(_("Job %(job)s: %(outcome)s") % {"job": job.pk, "outcome": outcome})
         elif action == "stats":
             stats = selectors.job_stats(job=job)
             if opts["json"]:
