@@ -48,6 +48,7 @@ from pathlib import Path
 import openai
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_q.tasks import async_task, fetch
@@ -674,9 +675,7 @@ class BatchStep:
                 self._launch(remote, path=None)
             for remote in remote_batches_open(job=job).exclude(remote_id=""):
                 self._poll(remote)
-            if self.stop_message:
-                services.job_fail(job=job, message=self.stop_message)
-            elif self._active():
+            if not self.stop_message and self._active():
                 self._submit()
             return self._wrap_up()
         except (openai.APIConnectionError, openai.APIStatusError) as exc:
@@ -689,6 +688,9 @@ class BatchStep:
         except LockLost:
             self.log.job("step lock lost to another step: stopping", level=logging.WARNING)
             return "lock lost"
+        except Exception:
+            self.log.exception("step %s failed", self.owner)
+            raise
         finally:
             self.client.close()
 
@@ -704,7 +706,10 @@ class BatchStep:
 
     def _submit(self) -> None:
         job = self.job
-        if not job.items.filter(status=Item.Status.PENDING).exists():
+        claimable = Q(status=Item.Status.PENDING) | Q(
+            status=Item.Status.RUNNING, lease_expires_at__lt=timezone.now()
+        )
+        if not job.items.filter(claimable).exists():
             return
         # Refused before any work: a server without the Batch API answers 404.
         if not self.client.supported():
@@ -715,7 +720,7 @@ class BatchStep:
         writer: FileWriter | None = None
         max_requests = max(1, settings.MATHCONV_BATCH_MAX_REQUESTS)
         max_bytes = max(1, settings.MATHCONV_BATCH_MAX_BYTES)
-        while self._active():
+        while not self.stop_message and self._active():
             self._renew()
             claimed = services.items_claim(job=job, owner=self.owner, limit=CLAIM_CHUNK)
             if claimed is None:
@@ -741,8 +746,15 @@ class BatchStep:
             self._record(results, owner=self.owner)
             if writer is not None:
                 writer.assign(self.owner)
-        if writer is not None:
-            self._send(writer)
+        if writer is None:
+            return
+        if selectors.job_status(job_id=job.pk) == Job.Status.CANCELLED:
+            writer.assign(self.owner)  # cancelled meanwhile: its items are not sent
+            remote_items_cancel(remote=writer.remote)
+            writer.remote.delete()
+            writer.path.unlink(missing_ok=True)
+            return
+        self._send(writer)
 
     def _too_large(self, item: Item, max_requests: int, max_bytes: int) -> ItemResult:
         return failed_result(
@@ -766,9 +778,22 @@ class BatchStep:
             writer.path.unlink(missing_ok=True)
 
     def _launch(self, remote: RemoteBatch, *, path: Path | None) -> None:
-        """Upload the remote batch's file and create the batch; store the id at once."""
+        """Upload the remote batch's file and create the batch; store the id at once.
+
+        path None: a batch a killed step left (its file is rebuilt from the items it
+        holds). One whose create call went out is looked for first, by its metadata.
+        """
         self._renew()
-        if not remote.input_file_id:
+        tag = f"{self.job.pk}/{remote.pk}/{int(remote.created_at.timestamp() * 1000)}"
+        created = None
+        if remote.create_attempted_at is not None:
+            since = remote.create_attempted_at.timestamp() - 600
+            created = self.client.find(key=METADATA_KEY, value=tag, since=since)
+        if created is None and selectors.job_status(job_id=self.job.pk) == Job.Status.CANCELLED:
+            remote_items_cancel(remote=remote)  # never sent: nothing to wait for
+            remote.delete()
+            return
+        if created is None and not remote.input_file_id:
             rebuilt = path is None
             if rebuilt:
                 path = self._rebuild(remote)
@@ -782,12 +807,6 @@ class BatchStep:
                 if rebuilt:
                     path.unlink(missing_ok=True)
             remote_batch_save(remote, input_file_id=uploaded.id, input_bytes=uploaded.bytes)
-        tag = f"{self.job.pk}/{remote.pk}/{int(remote.created_at.timestamp() * 1000)}"
-        created = None
-        if remote.create_attempted_at is not None:
-            # A step that was killed may have created it: look before creating another.
-            since = remote.create_attempted_at.timestamp() - 600
-            created = self.client.find(key=METADATA_KEY, value=tag, since=since)
         if created is None:
             remote_batch_save(remote, create_attempted_at=timezone.now())
             try:
@@ -1052,6 +1071,8 @@ class BatchStep:
 
     def _wrap_up(self) -> str:
         job = self.job
+        if self.stop_message:
+            services.job_fail(job=job, message=self.stop_message)
         status = selectors.job_status(job_id=job.pk)
         still_open = remote_batches_open(job=job).count()
         if status == Job.Status.CANCELLED:
