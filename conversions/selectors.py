@@ -265,6 +265,8 @@ def job_batch_api(*, job: Job, agg: dict | None = None) -> dict:
                 "failed": remote.count_failed,
                 "submitted_at": _local_iso(remote.submitted_at),
                 "ended_at": _local_iso(remote.ended_at),
+                "submitted": _local_text(remote.submitted_at),
+                "ended": _local_text(remote.ended_at),
                 "collected": remote.collected_at is not None,
                 "error": remote.error_message,
             }
@@ -282,6 +284,11 @@ def job_batch_api(*, job: Job, agg: dict | None = None) -> dict:
 
 def _local_iso(value) -> str | None:
     return timezone.localtime(value).isoformat(timespec="seconds") if value else None
+
+
+def _local_text(value) -> str:
+    """A time as the pages show it: TIME_ZONE (Asia/Seoul), to the second."""
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 def batch_jobs_to_poll() -> list[int]:

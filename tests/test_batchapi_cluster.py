@@ -35,9 +35,7 @@ def cluster(server) -> Cluster:
 
 
 def test_a_batch_job_survives_a_killed_cluster_and_pays_half(fake_openai_factory, settings):
-    server = fake_openai_factory(
-        batch_delay=5.0, batch_failure_rate=0.03, batch_expiry_rate=0.02
-    )
+    server = fake_openai_factory(batch_delay=5.0, batch_failure_rate=0.03, batch_expiry_rate=0.02)
     settings.OPENAI_BASE_URL = server.base_url
     settings.OPENAI_API_KEY = API_KEY
     ModelPrice.objects.update_or_create(
@@ -69,8 +67,10 @@ def test_a_batch_job_survives_a_killed_cluster_and_pays_half(fake_openai_factory
         server.configure(batch_delay=1.0)  # the follow-up batches: no need to wait long
         running = cluster(server)
         wait_until(
-            lambda: Job.objects.get(pk=job.pk).is_final
-            and not RemoteBatch.objects.open().filter(job=job).exists(),
+            lambda: (
+                Job.objects.get(pk=job.pk).is_final
+                and not RemoteBatch.objects.open().filter(job=job).exists()
+            ),
             timeout=180,
             interval=0.5,
         )

@@ -118,8 +118,8 @@
       cell(tr, number(row.requests));
       cell(tr, number(row.completed));
       cell(tr, number(row.failed));
-      cell(tr, row.submitted_at || dash);
-      cell(tr, row.ended_at || dash);
+      cell(tr, row.submitted || dash);
+      cell(tr, row.ended || dash);
       return tr;
     });
     body.replaceChildren(...rows);
