@@ -921,6 +921,7 @@ class BatchStep:
             self._refused_batch(remote, remote.error_message or "failed")
             return
         cancelled = self.job.status == Job.Status.CANCELLED
+        before = dict(self.counts)
         ended = remote.ended_at or timezone.now()
         latency_s = max(0.0, (ended - (remote.submitted_at or ended)).total_seconds())
         lines = self._download(remote, latency_s)
@@ -970,12 +971,11 @@ class BatchStep:
             remote_items_release(remote=remote)
         remote_batch_save(remote, collected_at=timezone.now())
         self.log.job(
-            "remote batch %s %s: %s line(s) read; recorded %s, sent again later %s",
+            "remote batch %s %s: %s line(s) read; recorded %s, to send again %s, cancelled %s",
             remote.remote_id,
             remote.state,
             len(lines),
-            self.counts["recorded"],
-            self.counts["requeued"],
+            *(self.counts[k] - before[k] for k in ("recorded", "requeued", "cancelled")),
         )
 
     def _collect_followers(self, remote, followers: dict, hits: dict, cancelled: bool) -> None:

@@ -7,14 +7,18 @@ real django-q2 cluster that is killed mid-batch is in test_batchapi_cluster.py.
 
 from __future__ import annotations
 
+import importlib
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.apps import apps
 from django.core.management import call_command
 from django.test import Client
-from django.utils import translation
+from django.utils import timezone, translation
+from django_q.models import Schedule
 
-from conversions import batchapi, selectors, services
+from conversions import batchapi, selectors, services, tasks
 from conversions.jobsettings import JobSettings
 from conversions.models import Endpoint, Item, Job, ModelPrice, Question, RemoteBatch
 from conversions.preflight import ConfigurationError
@@ -386,11 +390,22 @@ def test_an_azure_endpoint_names_its_batch_deployment(server, monkeypatch):
     assert set(job.items.values_list("status", flat=True)) == {Item.Status.SUCCEEDED}
 
 
-def test_remote_batches_are_counted_as_open_until_collected(server):
+def test_the_poller_takes_open_remote_batches_and_the_reconciler_leaves_them(server):
+    migration = importlib.import_module("conversions.migrations.0013_batch_api")
+    migration.create_schedule(apps, None)  # a transactional test's flush removed the row
+    schedule = Schedule.objects.get(name=migration.POLL_SCHEDULE)
+    assert (schedule.func, schedule.minutes) == ("conversions.tasks.batches_poll", 1)
+    assert tasks.batches_poll() == "nothing to do"
+
     make_questions(3)
     job = create(use_cache=False)
-    batchapi.job_step(job.pk)
+    assert tasks.job_run(job.pk).startswith("waiting for 1 remote batch")
     assert selectors.batch_jobs_to_poll() == [job.pk]
     assert RemoteBatch.objects.open().count() == 1
-    step_until_done(job)
+    # Long quiet while the remote side works: the realtime reconciler leaves it alone.
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.jobs_reconcile() == []
+    wait_until(lambda: "completed" in tasks.batches_poll(), timeout=30, interval=0.3)
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED
     assert selectors.batch_jobs_to_poll() == []

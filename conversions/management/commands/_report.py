@@ -79,7 +79,7 @@ def format_stats(stats: dict, *, exports: bool = True) -> str:
             lines.append(
                 f"    {row['seq']:>3} {row['remote_id'] or '-'}  {row['state']}"
                 f"  {row['completed']}/{row['total']} done, {row['failed']} failed"
-                f"  submitted {row['submitted_at'] or '-'}"
+                f"  submitted {row['submitted'] or '-'}"
             )
     for category, failure in sorted(stats["failures"].items()):
         samples = " | ".join(s[:120] for s in failure["samples"][:3])
