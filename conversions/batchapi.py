@@ -118,9 +118,9 @@ class LockLost(Exception):
 
 
 class LockKeeper(threading.Thread):
-    """Renews a step's lock (and the leases of the items it claimed) every quarter of a
-    lease while the step works, uploads or downloads: a killed step's lock expires
-    within one lease, a live one's never does."""
+    """Renews a step's lock every quarter of a lease while the step works, uploads or
+    downloads: a killed step's lock expires within one lease, a live one's never does.
+    (One row, one statement at a time: it cannot deadlock with the step's own writes.)"""
 
     def __init__(self, *, job: Job, owner: str) -> None:
         super().__init__(name=f"batch-lock-{job.pk}", daemon=True)
@@ -135,7 +135,6 @@ class LockKeeper(threading.Thread):
                 if not batch_lock_renew(job=self.job, owner=self.owner):
                     self.lost = True
                     return
-                services.items_renew_lease(job=self.job, owner=self.owner)
         finally:
             connection.close()
 
@@ -678,6 +677,13 @@ class BatchStep:
             if not self.stop_message and self._active():
                 self._submit()
             return self._wrap_up()
+        except (openai.PermissionDeniedError, openai.AuthenticationError) as exc:
+            # A key revoked or without access: the job stops until it is fixed (resume);
+            # its remote batches stay where they are, and are polled again then.
+            message = self._refusal_message(f"HTTP {exc.status_code}: {exc.message}")
+            self.log.job("%s", message, level=logging.ERROR)
+            services.job_fail(job=job, message=message)
+            return "failed"
         except (openai.APIConnectionError, openai.APIStatusError) as exc:
             # The endpoint did not answer this time: the state is in the database, and
             # the next step (the poller) continues from there.
@@ -696,6 +702,9 @@ class BatchStep:
 
     def _active(self) -> bool:
         return selectors.job_status(job_id=self.job.pk) in Job.ACTIVE_STATUSES
+
+    def _refusal_message(self, error: str) -> str:
+        return _("The endpoint refused the Batch API requests: %(error)s") % {"error": error}
 
     def _renew(self) -> None:
         """Stop before writing anything more once another step has the job's lock."""
@@ -722,6 +731,8 @@ class BatchStep:
         max_bytes = max(1, settings.MATHCONV_BATCH_MAX_BYTES)
         while not self.stop_message and self._active():
             self._renew()
+            # What this step claimed and has not yet handed to a remote batch.
+            services.items_renew_lease(job=job, owner=self.owner)
             claimed = services.items_claim(job=job, owner=self.owner, limit=CLAIM_CHUNK)
             if claimed is None:
                 break
@@ -890,7 +901,11 @@ class BatchStep:
 
     def _poll(self, remote: RemoteBatch) -> None:
         self._renew()
-        state = self.client.retrieve(remote.remote_id)
+        try:
+            state = self.client.retrieve(remote.remote_id)
+        except openai.NotFoundError as exc:  # deleted, or another server or account
+            self._refused_batch(remote, f"HTTP 404: {exc.message}")
+            return
         cancelled = self.job.status == Job.Status.CANCELLED
         if (
             cancelled

@@ -38,11 +38,11 @@ def glyph(n: int) -> str:
 
 
 @pytest.fixture
-def server(fake_openai_factory, settings):
-    """A server of this test's own (its batches and counters), prices seeded, polls fast."""
-    running = fake_openai_factory(batch_delay=0.4, batch_cancel_delay=0.5)
-    settings.OPENAI_BASE_URL = running.base_url
-    settings.OPENAI_API_KEY = API_KEY
+def server(llm, settings):
+    """The shared local server (counters, files and batches cleared), batches that take
+    0.4 s, prices seeded, polls fast."""
+    running = llm
+    running.configure(batch_delay=0.4, batch_cancel_delay=0.5)
     settings.MATHCONV_BATCH_POLL_SECONDS = 1
     ModelPrice.objects.update_or_create(
         model=MODEL,
