@@ -8,6 +8,7 @@ real django-q2 cluster that is killed mid-batch is in test_batchapi_cluster.py.
 from __future__ import annotations
 
 import importlib
+import io
 from datetime import timedelta
 from decimal import Decimal
 
@@ -18,7 +19,7 @@ from django.test import Client
 from django.utils import timezone, translation
 from django_q.models import Schedule
 
-from conversions import batchapi, selectors, services, tasks
+from conversions import batchapi, pricing, selectors, services, tasks
 from conversions.jobsettings import JobSettings
 from conversions.models import Endpoint, Item, Job, ModelPrice, Question, RemoteBatch
 from conversions.preflight import ConfigurationError
@@ -409,3 +410,66 @@ def test_the_poller_takes_open_remote_batches_and_the_reconciler_leaves_them(ser
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
     assert selectors.batch_jobs_to_poll() == []
+
+
+def test_a_collection_cut_short_is_finished_by_the_next_step_without_a_second_result(server):
+    make_questions(30)
+    job = create(use_cache=False)
+    batchapi.job_step(job.pk)
+    remote = job.remote_batches.get()
+    client = batchapi.batch_client(job.endpoint, api_key=API_KEY)
+    ended = wait_until(
+        lambda: (state := client.retrieve(remote.remote_id)).status == "completed" and state
+    )
+    # What a step killed after recording its first chunk had done: downloaded the output,
+    # recorded ten results; its lock is left behind (expired).
+    router = batchapi.Router(job=job, api_key=API_KEY, rates=None)
+    output = io.BytesIO()
+    client.download(ended.output_file_id, output)
+    client.close()
+    lines = {}
+    for raw in output.getvalue().splitlines():
+        line = batchapi.remote_api.read_result_line(raw, task=router.task)
+        lines[line.custom_id] = line
+    first = list(batchapi.remote_items(remote).select_related("question").order_by("pk")[:10])
+    results = [router.collect(item, lines, cancelled=False, latency_s=1.0).result for item in first]
+    services.outcomes_record(job=job, owner=remote.lease_owner, results=results)
+    Job.objects.filter(pk=job.pk).update(
+        batch_lock_owner="killed", batch_lock_until=timezone.now() - timedelta(seconds=1)
+    )
+    recorded = dict(job.items.filter(status="succeeded").values_list("pk", "finished_at"))
+    assert len(recorded) == 10
+
+    step_until_done(job)
+    assert job.status == Job.Status.COMPLETED, job.error_message
+    assert set(job.items.values_list("status", flat=True)) == {"succeeded"}
+    for pk, finished_at in recorded.items():  # not written a second time
+        assert job.items.get(pk=pk).finished_at == finished_at
+    stats = server.stats()
+    assert stats["batches_created"] == 1 and stats["batch_requests"] == 30
+    assert max(stats["per_input"].values()) == 1
+    assert set(job.items.values_list("api_calls", flat=True)) == {1}
+
+
+def test_batch_prices_come_from_the_endpoint_model_else_half_the_realtime_price(server):
+    endpoint = Endpoint.objects.create(name="priced", base_url=server.base_url)
+    assert pricing.batch_rates(endpoint=endpoint, model=MODEL) == pricing.Rates(
+        Decimal("1.00"), Decimal("4.00")
+    )  # ModelPrice's $2 / $8 times its batch factor, 0.5
+    ModelPrice.objects.filter(model=MODEL).update(batch_discount=Decimal("0.6"))
+    assert pricing.batch_rates(endpoint=endpoint, model=MODEL).input_per_mtok == Decimal("1.2")
+    row = endpoint.models.create(
+        model=MODEL, input_per_mtok=Decimal("3.00"), output_per_mtok=Decimal("12.00")
+    )
+    assert pricing.batch_rates(endpoint=endpoint, model=MODEL) == pricing.Rates(
+        Decimal("1.8"), Decimal("7.2")
+    )  # the endpoint's realtime prices times the model's factor
+    row.batch_input_per_mtok, row.batch_output_per_mtok = Decimal("1.10"), Decimal("4.40")
+    row.save()
+    assert pricing.batch_rates(endpoint=endpoint, model=MODEL) == pricing.Rates(
+        Decimal("1.10"), Decimal("4.40")
+    )
+    assert pricing.realtime_rates(endpoint=endpoint, model=MODEL) == pricing.Rates(
+        Decimal("3.00"), Decimal("12.00")
+    )
+    assert pricing.batch_rates(endpoint=endpoint, model="unpriced-model") is None
