@@ -451,8 +451,10 @@ class Router:
         *,
         cancelled: bool,
         latency_s: float,
-    ):
-        """What the item records from its result lines: Record, Requeue, Partial or Refused."""
+    ) -> Record | Requeue | Partial | Refused:
+        """What the item records from its result lines (custom_id -> LineResult): its
+        result, back to pending for a follow-up batch, a stem's answered formulas kept,
+        or the endpoint's refusal. `cancelled`: the job was; nothing is sent again."""
         if self.convert and is_stem(item.question.mathml):
             return self._collect_stem(item, lines, cancelled=cancelled, latency_s=latency_s)
         outcome, retryable = self._line(lines, str(item.pk), latency_s, cancelled)
@@ -509,7 +511,9 @@ class Router:
             }
         return ""
 
-    def _collect_stem(self, item: Item, lines: dict, *, cancelled: bool, latency_s: float):
+    def _collect_stem(
+        self, item: Item, lines: dict, *, cancelled: bool, latency_s: float
+    ) -> Record | Partial | Refused:
         question = item.question
         work = StemWork.start(item_id=item.pk, question_id=item.question_id, mathml=question.mathml)
         if isinstance(work, ItemResult):
