@@ -16,6 +16,7 @@ import pytest
 from django.apps import apps
 from django.core.management import call_command
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone, translation
 from django_q.models import Schedule
 
@@ -473,3 +474,37 @@ def test_batch_prices_come_from_the_endpoint_model_else_half_the_realtime_price(
         Decimal("3.00"), Decimal("12.00")
     )
     assert pricing.batch_rates(endpoint=endpoint, model="unpriced-model") is None
+
+
+def test_the_launch_page_starts_a_batch_api_job_and_estimates_at_the_batch_price(
+    server, admin_user
+):
+    questions = make_questions(4)
+    client = Client()
+    client.force_login(admin_user)
+    launch = reverse("admin:conversions_question_launch", args=["convert"])
+    form = {
+        "ids": [q.pk for q in questions],
+        "backend": "openai",
+        "model": MODEL,
+        "batch_size": 100,
+        "max_concurrent": 10,
+        "batch_api": "on",
+    }
+    estimate = client.post(launch, {**form, "_estimate": "1"}, HTTP_ACCEPT_LANGUAGE="ko")
+    price = ModelPrice.objects.get(model=MODEL)
+    numbers = estimate.context["estimate"]
+    assert numbers["batch_api"] is True
+    assert numbers["cost_usd"] == price.cost(numbers["tokens_in"], numbers["tokens_out"]) / 2
+    assert "Batch API 가격" in estimate.content.decode()
+
+    server.configure(batches_api=False)
+    refused = client.post(launch, {**form, "_launch": "1"}, HTTP_ACCEPT_LANGUAGE="ko")
+    assert refused.status_code == 200 and "Batch API가 없습니다" in refused.content.decode()
+    assert not Job.objects.exists()
+
+    server.configure(batches_api=True)
+    started = client.post(launch, {**form, "_launch": "1"})
+    job = Job.objects.get()
+    assert started["Location"] == reverse("admin:conversions_job_change", args=[job.pk])
+    assert job.batch_api and job.total_items == 4
