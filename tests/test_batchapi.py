@@ -21,9 +21,13 @@ from django.utils import timezone, translation
 from django_q.models import Schedule
 
 from conversions import batchapi, pricing, selectors, services, tasks
+from conversions.batchroute import Router
+from conversions.engine.batch import read_result_line
+from conversions.engine.types import WorkItem
 from conversions.jobsettings import JobSettings
 from conversions.models import Endpoint, Item, Job, ModelPrice, Question, RemoteBatch
-from conversions.preflight import ConfigurationError
+from conversions.preflight import ConfigurationError, batch_client
+from conversions.services.batches import remote_batch_new, remote_batch_save, remote_items
 from mathconv_dev.fakeopenai import input_key
 from tests.adminutil import any_label_schema
 from tests.jobutil import API_KEY, fraction, make_questions, tagged, wait_until
@@ -137,8 +141,8 @@ def test_files_are_split_at_the_request_limit_and_one_model_per_file(server, set
 def test_files_are_split_at_the_byte_limit(server, settings):
     make_questions(30)
     job = create(use_cache=False)
-    router = batchapi.Router(job=job, api_key=API_KEY, rates=None)
-    work = batchapi.WorkItem(item_id=1, ref="1", mathml=fraction(10))
+    router = Router(job=job, api_key=API_KEY, rates=None)
+    work = WorkItem(item_id=1, ref="1", mathml=fraction(10))
     line = len(router.request("1000", work).line)  # the same size as every line here
     settings.MATHCONV_BATCH_MAX_BYTES = 10 * line + line // 2  # ten lines per file
     step_until_done(job)
@@ -283,8 +287,8 @@ def test_a_step_killed_after_creating_the_batch_is_found_again_not_created_twice
     job = create(use_cache=False)
     owner = "killed-step"
     claimed = services.items_claim(job=job, owner=owner, limit=100)
-    router = batchapi.Router(job=job, api_key=API_KEY, rates=None)
-    remote = batchapi.remote_batch_new(job=job, model=router.model)
+    router = Router(job=job, api_key=API_KEY, rates=None)
+    remote = remote_batch_new(job=job, model=router.model)
     results, planned = router.plan(claimed.items)
     assert not results
     path = batchapi._new_file()
@@ -293,11 +297,9 @@ def test_a_step_killed_after_creating_the_batch_is_found_again_not_created_twice
         writer.add(plan)
     writer.assign(owner)
     # What the killed step sent before it died: the upload, and the create call.
-    client = batchapi.batch_client(job.endpoint, api_key=API_KEY)
+    client = batch_client(job.endpoint, api_key=API_KEY)
     uploaded = client.upload(path, name="x.jsonl")
-    batchapi.remote_batch_save(
-        remote, input_file_id=uploaded.id, create_attempted_at=batchapi.timezone.now()
-    )
+    remote_batch_save(remote, input_file_id=uploaded.id, create_attempted_at=timezone.now())
     tag = f"{job.pk}/{remote.pk}/{int(remote.created_at.timestamp() * 1000)}"
     client.create(input_file_id=uploaded.id, metadata={batchapi.METADATA_KEY: tag})
     client.close()
@@ -316,8 +318,8 @@ def test_a_filled_batch_whose_step_died_before_the_upload_is_rebuilt_and_sent_on
     job = create(use_cache=False)
     owner = "killed-step"
     claimed = services.items_claim(job=job, owner=owner, limit=100)
-    router = batchapi.Router(job=job, api_key=API_KEY, rates=None)
-    remote = batchapi.remote_batch_new(job=job, model=router.model)
+    router = Router(job=job, api_key=API_KEY, rates=None)
+    remote = remote_batch_new(job=job, model=router.model)
     results, planned = router.plan(claimed.items)
     writer = batchapi.FileWriter(remote, batchapi._new_file(), 100, 10**9)
     for plan in planned:
@@ -418,21 +420,21 @@ def test_a_collection_cut_short_is_finished_by_the_next_step_without_a_second_re
     job = create(use_cache=False)
     batchapi.job_step(job.pk)
     remote = job.remote_batches.get()
-    client = batchapi.batch_client(job.endpoint, api_key=API_KEY)
+    client = batch_client(job.endpoint, api_key=API_KEY)
     ended = wait_until(
         lambda: (state := client.retrieve(remote.remote_id)).status == "completed" and state
     )
     # What a step killed after recording its first chunk had done: downloaded the output,
     # recorded ten results; its lock is left behind (expired).
-    router = batchapi.Router(job=job, api_key=API_KEY, rates=None)
+    router = Router(job=job, api_key=API_KEY, rates=None)
     output = io.BytesIO()
     client.download(ended.output_file_id, output)
     client.close()
     lines = {}
     for raw in output.getvalue().splitlines():
-        line = batchapi.remote_api.read_result_line(raw, task=router.task)
+        line = read_result_line(raw, task=router.task)
         lines[line.custom_id] = line
-    first = list(batchapi.remote_items(remote).select_related("question").order_by("pk")[:10])
+    first = list(remote_items(remote).select_related("question").order_by("pk")[:10])
     results = [router.collect(item, lines, cancelled=False, latency_s=1.0).result for item in first]
     services.outcomes_record(job=job, owner=remote.lease_owner, results=results)
     Job.objects.filter(pk=job.pk).update(
