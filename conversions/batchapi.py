@@ -154,8 +154,20 @@ def job_step(job_id: int, *, owner: str = "") -> str:
 
 def batches_poll() -> str:
     """The poller: a step on every Batch API job that is queued or running or still has
-    remote batches whose results are not recorded (paused, cancelled or failed ones)."""
-    done = [f"job {job_id}: {job_step(job_id)}" for job_id in selectors.batch_jobs_to_poll()]
+    remote batches whose results are not recorded (paused, cancelled or failed ones).
+
+    Steps run one after another for up to MATHCONV_TASK_BUDGET_SECONDS (collecting a
+    large remote batch validates every answer); the jobs left then get a task each
+    (job_run), so no poll comes near the django-q2 timeout.
+    """
+    deadline = time.monotonic() + settings.MATHCONV_TASK_BUDGET_SECONDS
+    done = []
+    for job_id in selectors.batch_jobs_to_poll():
+        if time.monotonic() < deadline:
+            done.append(f"job {job_id}: {job_step(job_id)}")
+        elif job := Job.objects.filter(pk=job_id).first():
+            services.job_enqueue(job=job, tasks=1)
+            done.append(f"job {job_id}: queued")
     return "; ".join(done) or "nothing to do"
 
 

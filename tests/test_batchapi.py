@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone, translation
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule
 
 from conversions import batchapi, pricing, selectors, services, tasks
 from conversions.batchroute import Router
@@ -394,7 +394,7 @@ def test_an_azure_endpoint_names_its_batch_deployment(server, monkeypatch):
     assert set(job.items.values_list("status", flat=True)) == {Item.Status.SUCCEEDED}
 
 
-def test_the_poller_takes_open_remote_batches_and_the_reconciler_leaves_them(server):
+def test_the_poller_takes_open_remote_batches_and_the_reconciler_leaves_them(server, settings):
     migration = importlib.import_module("conversions.migrations.0013_batch_api")
     migration.create_schedule(apps, None)  # a transactional test's flush removed the row
     schedule = Schedule.objects.get(name=migration.POLL_SCHEDULE)
@@ -409,6 +409,11 @@ def test_the_poller_takes_open_remote_batches_and_the_reconciler_leaves_them(ser
     # Long quiet while the remote side works: the realtime reconciler leaves it alone.
     Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert services.jobs_reconcile() == []
+    # A poll past its time budget hands the jobs left to tasks of their own.
+    settings.MATHCONV_TASK_BUDGET_SECONDS = 0
+    assert tasks.batches_poll() == f"job {job.pk}: queued"
+    assert OrmQ.objects.count() == 1
+    settings.MATHCONV_TASK_BUDGET_SECONDS = 600
     wait_until(lambda: "completed" in tasks.batches_poll(), timeout=30, interval=0.3)
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
