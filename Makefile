@@ -3,6 +3,7 @@
 #   make test   set up and run the whole suite (SQLite, then PostgreSQL when reachable)
 #   make serve  the production stack on one machine, DEBUG off (gunicorn, two qclusters)
 #   make test-fast   the inner loop: no browser tests, SQLite only
+#   make gateway     the LiteLLM proxy the suite's third-party-server test uses (make test runs it)
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,8 +14,15 @@ VENDOR := static/vendor/mathlive
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/mathconv
 JUDGE := ../shared/tools/judge
+# The LiteLLM proxy the suite runs a job through (tests/test_gateway.py), in its own venv.
+# Pinned and checked: 1.82.7/1.82.8 were a supply-chain compromise (March 2026); this
+# release predates it. The hash is PyPI's for the wheel; dependencies are pinned by
+# mathconv_dev/gateway/constraints.txt. mathconv_dev/gateway/__init__.py names the same version.
+LITELLM_VERSION := 1.80.10
+LITELLM_SHA256 := 9b3e561efaba0eb1291cb1555d3dcb7283cf7f3cb65aadbcdb42e2a8765898c8
+GATEWAY := var/gateway-venv
 
-.PHONY: demo serve test test-fast test-sqlite test-postgres lint venv dev-venv vendor chromium judge-deps tables tables-check bench bench-converter bench-validator clean messages
+.PHONY: gateway demo serve test test-fast test-sqlite test-postgres test-postgres-if-reachable lint venv dev-venv vendor chromium judge-deps tables tables-check bench bench-converter bench-validator clean messages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +38,20 @@ $(VENV)/.dev-installed: pyproject.toml
 
 venv: $(VENV)/.installed
 dev-venv: $(VENV)/.dev-installed
+
+# The gateway: the exact wheel, its hash checked, then its [proxy] extra at pinned versions;
+# no .pth file may come with it but setuptools' (the compromised release hid one there).
+$(GATEWAY)/.installed-$(LITELLM_VERSION): mathconv_dev/gateway/constraints.txt
+	rm -rf $(GATEWAY) var/gateway-wheel
+	$(PYTHON) -m venv $(GATEWAY)
+	$(GATEWAY)/bin/pip download --quiet --no-deps --only-binary=:all: -d var/gateway-wheel litellm==$(LITELLM_VERSION)
+	echo "$(LITELLM_SHA256)  var/gateway-wheel/litellm-$(LITELLM_VERSION)-py3-none-any.whl" | sha256sum --check --quiet
+	$(GATEWAY)/bin/pip install --quiet -c mathconv_dev/gateway/constraints.txt "var/gateway-wheel/litellm-$(LITELLM_VERSION)-py3-none-any.whl[proxy]"
+	@pth=$$(find $(GATEWAY) -name '*.pth' ! -name distutils-precedence.pth); \
+	  if [ -n "$$pth" ]; then echo "unexpected .pth files in the gateway venv: $$pth"; exit 1; fi
+	touch $@
+
+gateway: $(GATEWAY)/.installed-$(LITELLM_VERSION)
 
 # MathLive, vendored from npm at a pinned version and served as static files.
 $(VENDOR)/mathlive.min.js: frontend/package.json
@@ -71,12 +93,17 @@ demo: venv vendor
 serve: venv vendor
 	$(PY) -m mathconv.serve --port $(PORT)
 
-test: dev-venv vendor chromium
+test: dev-venv vendor chromium gateway
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(MAKE) test-sqlite
+	$(VENV)/bin/mypy
+	$(MAKE) --no-print-directory -j2 -Otarget test-sqlite test-postgres-if-reachable
+
+# The two runs side by side (each has its own test database, tests/settings.py): the whole
+# suite on SQLite, and on PostgreSQL what can behave differently there (tests/conftest.py).
+test-postgres-if-reachable:
 	@if $(PY) -c "import psycopg,os,sys; psycopg.connect(os.environ.get('DATABASE_URL') or '$(PG_URL)'.rsplit('/',1)[0]+'/postgres', connect_timeout=3).close()" 2>/dev/null; then \
-	  $(MAKE) test-postgres; \
+	  $(MAKE) --no-print-directory test-postgres; \
 	else echo "PostgreSQL not reachable: skipped the PostgreSQL run"; fi
 
 # No browser, no PostgreSQL: the suite minus the Playwright tests, on SQLite.
@@ -87,11 +114,12 @@ test-sqlite:
 	env -u DATABASE_URL $(VENV)/bin/pytest -p no:cacheprovider
 
 test-postgres:
-	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} $(VENV)/bin/pytest -p no:cacheprovider
+	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} $(VENV)/bin/pytest -p no:cacheprovider --database-tests-only
 
 lint: dev-venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 messages: venv
 	DEBUG=1 $(PY) manage.py makemessages -l ko --ignore=.venv --ignore=frontend --ignore=static --ignore=var --ignore=artifacts --ignore='*/node_modules/*'

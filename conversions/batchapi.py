@@ -17,7 +17,7 @@ duplicate step finds nothing to do twice. A step, in order:
    job) and collects every ended one: downloads its output and error files and records
    each result by custom_id, in whatever order they come, through the realtime result
    path (results.outcome_result, stems, services.outcomes_record: validation,
-   accounting, cost at the batch rates, cache). Requests that failed with 5xx/429 or
+   accounting, cost at the Batch API prices, cache). Requests that failed with 5xx/429 or
    expired go back to pending for a follow-up batch, at most MAX_ATTEMPTS submissions
    per item (an unreadable answer is asked again once, as in realtime); an item with a
    result is never sent again;
@@ -67,7 +67,7 @@ from conversions.preflight import (
     batch_client,
     endpoint_api_key,
 )
-from conversions.pricing import batch_rates
+from conversions.pricing import prices_for
 from conversions.results import ItemResult, cached_result, failed_result
 from conversions.services.batches import (
     batch_lock,
@@ -297,7 +297,7 @@ class BatchStep:
         self.client = batch_client(job.endpoint, api_key=api_key)
         self.secrets = (api_key,)
         self.router = Router(
-            job=job, api_key=api_key, rates=batch_rates(endpoint=job.endpoint, model=job.model)
+            job=job, api_key=api_key, prices=prices_for(endpoint=job.endpoint, model=job.model)
         )
         try:
             if job.status in Job.ACTIVE_STATUSES:
@@ -354,6 +354,7 @@ class BatchStep:
             return
         # Refused before any work: a server without the Batch API answers 404.
         if not self.client.supported():
+            assert job.endpoint is not None  # run() set it
             message = batch_api_missing_message(job.endpoint)
             self.log.job("%s", message, level=logging.ERROR)
             services.job_fail(job=job, message=message)
@@ -442,6 +443,7 @@ class BatchStep:
                 path = self._rebuild(remote)
                 if path is None:
                     return
+            assert path is not None  # written or rebuilt above
             try:
                 uploaded = self.client.upload(
                     path, name=f"mathconv-job{self.job.pk}-batch{remote.seq}.jsonl"

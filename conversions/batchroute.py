@@ -7,7 +7,7 @@ a file instead of sent: questions a reviewer locked are skipped, hybrid sends on
 the rules could not convert, cache hits and identical inputs send nothing more, a stem's
 formulas are one request each ("<item id>#<n>"). What comes back goes through the same
 pure steps as a realtime answer (results.outcome_result, stems.entry / StemWork): the
-validation, the accounting and the cost (at the batch rates) do not depend on how the
+validation, the accounting and the cost (at the Batch API prices) do not depend on how the
 request travelled. Queries only for the cache.
 """
 
@@ -28,7 +28,7 @@ from conversions.engine.retry import InvalidInput
 from conversions.engine.runner import EngineConfig
 from conversions.engine.types import ErrorCategory, Outcome, WorkItem
 from conversions.models import Item, Job
-from conversions.pricing import Rates
+from conversions.pricing import Prices
 from conversions.results import (
     ItemResult,
     cached_result,
@@ -90,15 +90,16 @@ class Router:
     claimed items are answered here and now, which need requests (plan), and what an
     item records from its result lines (collect). Plain results.py / stems.py steps."""
 
-    def __init__(self, *, job: Job, api_key: str, rates: Rates | None) -> None:
+    def __init__(self, *, job: Job, api_key: str, prices: Prices | None) -> None:
         self.job = job
-        self.rates = rates
+        self.prices = prices
         self.task = (
             labeling.label_task(job.label_schema)
             if job.kind == Job.Kind.LABEL
             else ConversionTask()
         )
         self.endpoint = engine_endpoint(job=job, api_key=api_key)
+        assert job.endpoint is not None  # engine_endpoint raises without one
         row = model_settings(endpoint=job.endpoint, model=job.model)
         # Azure: the Global-Batch deployment; elsewhere the job's model. One per file.
         self.model = (row.batch_deployment if row else "") or job.model
@@ -291,7 +292,8 @@ class Router:
             question_id=item.question_id,
             mathml=item.question.mathml,
             labeling_job=not self.convert,
-            price=self.rates,
+            prices=self.prices,
+            batch=True,
             cache_key=self.key(item.question.mathml),
         )
         if cancelled and not outcome.ok and retryable:
@@ -369,7 +371,8 @@ class Router:
                 question_id=item.question_id,
                 mathml=formula.mathml,
                 labeling_job=False,
-                price=self.rates,
+                prices=self.prices,
+                batch=True,
                 cache_key=found[1] if isinstance(found, tuple) else "",
             )
             work.calls.append(call)

@@ -90,7 +90,7 @@ def repeated_share(mathml_values: Iterable[str]) -> tuple[int, int]:
 
     This is the hit rate a first LLM job over these inputs gets from the cache.
     """
-    seen: set[str] = set()
+    seen: set[bytes] = set()
     repeated = total = 0
     for mathml in mathml_values:
         total += 1

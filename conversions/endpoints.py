@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from conversions.engine import types
 from conversions.models import Endpoint, EndpointModel, Job
@@ -60,7 +61,9 @@ def endpoint_option(name: str) -> Endpoint | None:
     endpoint = endpoint_named(name)
     if endpoint is None:
         known = ", ".join(Endpoint.objects.values_list("name", flat=True)) or "-"
-        raise CommandError(f"No endpoint named {name!r} (known: {known}).")
+        raise CommandError(
+            _("No endpoint named %(name)r (known: %(known)s).") % {"name": name, "known": known}
+        )
     return endpoint
 
 
@@ -79,6 +82,8 @@ def engine_endpoint(*, job: Job, api_key: str) -> types.Endpoint:
     rpm/tpm: the job's own limits, else the endpoint's.
     """
     endpoint = job.endpoint
+    if endpoint is None:  # the worker gives an old job the default endpoint first
+        raise ValueError(f"job {job.pk} has no endpoint")
     caps = model_settings(endpoint=endpoint, model=job.model)
     return types.Endpoint(
         base_url=endpoint.base_url or None,
@@ -91,4 +96,13 @@ def engine_endpoint(*, job: Job, api_key: str) -> types.Endpoint:
         api_version=endpoint.api_version if endpoint.kind == Endpoint.Kind.AZURE else "",
         accepts_temperature=caps.accepts_temperature if caps else True,
         max_tokens_param=caps.max_tokens_param if caps else "max_completion_tokens",
+        prompt_cache_key=sends_prompt_cache_key(endpoint, caps),
     )
+
+
+def sends_prompt_cache_key(endpoint: Endpoint, caps: EndpointModel | None) -> bool:
+    """Whether requests carry prompt_cache_key: the model row's setting, else by kind
+    (OpenAI and Azure OpenAI take it; an unknown server may answer 400 to it)."""
+    if caps is not None and caps.prompt_cache_key is not None:
+        return caps.prompt_cache_key
+    return endpoint.kind in (Endpoint.Kind.OPENAI, Endpoint.Kind.AZURE)

@@ -43,10 +43,9 @@ from django.utils.translation import gettext as _
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 
-from conversions import labeling
+from conversions import labeling, selectors
 from conversions.models import Item, Job, Question
 from conversions.sanitize import latex_for_output
-from conversions.selectors import job_stats
 
 FORMATS = ("csv", "xlsx", "json")
 PAGE_SIZE = 1000
@@ -59,6 +58,7 @@ TABULAR_COLUMNS = (
     "grade",
     "metadata",
     "latex",
+    "source_latex",
     "conversion_state",
     "latex_locked",
     "latex_accepted_by",
@@ -85,7 +85,7 @@ LATEST_FIELDS = (
 )
 # LaTeX and MathML: exported exactly, never guarded (other systems read them as data).
 EXACT_COLUMNS = frozenset(
-    {"mathml", "latex", "latest_result_latex", "result_latex", "reviewed_latex"}
+    {"mathml", "latex", "source_latex", "latest_result_latex", "result_latex", "reviewed_latex"}
 )
 XLSX_CELL_LIMIT = 32767  # characters in one cell: Excel's limit, where openpyxl cuts
 LABELS_AT = "labels"
@@ -175,6 +175,8 @@ def question_record(question: Question, latest: Item | None) -> dict:
             question.latex
         ),  # a stem's whole converted document (conversions/stems.py)
         "formulas": question.formulas,  # a stem's per-formula results; None for a formula
+        # The source's own LaTeX as last read or written back (None: never known).
+        "source_latex": latex_for_output(question.source_latex),
         "conversion_state": question.conversion_state,
         "latex_locked": question.latex_locked,
         "latex_accepted_by": accepted_by.get_username() if accepted_by else None,
@@ -338,6 +340,57 @@ def write_json(queryset: QuerySet[Question], fp: BinaryIO) -> int:
     return count
 
 
+# The old scripts' file names: results per batch, and the run's stats.
+RESULTS_BATCH_NAME = "conversion_results_batch_{:03d}.json"
+RESULTS_BATCH_GLOB = "conversion_results_batch_*.json"
+RESULTS_STATS_NAME = "conversion_stats.json"
+
+
+def export_results_split(
+    queryset: QuerySet[Question], directory: Path, *, per_file: int, extra: dict | None = None
+) -> list[Path]:
+    """The old scripts' files in `directory`: conversion_results_batch_001.json, ... (each
+    a JSON array of at most per_file question records, as write_json writes them, in
+    primary-key order) and conversion_stats.json (selectors.results_stats, the files'
+    names and `extra`). Returns the paths, stats first. Batch files left from an earlier
+    export into the same folder are removed, so the folder holds this export only."""
+    if per_file < 1:
+        raise ValueError("per_file must be at least 1")
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    batch: list[dict] = []
+    for record in question_records(queryset):
+        batch.append(record)
+        if len(batch) == per_file:
+            paths.append(_write_results_batch(directory, len(paths) + 1, batch))
+            batch = []
+    if batch:
+        paths.append(_write_results_batch(directory, len(paths) + 1, batch))
+    written = {path.name for path in paths}
+    for stale in directory.glob(RESULTS_BATCH_GLOB):
+        if stale.name not in written:
+            stale.unlink()
+    stats = {
+        **selectors.results_stats(exported=queryset),
+        **(extra or {}),
+        "per_file": per_file,
+        "files": sorted(written),
+        "generated_at": _iso(timezone.now()),
+    }
+    stats_path = directory / RESULTS_STATS_NAME
+    _write_json(stats_path, stats)
+    return [stats_path, *paths]
+
+
+def _write_results_batch(directory: Path, number: int, records: list[dict]) -> Path:
+    path = directory / RESULTS_BATCH_NAME.format(number)
+    lines = ",\n".join(json.dumps(record, ensure_ascii=False) for record in records)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"[\n{lines}\n]\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 WRITERS = {"csv": write_csv, "xlsx": write_xlsx, "json": write_json}
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -449,7 +502,7 @@ def job_export(*, job: Job, missing_only: bool = False) -> list[Path]:
         if path:
             paths.append(path)
     stats_path = export_dir(job_id=job.pk) / "stats.json"
-    _write_json(stats_path, job_stats(job=job))
+    _write_json(stats_path, selectors.job_stats(job=job))
     return [stats_path, *paths]
 
 

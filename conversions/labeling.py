@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import TypeGuard, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -92,7 +93,7 @@ def label_fields_errors(fields: object) -> list[str]:
 
 
 def _type_errors(where: str, kind: str, field: dict) -> list[str]:
-    def is_int(value: object) -> bool:
+    def is_int(value: object) -> TypeGuard[int]:
         return isinstance(value, int) and not isinstance(value, bool)
 
     if kind == "choice":
@@ -141,8 +142,13 @@ def label_spec(schema: LabelSchema) -> LabelSpec:
     )
 
 
-def label_task(schema: LabelSchema) -> LabelTask:
-    """The engine task for a labeling job on this schema (validated before it runs)."""
+def label_task(schema: LabelSchema | None) -> LabelTask:
+    """The engine task for a labeling job on this schema (validated before it runs).
+
+    A labeling job always has a schema (job_create refuses one without): None is a bug.
+    """
+    if schema is None:
+        raise ValueError("a labeling job without a label schema")
     validate_label_fields(schema.fields)
     return LabelTask(label_spec(schema))
 
@@ -245,9 +251,10 @@ def questions_labeled(questions: QuerySet[Question], *, schema: LabelSchema) -> 
     return questions.filter(Q(labels_meta__schema=schema.name) | Q(labels_corrected__isnull=False))
 
 
-def questions_unlabeled(
-    questions: QuerySet[Question], *, schema: LabelSchema
-) -> QuerySet[Question]:
+_Questions = TypeVar("_Questions", bound="QuerySet[Question]")
+
+
+def questions_unlabeled(questions: _Questions, *, schema: LabelSchema) -> _Questions:
     return questions.exclude(pk__in=questions_labeled(questions, schema=schema).values("pk"))
 
 
@@ -361,8 +368,8 @@ def labels_correction_clear(*, question: Question) -> None:
 
 
 def _schema_for(*, question: Question, item: Item | None) -> LabelSchema:
-    if item is not None and item.job.label_schema_id:
-        return item.job.label_schema
+    if item is not None and (schema := item.job.label_schema) is not None:
+        return schema
     name = (question.labels_meta or {}).get("schema") or DEFAULT_SCHEMA_NAME
     return label_schema_get(name)
 

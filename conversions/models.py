@@ -20,7 +20,7 @@ ERROR_CATEGORY_LABELS = {
 }
 
 
-class QuestionQuerySet(models.QuerySet):
+class QuestionQuerySet(models.QuerySet["Question"]):
     def unconverted(self) -> QuestionQuerySet:
         """Questions with no accepted result yet: never converted, or failed."""
         return self.filter(
@@ -29,6 +29,15 @@ class QuestionQuerySet(models.QuerySet):
                 Question.ConversionState.FAILED,
             ]
         )
+
+    def results(self, *, all_successful: bool = False) -> QuestionQuerySet:
+        """Questions whose LaTeX is a result to hand on (export_results): approved by a
+        reviewer; with all_successful also those a job converted and validated (state
+        converted). Needs-review and failed questions never are."""
+        states = [Question.ConversionState.APPROVED]
+        if all_successful:
+            states.append(Question.ConversionState.CONVERTED)
+        return self.filter(conversion_state__in=states).exclude(latex="")
 
 
 class Question(models.Model):
@@ -71,6 +80,11 @@ class Question(models.Model):
     # entry per formula, in order (conversions/stems.py: mathml, display, latex, error,
     # score, reasons). None for a bare formula.
     formulas = models.JSONField(_("formulas"), null=True, blank=True)
+    # The value the source's own LaTeX column held when it was last read (an import with a
+    # `source_latex` column) or written (export_results --to-db); "": empty there, or never
+    # known. export_results --to-db leaves a row alone whose value there is no longer this
+    # one (changed there since), unless forced (conversions/writeback.py).
+    source_latex = models.TextField(_("LaTeX in the source"), blank=True)
 
     # Model output and reviewer corrections are kept apart: `labels` is what the last
     # labeling job produced, `labels_corrected` what a reviewer set (wins when present).
@@ -197,6 +211,14 @@ class EndpointModel(models.Model):
         choices=MaxTokensParam.choices,
         default=MaxTokensParam.MAX_COMPLETION_TOKENS,
     )
+    # OpenAI's prompt_cache_key routes requests with one stable prefix to one cache.
+    # None: by the endpoint's kind (OpenAI and Azure OpenAI yes, other servers no).
+    prompt_cache_key = models.BooleanField(
+        _("accepts prompt_cache_key"),
+        null=True,
+        blank=True,
+        help_text=_("Unknown: sent to OpenAI and Azure OpenAI endpoints only."),
+    )
     input_per_mtok = models.DecimalField(
         _("input $/1M tokens"), max_digits=10, decimal_places=4, null=True, blank=True
     )
@@ -281,6 +303,17 @@ class Job(models.Model):
         related_name="jobs",
     )
     prompt_version = models.CharField(_("prompt version"), max_length=20, blank=True)
+    # Conversion jobs may carry reviewed results as worked examples: the set frozen when
+    # the job was created (conversions/fewshot.py), so every request of the job, and of
+    # later jobs until the set is refreshed, starts with the same bytes.
+    few_shot_set = models.ForeignKey(
+        "FewShotSet",
+        verbose_name=_("few-shot examples"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+    )
     label_schema = models.ForeignKey(
         LabelSchema,
         verbose_name=_("label schema"),
@@ -492,7 +525,8 @@ class Item(models.Model):
         SKIPPED = "skipped", _("Skipped")
 
     # The engine's categories (engine/types.py, which imports no Django) with labels.
-    ErrorCategory = models.TextChoices(
+    # django-stubs type TextChoices' class syntax only, not this functional one.
+    ErrorCategory = models.TextChoices(  # type: ignore[call-overload]
         "ErrorCategory",
         [(c.name, (c.value, ERROR_CATEGORY_LABELS[c])) for c in ErrorCategory],
     )
@@ -550,8 +584,15 @@ class Item(models.Model):
     latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
     tokens_in = models.PositiveIntegerField(_("tokens in"), default=0)
     tokens_out = models.PositiveIntegerField(_("tokens out"), default=0)
+    # Of tokens_in, served from the provider's prompt cache
+    # (usage.prompt_tokens_details.cached_tokens), priced at the cached-input price.
+    tokens_cached = models.PositiveIntegerField(_("cached input tokens"), default=0)
     cost_usd = models.DecimalField(
         _("cost (USD)"), max_digits=12, decimal_places=6, default=Decimal("0")
+    )
+    # What the cached input tokens saved against the full input price (pricing.cost).
+    prompt_cache_saved_usd = models.DecimalField(
+        _("saved by the prompt cache (USD)"), max_digits=12, decimal_places=6, default=Decimal("0")
     )
     # What a cache hit saved: the cost of the call that produced the cached result.
     cost_saved_usd = models.DecimalField(
@@ -668,7 +709,37 @@ class ReviewEvent(models.Model):
         return f"{self.get_action_display()} {self.item_id}"
 
 
-class ModelPriceQuerySet(models.QuerySet):
+class FewShotSet(models.Model):
+    """Reviewed results frozen as worked examples for one prompt version (fewshot.py).
+
+    examples: [{"question_id", "item_id", "mathml", "latex", "action"}], in prompt order.
+    digest: sha256 of the rendered example messages, the prompt_cache_key's suffix. A set
+    never changes; `fewshot refresh` makes a new one, which later jobs use.
+    """
+
+    prompt_version = models.CharField(_("prompt version"), max_length=20, db_index=True)
+    examples = models.JSONField(_("examples"), default=list)
+    digest = models.CharField(_("digest"), max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("few-shot example set")
+        verbose_name_plural = _("few-shot example sets")
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prompt_version} #{self.pk} ({len(self.examples)})"
+
+
+class ModelPriceQuerySet(models.QuerySet["ModelPrice"]):
     def for_model(self, model: str) -> ModelPrice | None:
         """The price row of a model, or of the longest priced prefix (dated snapshots)."""
         if not model:
@@ -681,11 +752,22 @@ class ModelPriceQuerySet(models.QuerySet):
 
 
 class ModelPrice(models.Model):
-    """USD per million tokens; seeded by a data migration, edited in the admin."""
+    """USD per million tokens; seeded by a data migration, edited in the admin.
+
+    The fallback for an endpoint's models without prices of their own (pricing.prices_for).
+    """
 
     model = models.CharField(_("model"), max_length=100, unique=True)
     input_per_mtok = models.DecimalField(_("input $/1M tokens"), max_digits=10, decimal_places=4)
     output_per_mtok = models.DecimalField(_("output $/1M tokens"), max_digits=10, decimal_places=4)
+    cached_input_per_mtok = models.DecimalField(
+        _("cached input $/1M tokens"),
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text=_("Blank: cached input tokens cost the full input price."),
+    )
     batch_discount = models.DecimalField(
         _("Batch API price factor"), max_digits=4, decimal_places=3, default=Decimal("0.5")
     )
@@ -701,7 +783,8 @@ class ModelPrice(models.Model):
         return self.model
 
     def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
-        """USD for these tokens at this row's realtime prices (not quantised)."""
+        """USD for these tokens at this row's realtime prices, no cached input (not
+        quantised); a job's items are priced by conversions/pricing.py."""
         return (self.input_per_mtok * tokens_in + self.output_per_mtok * tokens_out) / Decimal(
             1_000_000
         )
@@ -746,3 +829,138 @@ class RateLimitWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint}@{self.window_start:%H:%M}"
+
+
+class RecurringJob(models.Model):
+    """A job started by a django-q2 schedule: every night at 02:00, convert the questions
+    that have no LaTeX yet (services/recurring.py keeps its Schedule in step with it).
+
+    job_settings is a JobSettings mapping (JobSettings.to_mapping): the same settings the
+    launch page, `convert` and `label` give a job. The schedule is a cron expression, or
+    a time of day (daily_at, read in TIME_ZONE); exactly one of them is set.
+    """
+
+    class Questions(models.TextChoices):
+        PENDING = "pending", _("Without a result yet")
+        ALL = "all", _("All questions")
+
+    name = models.CharField(_("name"), max_length=150, unique=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    kind = models.CharField(
+        _("kind"), max_length=10, choices=Job.Kind.choices, default=Job.Kind.CONVERT
+    )
+    questions = models.CharField(
+        _("questions"),
+        max_length=10,
+        choices=Questions.choices,
+        default=Questions.PENDING,
+        help_text=_(
+            "Without a result yet: no accepted LaTeX (conversion), no labels from the "
+            "schema (labeling)."
+        ),
+    )
+    subject = models.CharField(
+        _("subject"), max_length=50, blank=True, help_text=_("Blank: every subject.")
+    )
+    grade = models.CharField(
+        _("grade"), max_length=30, blank=True, help_text=_("Blank: every grade.")
+    )
+    job_settings = models.JSONField(_("job settings"), default=dict)
+    daily_at = models.TimeField(_("every day at"), null=True, blank=True)
+    cron = models.CharField(_("cron expression"), max_length=100, blank=True)
+    schedule = models.OneToOneField(
+        "django_q.Schedule",
+        verbose_name=_("schedule"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # One job per firing of the schedule: the firing's time, set by the run that claimed it.
+    last_scheduled_for = models.CharField(max_length=40, blank=True, editable=False)
+    last_run_at = models.DateTimeField(_("last run"), null=True, blank=True, editable=False)
+    last_job = models.ForeignKey(
+        Job,
+        verbose_name=_("last job"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    last_message = models.TextField(_("last run's message"), blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("recurring job")
+        verbose_name_plural = _("recurring jobs")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def cron_expression(self) -> str:
+        """The schedule as cron ("0 2 * * *" for daily_at 02:00), in TIME_ZONE."""
+        if self.cron:
+            return self.cron.strip()
+        if self.daily_at is not None:
+            return f"{self.daily_at.minute} {self.daily_at.hour} * * *"
+        return ""
+
+
+class JobNotification(models.Model):
+    """One message about one job on one channel, written in the transaction that ended
+    the job (an outbox): services/notifications.py delivers it, retries it with backoff,
+    and records sent_at once, with a conditional UPDATE; last_error says why not yet."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", _("E-mail")
+        WEBHOOK = "webhook", _("Webhook (Slack-compatible)")
+
+    class Event(models.TextChoices):
+        FINISHED = "finished", _("Job ended")
+        PAUSED = "paused", _("Job paused itself")
+
+    job = models.ForeignKey(
+        Job, verbose_name=_("job"), on_delete=models.CASCADE, related_name="notifications"
+    )
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
+    event = models.CharField(_("event"), max_length=10, choices=Event.choices)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"))
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("job notification")
+        verbose_name_plural = _("job notifications")
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "channel", "event"], name="job_notification_once"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="job_notification_due_idx",
+                condition=Q(sent_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_display()} {self.job_id} ({self.get_channel_display()})"

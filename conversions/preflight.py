@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 
 from conversions.endpoints import endpoint_default
 from conversions.engine.batch import AZURE_URL, OPENAI_URL, BatchClient
+from conversions.engine.redact import redact
 from conversions.models import Endpoint, Job
 
 # What the SDK is given for a server that needs no key (it refuses an empty one).
@@ -138,8 +139,8 @@ def check_endpoint(*, endpoint: Endpoint, model: str) -> None:
         ) from None
     except openai.APIStatusError as exc:
         raise ConfigurationError(
-            _("The API at %(url)s answered %(status)s to GET /models.")
-            % {"url": where, "status": exc.status_code}
+            _("The API at %(url)s answered %(status)s to GET /models: %(message)s")
+            % {"url": where, "status": exc.status_code, "message": _server_message(exc, api_key)}
         ) from None
     finally:
         client.close()
@@ -149,6 +150,17 @@ def check_endpoint(*, endpoint: Endpoint, model: str) -> None:
         _("Unknown model %(model)s at %(url)s (available: %(available)s).")
         % {"model": model, "url": where, "available": ", ".join(sorted(available)[:20])}
     )
+
+
+def _server_message(exc: openai.APIStatusError, api_key: str) -> str:
+    """The error's own message (OpenAI's error.message, else the SDK's), without the key,
+    at most 300 characters: a gateway's 400 says why (LiteLLM: "No connected db." for a
+    key it cannot check)."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body)
+    message = error.get("message") if isinstance(error, dict) else None
+    text = str(message or exc.message or "").strip()
+    return redact(text, (api_key,))[:300] or "-"
 
 
 def check_backend_config(

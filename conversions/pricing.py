@@ -1,8 +1,21 @@
-"""What tokens cost at an endpoint model's prices, cached input included; which prices
-apply to a job's calls in realtime and in Batch API mode (realtime_rates, batch_rates).
+"""What tokens cost, as the invoice counts them: cached input, realtime and Batch API.
 
-Prices are USD per million tokens (EndpointModel, ModelPrice); the cached-input price
-applies to usage.prompt_tokens_details.cached_tokens, which are part of the input.
+One price list per job: the job's endpoint's row for its model (EndpointModel), each
+blank price filled from the model's ModelPrice row (longest priced prefix, for dated
+snapshots). All prices are USD per million tokens.
+
+    prices = prices_for(endpoint=job.endpoint, model=job.model)   # Prices | None
+    cost(prices, tokens_in=1200, tokens_cached=1024, tokens_out=40)            # realtime
+    cost(prices, tokens_in=1200, tokens_cached=1024, tokens_out=40, batch=True)  # Batch API
+
+Rules (OpenAI's pricing pages, "Prompt caching" and "Batch API"):
+- cached tokens (usage.prompt_tokens_details.cached_tokens) are part of prompt_tokens and
+  are billed at the cached-input price instead of the input price; no cached price
+  anywhere means no discount;
+- Batch API: input and output at the batch prices (EndpointModel.batch_*; else the
+  realtime price times ModelPrice.batch_discount, OpenAI's 0.5 when the model has no
+  ModelPrice row); cached input at the cached price times the same factor as input;
+- no price at all (a local server nobody bills for): every cost is 0.
 """
 
 from __future__ import annotations
@@ -14,8 +27,8 @@ from conversions.endpoints import model_settings
 from conversions.models import Endpoint, EndpointModel, ModelPrice
 
 MILLION = Decimal(1_000_000)
-# The Batch API's price as a share of the realtime price where no row says otherwise.
-DEFAULT_BATCH_FACTOR = Decimal("0.5")
+COST_PLACES = Decimal("0.000001")  # Item.cost_usd's six decimal places
+BATCH_FACTOR = Decimal("0.5")  # OpenAI's Batch API discount, when nothing else says
 
 
 @dataclass(frozen=True)
@@ -23,65 +36,125 @@ class Cost:
     usd: Decimal  # what the invoice says
     saved_usd: Decimal  # what the cached tokens saved against the full input price
 
+    def quantized(self) -> Cost:
+        """Rounded to Item.cost_usd's six decimal places (a micro-dollar)."""
+        return Cost(self.usd.quantize(COST_PLACES), self.saved_usd.quantize(COST_PLACES))
+
+
+ZERO = Cost(Decimal(0), Decimal(0))
+
+
+@dataclass(frozen=True)
+class Prices:
+    """One model's prices, USD per 1M tokens, every field resolved (no blanks)."""
+
+    model: str
+    input: Decimal
+    cached_input: Decimal
+    output: Decimal
+    batch_input: Decimal
+    batch_cached_input: Decimal
+    batch_output: Decimal
+
+
+def _first(*values: Decimal | None) -> Decimal | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _or(value: Decimal | None, default: Decimal) -> Decimal:
+    return default if value is None else value
+
+
+def prices_for(*, endpoint: Endpoint | None, model: str) -> Prices | None:
+    """The prices a job on this endpoint and model pays; None when nothing prices it.
+
+    Each price comes from the endpoint's model row when set there, else from ModelPrice.
+    """
+    if not model:
+        return None
+    own: EndpointModel | None = (
+        model_settings(endpoint=endpoint, model=model) if endpoint is not None else None
+    )
+    table = ModelPrice.objects.for_model(model)
+    if own is None and table is None:
+        return None
+
+    def pick(name: str) -> Decimal | None:
+        return _first(getattr(own, name, None), getattr(table, name, None))
+
+    input_ = pick("input_per_mtok")
+    output = pick("output_per_mtok")
+    if input_ is None and output is None:
+        return None
+    input_ = input_ or Decimal(0)
+    output = output or Decimal(0)
+    cached = _or(pick("cached_input_per_mtok"), input_)
+    factor = table.batch_discount if table is not None else BATCH_FACTOR
+    batch_input = _or(getattr(own, "batch_input_per_mtok", None), input_ * factor)
+    batch_output = _or(getattr(own, "batch_output_per_mtok", None), output * factor)
+    batch_factor = batch_input / input_ if input_ else factor
+    return Prices(
+        model=model,
+        input=input_,
+        cached_input=cached,
+        output=output,
+        batch_input=batch_input,
+        batch_cached_input=cached * batch_factor,
+        batch_output=batch_output,
+    )
+
+
+def cost(
+    prices: Prices | None,
+    *,
+    tokens_in: int,
+    tokens_out: int,
+    tokens_cached: int = 0,
+    batch: bool = False,
+) -> Cost:
+    """USD for one call's (or one item's) tokens, and what the cached ones saved.
+
+    tokens_in is usage.prompt_tokens (cached ones included), tokens_cached is capped at
+    tokens_in; batch=True prices at the Batch API prices. Not quantised (Cost.quantized).
+    None prices: Cost(0, 0).
+    """
+    if prices is None:
+        return ZERO
+    cached = min(max(tokens_cached, 0), max(tokens_in, 0))
+    if batch:
+        input_, cached_price, output = (
+            prices.batch_input,
+            prices.batch_cached_input,
+            prices.batch_output,
+        )
+    else:
+        input_, cached_price, output = prices.input, prices.cached_input, prices.output
+    usd = (input_ * (tokens_in - cached) + cached_price * cached + output * tokens_out) / MILLION
+    return Cost(usd=usd, saved_usd=(input_ - cached_price) * cached / MILLION)
+
+
+def batch_cost(
+    prices: Prices | None, *, tokens_in: int, tokens_out: int, tokens_cached: int = 0
+) -> Cost:
+    """cost(..., batch=True): what a Batch API request's tokens cost."""
+    return cost(
+        prices, tokens_in=tokens_in, tokens_out=tokens_out, tokens_cached=tokens_cached, batch=True
+    )
+
 
 def tokens_cost(
     *, prices: EndpointModel, tokens_in: int, tokens_cached: int, tokens_out: int
 ) -> Cost:
-    """USD for one call's (or one item's) tokens; not quantised.
-
-    tokens_cached is capped at tokens_in. A blank cached-input price means no discount;
-    a blank input or output price counts as 0 (an unpriced local server).
-    """
-    cached = min(max(tokens_cached, 0), tokens_in)
-    input_price = prices.input_per_mtok or Decimal(0)
-    cached_price = (
-        prices.cached_input_per_mtok if prices.cached_input_per_mtok is not None else input_price
+    """Realtime USD at one EndpointModel row's own prices alone (no ModelPrice fallback):
+    a blank cached-input price means no discount, a blank input or output price counts 0."""
+    input_ = prices.input_per_mtok or Decimal(0)
+    resolved = Prices(
+        model=prices.model,
+        input=input_,
+        cached_input=_or(prices.cached_input_per_mtok, input_),
+        output=prices.output_per_mtok or Decimal(0),
+        batch_input=Decimal(0),
+        batch_cached_input=Decimal(0),
+        batch_output=Decimal(0),
     )
-    output_price = prices.output_per_mtok or Decimal(0)
-    usd = (
-        input_price * (tokens_in - cached) + cached_price * cached + output_price * tokens_out
-    ) / MILLION
-    return Cost(usd=usd, saved_usd=(input_price - cached_price) * cached / MILLION)
-
-
-@dataclass(frozen=True)
-class Rates:
-    """USD per million tokens in and out; what results.call_cost prices a call with."""
-
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-
-    def cost(self, tokens_in: int, tokens_out: int) -> Decimal:
-        """USD for these tokens (not quantised), as ModelPrice.cost."""
-        return (self.input_per_mtok * tokens_in + self.output_per_mtok * tokens_out) / MILLION
-
-
-def realtime_rates(*, endpoint: Endpoint | None, model: str) -> Rates | None:
-    """A model's realtime prices: the endpoint model's when it has both, else the model
-    price table's (ModelPrice, what realtime jobs cost items at); None: unpriced."""
-    row = model_settings(endpoint=endpoint, model=model) if endpoint else None
-    if row is not None and row.input_per_mtok is not None and row.output_per_mtok is not None:
-        return Rates(row.input_per_mtok, row.output_per_mtok)
-    price = ModelPrice.objects.for_model(model)
-    if price is None:
-        return None
-    return Rates(price.input_per_mtok, price.output_per_mtok)
-
-
-def batch_rates(*, endpoint: Endpoint | None, model: str) -> Rates | None:
-    """A model's Batch API prices: the endpoint model's batch prices when it has both,
-    else its realtime prices (realtime_rates) times ModelPrice.batch_discount (0.5, the
-    Batch API's half price, when the model has no price row); None: unpriced."""
-    row = model_settings(endpoint=endpoint, model=model) if endpoint else None
-    if (
-        row is not None
-        and row.batch_input_per_mtok is not None
-        and row.batch_output_per_mtok is not None
-    ):
-        return Rates(row.batch_input_per_mtok, row.batch_output_per_mtok)
-    realtime = realtime_rates(endpoint=endpoint, model=model)
-    if realtime is None:
-        return None
-    price = ModelPrice.objects.for_model(model)
-    factor = price.batch_discount if price is not None else DEFAULT_BATCH_FACTOR
-    return Rates(realtime.input_per_mtok * factor, realtime.output_per_mtok * factor)
+    return cost(resolved, tokens_in=tokens_in, tokens_cached=tokens_cached, tokens_out=tokens_out)

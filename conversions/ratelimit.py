@@ -216,6 +216,7 @@ class SharedRateLimiter:
         windows_per_period = period_s / window_s
         # Any span of one period touches windows_per_period + 1 windows.
         spread = windows_per_period + 1
+        self.request_rate: float | None
         if rpm:
             limit = rpm * period_s / 60
             self.request_rate = max(limit * safety - 1, limit * 0.5) / spread
@@ -335,7 +336,7 @@ class SharedRateLimiter:
 
     def _reserve_sync(
         self, window: int, tokens: int, requests_left: int, tokens_left: int
-    ) -> tuple[int, int] | None:
+    ) -> tuple[int, int] | tuple[()] | None:
         """Runs in the limiter's thread: reserve a chunk of this window's budget.
 
         Returns the (requests, tokens) reserved, enough for at least one request of

@@ -41,7 +41,7 @@ from conversions.models import Question
 class NumberedDataset(tablib.Dataset):
     """A dataset that remembers each row's number in the source file, blank rows included."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.row_numbers: list[int] = []
         self.header_row: int | None = None

@@ -23,10 +23,8 @@ from conversions.cache import CachedResult
 from conversions.converters import ConversionError, account, mathml_to_latex, validate
 from conversions.converters.errors import InvalidMathML
 from conversions.engine.types import Outcome
-from conversions.models import Item, ModelPrice
-from conversions.pricing import Rates
-
-COST_PLACES = Decimal("0.000001")
+from conversions.models import Item
+from conversions.pricing import Prices, cost
 
 
 @dataclass
@@ -47,8 +45,10 @@ class ItemResult:
     latency_ms: int | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # of tokens_in, from the provider's prompt cache
     cost_usd: Decimal = Decimal("0")
     cost_saved_usd: Decimal = Decimal("0")
+    prompt_cache_saved_usd: Decimal = Decimal("0")  # cached tokens at the cached price
     api_calls: int = 0
     retries: int = 0
     request_excerpt: str = ""
@@ -182,12 +182,16 @@ def cached_result(*, item_id: int, question_id: int, mathml: str, hit: CachedRes
     return result
 
 
-def call_cost(price: ModelPrice | Rates | None, tokens_in: int, tokens_out: int) -> Decimal:
-    """USD for these tokens at this price row (or Batch API rates, pricing.batch_rates),
-    to the micro-dollar; 0 with no price."""
-    if price is None:
-        return Decimal("0")
-    return price.cost(tokens_in, tokens_out).quantize(COST_PLACES)
+def call_cost(
+    prices: Prices | None, tokens_in: int, tokens_out: int, tokens_cached: int = 0
+) -> Decimal:
+    """USD for these tokens at these prices (cached ones at the cached-input price), to
+    the micro-dollar; 0 with no prices (conversions/pricing.py)."""
+    return (
+        cost(prices, tokens_in=tokens_in, tokens_out=tokens_out, tokens_cached=tokens_cached)
+        .quantized()
+        .usd
+    )
 
 
 def outcome_result(
@@ -197,15 +201,18 @@ def outcome_result(
     question_id: int,
     mathml: str,
     labeling_job: bool,
-    price: ModelPrice | Rates | None,
+    prices: Prices | None,
+    batch: bool = False,
     cache_key: str = "",
     rules_ms: float = 0.0,
 ) -> ItemResult:
     """What an engine Outcome means for its item: validated LaTeX, labels, or a failure.
 
     latency_ms adds the rules step that came before the call (hybrid), cost_usd the
-    tokens at `price` (a Batch API answer: the batch rates); cache_key is kept on a
-    succeeded conversion so it gets stored. Realtime and Batch API answers both come here.
+    tokens at `prices` (cached input at the cached price, pricing.cost; a Batch API
+    answer, batch=True: the Batch API prices) and prompt_cache_saved_usd what the cached
+    ones saved; cache_key is kept on a succeeded conversion so it gets stored. Realtime
+    and Batch API answers both come here.
     """
     if labeling_job:
         result = ItemResult(
@@ -215,6 +222,7 @@ def outcome_result(
             **labeling.label_result_fields(outcome),
         )
     elif outcome.ok:
+        assert outcome.value is not None  # an ok outcome carries its answer
         result = validated_result(
             item_id=item_id,
             question_id=question_id,
@@ -237,7 +245,16 @@ def outcome_result(
     result.latency_ms = round(outcome.latency_s * 1000 + rules_ms)
     result.tokens_in = outcome.tokens_in
     result.tokens_out = outcome.tokens_out
-    result.cost_usd = call_cost(price, outcome.tokens_in, outcome.tokens_out)
+    result.tokens_cached = outcome.tokens_cached
+    priced = cost(
+        prices,
+        tokens_in=outcome.tokens_in,
+        tokens_out=outcome.tokens_out,
+        tokens_cached=outcome.tokens_cached,
+        batch=batch,
+    ).quantized()
+    result.cost_usd = priced.usd
+    result.prompt_cache_saved_usd = priced.saved_usd
     result.api_calls = outcome.api_calls
     result.retries = outcome.retries
     result.request_excerpt = outcome.request_excerpt

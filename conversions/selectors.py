@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -19,14 +21,14 @@ from django.db.models.functions import Length, TruncDate
 from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
+from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule, Task
 from django_q.status import Stat
 
-from conversions import labeling
+from conversions import labeling, pricing
 from conversions.engine.prompts import CONVERT_SYSTEM_PROMPT, ConversionTask, estimate_text_tokens
 from conversions.engine.types import WorkItem
 from conversions.models import Item, Job, LabelSchema, ModelPrice, Question, RemoteBatch
-from conversions.pricing import realtime_rates
 
 SAMPLE_MESSAGES = 5
 
@@ -84,7 +86,7 @@ def _money(value) -> float:
     return float(round(value or Decimal("0"), 6))
 
 
-def _counts(items: QuerySet[Item], field: str) -> dict[str, int]:
+def _counts(items: QuerySet[Any], field: str) -> dict[str, int]:
     rows = items.order_by().values_list(field).annotate(n=Count("id"))
     return {key: n for key, n in rows if key}
 
@@ -162,8 +164,10 @@ def job_stats(*, job: Job) -> dict:
         **{f"route_{r}": Count("id", filter=Q(route=r)) for r in Item.Route.values},
         tokens_in=Sum("tokens_in"),
         tokens_out=Sum("tokens_out"),
+        tokens_cached=Sum("tokens_cached"),
         cost=Sum("cost_usd"),
         saved=Sum("cost_saved_usd"),
+        prompt_saved=Sum("prompt_cache_saved_usd"),
         calls=Sum("api_calls"),  # not "api_calls": LLM_CALLED filters on the field
         retries=Sum("retries"),
         hits=Count("id", filter=Q(cached=True)),
@@ -218,6 +222,13 @@ def job_stats(*, job: Job) -> dict:
         "tokens_in": agg["tokens_in"] or 0,
         "tokens_out": agg["tokens_out"] or 0,
         "cost_usd": _money(agg["cost"]),
+        # OpenAI's prompt cache: the share of input tokens billed at the cached price,
+        # and what that saved against the full input price (conversions/pricing.py).
+        "prompt_cache": {
+            "tokens_cached": agg["tokens_cached"] or 0,
+            "share": ((agg["tokens_cached"] or 0) / agg["tokens_in"] if agg["tokens_in"] else None),
+            "saved_usd": _money(agg["prompt_saved"]),
+        },
         "api_calls": agg["calls"] or 0,
         "api_calls_per_item": round((agg["calls"] or 0) / done, 3) if done else None,
         # Counted before sending, so it includes calls whose answer was never recorded
@@ -244,11 +255,15 @@ def job_stats(*, job: Job) -> dict:
 
 def job_batch_api(*, job: Job, agg: dict | None = None) -> dict:
     """A Batch API job's remote batches (state, request counts, when submitted and ended)
-    and what it saved against realtime: the realtime price of the same tokens
-    (pricing.realtime_rates) minus what the items cost at the batch rates."""
+    and what it saved against realtime: the realtime price of the same tokens (cached
+    ones at the cached-input price, pricing.cost) minus what the items cost at the Batch
+    API prices. USD; None without a price for the model."""
     if agg is None:
         agg = Item.objects.filter(job_id=job.pk).aggregate(
-            tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"), cost=Sum("cost_usd")
+            tokens_in=Sum("tokens_in"),
+            tokens_out=Sum("tokens_out"),
+            tokens_cached=Sum("tokens_cached"),
+            cost=Sum("cost_usd"),
         )
     rows = []
     for remote in job.remote_batches.order_by("seq"):
@@ -271,9 +286,18 @@ def job_batch_api(*, job: Job, agg: dict | None = None) -> dict:
                 "error": remote.error_message,
             }
         )
-    rates = realtime_rates(endpoint=job.endpoint, model=job.model) if job.model else None
+    prices = pricing.prices_for(endpoint=job.endpoint, model=job.model)
     cost = agg["cost"] or Decimal("0")
-    realtime = rates.cost(agg["tokens_in"] or 0, agg["tokens_out"] or 0) if rates else None
+    realtime = (
+        pricing.cost(
+            prices,
+            tokens_in=agg["tokens_in"] or 0,
+            tokens_out=agg["tokens_out"] or 0,
+            tokens_cached=agg["tokens_cached"] or 0,
+        ).usd
+        if prices is not None
+        else None
+    )
     return {
         "batches": rows,
         "open": sum(1 for row in rows if not row["collected"]),
@@ -401,6 +425,45 @@ def overall_stats(*, days: int = 30) -> dict:
     }
 
 
+def results_stats(*, exported: QuerySet[Question]) -> dict:
+    """The stats an export_results run writes beside its results (conversion_stats.json):
+    the question bank by conversion state, the bank's success rate (success_rate over
+    the states: converted and approved succeeded, needs_review and failed did not,
+    unconverted not counted), and the tokens and USD cost of every conversion item of
+    the exported questions (retries and earlier jobs included)."""
+    states = Question.ConversionState
+    by_state = dict(
+        Question.objects.order_by().values_list("conversion_state").annotate(n=Count("id"))
+    )
+    success = success_rate(
+        {
+            Item.Status.SUCCEEDED: by_state.get(states.CONVERTED, 0)
+            + by_state.get(states.APPROVED, 0),
+            Item.Status.NEEDS_REVIEW: by_state.get(states.NEEDS_REVIEW, 0),
+            Item.Status.FAILED: by_state.get(states.FAILED, 0),
+        }
+    )
+    agg = Item.objects.filter(
+        question__in=exported.values("pk"), job__kind=Job.Kind.CONVERT
+    ).aggregate(
+        cost=Sum("cost_usd"),
+        tokens_in=Sum("tokens_in"),
+        tokens_out=Sum("tokens_out"),
+        api_calls=Sum("api_calls"),
+    )
+    return {
+        "questions": sum(by_state.values()),
+        "by_state": by_state,
+        "success_rate": success["rate"],
+        "success": success,
+        "exported": exported.count(),
+        "tokens_in": agg["tokens_in"] or 0,
+        "tokens_out": agg["tokens_out"] or 0,
+        "api_calls": agg["api_calls"] or 0,
+        "cost_usd": _money(agg["cost"]),
+    }
+
+
 def cluster_alive() -> bool:
     """Whether some django-q2 cluster serves this database now.
 
@@ -454,6 +517,27 @@ def queue_health() -> dict:
 
 def job_status(*, job_id: int) -> str:
     return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+def cluster_workers() -> int:
+    """How many workers the running django-q2 clusters have together (a count, >= 0).
+
+    The sum over the clusters that report themselves running (idle or working; a starting
+    cluster has no workers yet, a stopping one takes no new task): each cluster publishes
+    its worker pids every half second in the shared "queue" cache, kept for about three
+    seconds (django_q.status.Stat). When none reports (no cluster running, or no shared
+    cache), this process's Q_CLUSTER["workers"]: a guess, since the process that queues a
+    job (web, command) is rarely the one whose workers run it.
+    """
+    try:
+        stats = Stat.get_all()
+    except Exception:  # noqa: BLE001 - no shared cache: nothing reports
+        stats = []
+    started = {str(Conf.IDLE), str(Conf.WORKING)}
+    running = {stat.cluster_id: len(stat.workers) for stat in stats if str(stat.status) in started}
+    if running:
+        return sum(running.values())
+    return int(settings.Q_CLUSTER.get("workers", 1))
 
 
 def other_cluster_alive(cluster: str) -> bool:
@@ -511,7 +595,7 @@ def _local_day():
 def daily_trends(*, days: int = TREND_DAYS) -> dict:
     """Per day and in total over the window: items, success rate, tokens and cost."""
     since = timezone.now() - timedelta(days=days)
-    rows = (
+    rows: list[Mapping[str, Any]] = list(
         Item.objects.filter(finished_at__gte=since)
         .annotate(day=_local_day())
         .order_by("day")
@@ -529,7 +613,6 @@ def daily_trends(*, days: int = TREND_DAYS) -> dict:
             saved=Sum("cost_saved_usd"),
         )
     )
-    rows = list(rows)
     total = {key: sum(row[key] or 0 for row in rows) for key in _SUMMED}
     return {
         "days": days,
@@ -596,16 +679,22 @@ def message_pattern(message: str) -> str:
 
 
 def failure_groups(items) -> list[dict]:
-    """Failed items grouped by category and message pattern, largest group first."""
+    """Failed items grouped by category and message pattern, largest group first.
+
+    Each group: {"category", "category_label", "pattern", "sample", "prefix" (the
+    messages' common start, for the item list's filter), "count" (items with the
+    category: failed, waiting for review or cancelled), "failed" (of them, status
+    failed: what a retry with the LLM takes)}.
+    """
     rows = (
         items.exclude(error_category="")
         .order_by()
         .values_list("error_category", "error_message")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("pk"), failed=Count("pk", filter=Q(status=Item.Status.FAILED)))
         .order_by("-n")[:GROUP_SCAN]
     )
     groups: dict[tuple[str, str], dict] = {}
-    for category, message, n in rows:
+    for category, message, n, failed in rows:
         key = (category, message_pattern(message))
         group = groups.get(key)
         if group is None:
@@ -616,9 +705,11 @@ def failure_groups(items) -> list[dict]:
                 "sample": Truncator(message).chars(SAMPLE_CHARS),
                 "prefix": message[:100],
                 "count": n,
+                "failed": failed,
             }
         else:
             group["count"] += n
+            group["failed"] += failed
             group["prefix"] = os.path.commonprefix([group["prefix"], message])
     return sorted(groups.values(), key=lambda g: -g["count"])
 
@@ -652,7 +743,7 @@ def launch_estimate(
     """Tokens and cost of running `count` questions, from a sample of them; in Batch API
     mode at the model's batch price (ModelPrice.batch_discount of the realtime one)."""
     llm = backend in Job.LLM_BACKENDS
-    estimate = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
+    estimate: dict[str, Any] = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
     estimate["batch_api"] = batch_api and llm
     estimate.update(model=model, price=None, tokens_in=0, tokens_out=0, tokens_out_max=0)
     estimate.update(cost_usd=None, cost_max_usd=None)

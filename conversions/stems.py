@@ -147,7 +147,9 @@ class StemWork:
         for call in self.calls:
             result.tokens_in += call.tokens_in
             result.tokens_out += call.tokens_out
+            result.tokens_cached += call.tokens_cached
             result.cost_usd += call.cost_usd
+            result.prompt_cache_saved_usd += call.prompt_cache_saved_usd
             result.api_calls += call.api_calls
             result.retries += call.retries
             result.refused = result.refused or call.refused

@@ -1,7 +1,5 @@
-"""django-q2 entry points: load the job, hand it to a JobWorker (conversions/worker.py), or
-a Batch API job to conversions/batchapi.py. django-q2 calls these by their dotted names
-(services.job_enqueue, the schedules), so the names stay; the work lives elsewhere.
-"""
+"""django-q2 entry points, called by their dotted names (queued by services, or named by
+schedules), so the names stay; the work lives in worker.py, batchapi.py, services."""
 
 from __future__ import annotations
 
@@ -18,14 +16,12 @@ from conversions.joblog import JobLog
 from conversions.models import Job
 from conversions.worker import JobWorker, cluster_id, worker_id
 
-# Hand-ons before a task runs on a cluster that already runs its job (job_run_place).
-MAX_HOPS = 10
+MAX_HOPS = 10  # hand-ons before a task runs on a cluster that runs its job (job_run_place)
 
 
 def job_run(job_id: int, share: int = 1, hops: int = 0) -> str:
-    """The django-q2 task: work on a job for up to MATHCONV_TASK_BUDGET_SECONDS. share: how
-    many tasks work on it side by side (this one takes that share of its concurrency,
-    services.job_parallel_tasks); hops: how often it was handed on to another cluster."""
+    """Work on a job for up to MATHCONV_TASK_BUDGET_SECONDS; share: tasks side by side on it
+    (services.job_parallel_tasks), hops: how often it was handed on to another cluster."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return f"job {job_id} does not exist"
@@ -67,6 +63,16 @@ def batches_poll() -> str:
     return batchapi.batches_poll()
 
 
+def notification_send(notification_id: int) -> str:
+    """Deliver a job's notification (services.notification_deliver: claim, send, retry)."""
+    return services.notification_deliver(notification_id=notification_id)
+
+
+def recurring_job_run(recurring_id: int, scheduled_for: str = "") -> str:
+    """A recurring job's schedule fired: start its job (services.recurring_job_launch)."""
+    return services.recurring_job_launch(recurring_id=recurring_id, scheduled_for=scheduled_for)
+
+
 def job_run_inline(
     job: Job,
     *,
@@ -74,8 +80,7 @@ def job_run_inline(
     on_progress=None,
     console_level: int = logging.INFO,
 ) -> str:
-    """Run a job to its end in this process (no cluster): `convert --wait`, `demo`. Setting
-    `stop` pauses the job cleanly (Ctrl-C in the CLI); a Batch API job's stops waiting."""
+    """Run a job to its end here (`convert --wait`, `demo`); `stop` pauses (or stops waiting)."""
     if job.batch_api:
         return batchapi.run_inline(job, stop=stop, on_progress=on_progress)
     if not services.job_start(job=job):
@@ -86,10 +91,7 @@ def job_run_inline(
 
 
 def warm_worker(sender, proc_name: str = "", **kwargs) -> None:
-    """Ready a new django-q2 worker process before its first task: load the engine's TLS
-    settings (~40 ms of CPU), then move everything loaded (~150k objects) out of the
-    garbage collector's sight, whose full collection would hold the GIL ~50 ms, a pause
-    on every call in flight."""
+    """Ready a new worker: load TLS settings (~40 ms), freeze ~150k objects from the GC (~50 ms)."""
     # The sentinel that forked this worker ignores SIGTERM (our qcluster command); a
     # worker ends at once on it, as before, and its leased items are claimed again.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -38,12 +38,13 @@ from conversions import exporting, labeling, selectors, services
 from conversions.cache import CachedResult, cache_key, cache_lookup
 from conversions.endpoints import endpoint_default, engine_endpoint
 from conversions.engine.capabilities import unsupported_parameter
-from conversions.engine.prompts import ConversionTask
 from conversions.engine.runner import BatchRunner, EngineConfig
 from conversions.engine.types import ErrorCategory, Outcome, WorkItem
+from conversions.fewshot import conversion_task
 from conversions.joblog import JobLog
-from conversions.models import Item, Job, ModelPrice
+from conversions.models import Item, Job
 from conversions.preflight import ConfigurationError, endpoint_api_key
+from conversions.pricing import prices_for
 from conversions.ratelimit import endpoint_limiter
 from conversions.results import (
     ItemResult,
@@ -78,6 +79,15 @@ def unsupported_parameter_message(*, job: Job, param: str) -> str:
         "endpoint": job.endpoint.name if job.endpoint else "-",
         "param": param,
     }
+    if param == "prompt_cache_key":
+        return (
+            _(
+                "The model %(model)s at endpoint %(endpoint)s does not accept "
+                "prompt_cache_key: untick “accepts prompt_cache_key” for this model in the "
+                "endpoint's models (admin: Endpoints), then resume the job."
+            )
+            % names
+        )
     if param == "temperature":
         return (
             _(
@@ -204,7 +214,7 @@ class JobWorker:
         self.continue_ = continue_
         self.stop_event = stop or threading.Event()
         self.on_progress = on_progress
-        self.price = ModelPrice.objects.for_model(job.model)
+        self.prices = prices_for(endpoint=job.endpoint, model=job.model)
         self.renew_every = max(0.5, settings.MATHCONV_LEASE_SECONDS / 4)
         self.stop_reason = ""  # "paused", "cancelled", ... when the job must stop
         self.results: list[ItemResult] = []
@@ -424,7 +434,7 @@ class JobWorker:
             question_id=item.question_id,
             mathml=item.question.mathml,
             labeling_job=self.job.kind == Job.Kind.LABEL,
-            price=self.price,
+            prices=self.prices,
             cache_key=pending.key,
             rules_ms=pending.rules_ms,
         )
@@ -464,7 +474,7 @@ class JobWorker:
             task=(
                 labeling.label_task(job.label_schema)
                 if job.kind == Job.Kind.LABEL
-                else ConversionTask()
+                else conversion_task(job)
             ),
             config=EngineConfig(max_concurrent=self.concurrency),
             limiter=limiter,
@@ -649,6 +659,7 @@ class JobWorker:
 
     def _on_formula_outcome(self, pending: _Pending, outcome: Outcome) -> None:
         work = pending.stem
+        assert work is not None  # only a stem's formulas come here (_on_outcome)
         formula = work.stem.formulas[pending.index]
         call = outcome_result(
             outcome,
@@ -656,7 +667,7 @@ class JobWorker:
             question_id=pending.item.question_id,
             mathml=formula.mathml,
             labeling_job=False,
-            price=self.price,
+            prices=self.prices,
             cache_key=pending.key,
         )
         work.calls.append(call)

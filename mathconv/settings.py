@@ -6,6 +6,7 @@ switch to PostgreSQL and Redis for production.
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -260,6 +261,9 @@ OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "") or None
 OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
 MATHCONV_DEFAULT_CONVERT_MODEL = os.environ.get("MATHCONV_DEFAULT_CONVERT_MODEL", "gpt-4.1-mini")
 MATHCONV_DEFAULT_LABEL_MODEL = os.environ.get("MATHCONV_DEFAULT_LABEL_MODEL", "gpt-4o-mini")
+# Few-shot conversion prompts from the team's reviewed results (conversions/fewshot.py):
+# the default of `convert --few-shot` and of the launch form's checkbox. Off by default.
+MATHCONV_FEW_SHOT = env_bool("MATHCONV_FEW_SHOT", False)
 
 # --- input limits -------------------------------------------------------------------
 MATHCONV_MAX_MATHML_BYTES = env_int("MATHCONV_MAX_MATHML_BYTES", 200_000)
@@ -302,6 +306,41 @@ MATHCONV_BATCH_POLL_SECONDS = env_int("MATHCONV_BATCH_POLL_SECONDS", 60)
 MATHCONV_BATCH_MAX_REQUESTS = env_int("MATHCONV_BATCH_MAX_REQUESTS", 50_000)
 MATHCONV_BATCH_MAX_BYTES = env_int("MATHCONV_BATCH_MAX_BYTES", 200_000_000)
 
+# --- notifications ------------------------------------------------------------------
+# When a job ends (or pauses itself), a message goes to each configured channel: e-mail
+# to MATHCONV_NOTIFY_EMAILS (through Django's mail settings below) and a Slack-compatible
+# incoming webhook at MATHCONV_SLACK_WEBHOOK_URL (a secret: read from the environment
+# only, never stored or logged). The message links to the job page under MATHCONV_BASE_URL.
+MATHCONV_NOTIFY_EMAILS = [
+    a.strip() for a in os.environ.get("MATHCONV_NOTIFY_EMAILS", "").split(",") if a.strip()
+]
+MATHCONV_SLACK_WEBHOOK_URL = os.environ.get("MATHCONV_SLACK_WEBHOOK_URL", "").strip()
+MATHCONV_BASE_URL = os.environ.get("MATHCONV_BASE_URL", "").strip().rstrip("/") or (
+    f"https://{ALLOWED_HOSTS[0].lstrip('.')}"
+    if PRODUCTION and ALLOWED_HOSTS
+    else f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+)
+MATHCONV_NOTIFY_LANGUAGE = os.environ.get("MATHCONV_NOTIFY_LANGUAGE", "") or LANGUAGE_CODE
+MATHCONV_NOTIFY_TIMEOUT = float(os.environ.get("MATHCONV_NOTIFY_TIMEOUT", "10"))
+# Seconds before each retry of a failed delivery; its length is the number of retries.
+# Waits up to MATHCONV_NOTIFY_WAIT_IN_TASK happen inside the sending task, longer ones
+# through the reconciler schedule (every minute).
+MATHCONV_NOTIFY_RETRY_DELAYS = [
+    float(s)
+    for s in os.environ.get("MATHCONV_NOTIFY_RETRY_DELAYS", "2,10,60,300,1800,3600").split(",")
+    if s.strip()
+]
+MATHCONV_NOTIFY_WAIT_IN_TASK = float(os.environ.get("MATHCONV_NOTIFY_WAIT_IN_TASK", "15"))
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "mathconv@localhost")
+
 # --- the queue ----------------------------------------------------------------------
 # django-q2's ORM broker re-delivers a task `retry` seconds after a worker prefetched
 # it, so timeout < retry keeps a still-running task from being handed to a second
@@ -309,7 +348,7 @@ MATHCONV_BATCH_MAX_BYTES = env_int("MATHCONV_BATCH_MAX_BYTES", 200_000_000)
 # are written so that a duplicate delivery is harmless anyway: items are claimed with a
 # lease, and a finished item is never claimed again.
 REDIS_URL = os.environ.get("REDIS_URL", "")
-Q_CLUSTER = {
+Q_CLUSTER: dict[str, Any] = {
     # The queue's name (and Redis key prefix): every web and worker process of one site
     # uses the same; two sites sharing a Redis use two names.
     "name": os.environ.get("Q_NAME", "mathconv"),

@@ -12,13 +12,15 @@ from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, LabelSchema, Question
 
 GROUPS = importlib.import_module("conversions.migrations.0007_groups")
+UNATTENDED = importlib.import_module("conversions.migrations.0013_unattended")
 PASSWORD = "correct-horse-battery-staple"
 
 
 def ensure_groups() -> None:
-    """The groups the data migration made (a transactional test flushes them)."""
+    """The groups the data migrations made (a transactional test flushes them)."""
     if Group.objects.filter(name__in=GROUPS.GROUPS).count() != len(GROUPS.GROUPS):
         GROUPS.create_groups(apps, None)
+        UNATTENDED.grant(apps, None)
 
 
 def staff_user(username: str, group: str | None = None, **extra) -> User:

@@ -71,6 +71,33 @@ def llm(settings, fake_openai):
     return fake_openai
 
 
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="run only what can behave differently on another database: tests that use the "
+        "test database, minus the browser tests and the suites that start their own services "
+        "(make test's PostgreSQL run; the SQLite run before it runs everything)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--database-tests-only"):
+        return
+    keep, drop = [], []
+    for item in items:
+        uses_database = bool(DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())))
+        uses_database = uses_database or item.get_closest_marker("django_db") is not None
+        once = item.get_closest_marker("browser") or item.get_closest_marker("own_services")
+        (keep if uses_database and not once else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def pytest_sessionfinish(session, exitstatus):
     # The run's logs and exports; a subprocess of a later run never shares its tag.
     if os.environ.get("MATHCONV_USE_TEST_DB") != "1":

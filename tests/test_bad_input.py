@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -58,6 +59,19 @@ def xlsx_file(*rows: list[object], header=("question_id", "mathml", "text")) -> 
         book.active.append(list(row))
     out = io.BytesIO()
     book.save(out)
+    return out.getvalue()
+
+
+def without_active_sheet(content: bytes) -> bytes:
+    """The workbook with its active tab pointing past its only sheet (openpyxl: active None)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(content)) as source, zipfile.ZipFile(out, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "xl/workbook.xml":
+                assert b'activeTab="0"' in data
+                data = data.replace(b'activeTab="0"', b'activeTab="3"')
+            target.writestr(name, data)
     return out.getvalue()
 
 
@@ -233,6 +247,11 @@ def cases() -> list[Case]:
         ),
         Case("not-a-workbook.xlsx", b"question_id,mathml\nQ-1,<math/>\n", "not a readable XLSX"),
         Case("empty.xlsx", b"", "not a readable XLSX", admin_says="The submitted file is empty"),
+        Case(
+            "no-active-sheet.xlsx",
+            without_active_sheet(xlsx_file(["Q-1", GOOD, "ok"])),
+            "not a readable XLSX file (no active sheet)",
+        ),
         Case("empty.csv", b"", "the file is empty", admin_says="The submitted file is empty"),
         Case("header-only.csv", b"question_id,mathml\n", "empty", admin_says="No valid data"),
         Case("empty.json", b"", "empty"),

@@ -141,7 +141,7 @@ def test_files_are_split_at_the_request_limit_and_one_model_per_file(server, set
 def test_files_are_split_at_the_byte_limit(server, settings):
     make_questions(30)
     job = create(use_cache=False)
-    router = Router(job=job, api_key=API_KEY, rates=None)
+    router = Router(job=job, api_key=API_KEY, prices=None)
     work = WorkItem(item_id=1, ref="1", mathml=fraction(10))
     line = len(router.request("1000", work).line)  # the same size as every line here
     settings.MATHCONV_BATCH_MAX_BYTES = 10 * line + line // 2  # ten lines per file
@@ -287,7 +287,7 @@ def test_a_step_killed_after_creating_the_batch_is_found_again_not_created_twice
     job = create(use_cache=False)
     owner = "killed-step"
     claimed = services.items_claim(job=job, owner=owner, limit=100)
-    router = Router(job=job, api_key=API_KEY, rates=None)
+    router = Router(job=job, api_key=API_KEY, prices=None)
     remote = remote_batch_new(job=job, model=router.model)
     results, planned = router.plan(claimed.items)
     assert not results
@@ -318,7 +318,7 @@ def test_a_filled_batch_whose_step_died_before_the_upload_is_rebuilt_and_sent_on
     job = create(use_cache=False)
     owner = "killed-step"
     claimed = services.items_claim(job=job, owner=owner, limit=100)
-    router = Router(job=job, api_key=API_KEY, rates=None)
+    router = Router(job=job, api_key=API_KEY, prices=None)
     remote = remote_batch_new(job=job, model=router.model)
     results, planned = router.plan(claimed.items)
     writer = batchapi.FileWriter(remote, batchapi._new_file(), 100, 10**9)
@@ -395,7 +395,7 @@ def test_an_azure_endpoint_names_its_batch_deployment(server, monkeypatch):
 
 
 def test_the_poller_takes_open_remote_batches_and_the_reconciler_leaves_them(server, settings):
-    migration = importlib.import_module("conversions.migrations.0013_batch_api")
+    migration = importlib.import_module("conversions.migrations.0015_batch_api")
     migration.create_schedule(apps, None)  # a transactional test's flush removed the row
     schedule = Schedule.objects.get(name=migration.POLL_SCHEDULE)
     assert (schedule.func, schedule.minutes) == ("conversions.tasks.batches_poll", 1)
@@ -431,7 +431,7 @@ def test_a_collection_cut_short_is_finished_by_the_next_step_without_a_second_re
     )
     # What a step killed after recording its first chunk had done: downloaded the output,
     # recorded ten results; its lock is left behind (expired).
-    router = Router(job=job, api_key=API_KEY, rates=None)
+    router = Router(job=job, api_key=API_KEY, prices=None)
     output = io.BytesIO()
     client.download(ended.output_file_id, output)
     client.close()
@@ -461,26 +461,28 @@ def test_a_collection_cut_short_is_finished_by_the_next_step_without_a_second_re
 
 def test_batch_prices_come_from_the_endpoint_model_else_half_the_realtime_price(server):
     endpoint = Endpoint.objects.create(name="priced", base_url=server.base_url)
-    assert pricing.batch_rates(endpoint=endpoint, model=MODEL) == pricing.Rates(
-        Decimal("1.00"), Decimal("4.00")
-    )  # ModelPrice's $2 / $8 times its batch factor, 0.5
+
+    def batch_prices(model: str = MODEL) -> tuple[Decimal, Decimal]:
+        prices = pricing.prices_for(endpoint=endpoint, model=model)
+        assert prices is not None
+        return prices.batch_input, prices.batch_output
+
+    # ModelPrice's $2 / $8 times its batch factor, 0.5
+    assert batch_prices() == (Decimal("1.00"), Decimal("4.00"))
     ModelPrice.objects.filter(model=MODEL).update(batch_discount=Decimal("0.6"))
-    assert pricing.batch_rates(endpoint=endpoint, model=MODEL).input_per_mtok == Decimal("1.2")
+    assert batch_prices()[0] == Decimal("1.2")
     row = endpoint.models.create(
         model=MODEL, input_per_mtok=Decimal("3.00"), output_per_mtok=Decimal("12.00")
     )
-    assert pricing.batch_rates(endpoint=endpoint, model=MODEL) == pricing.Rates(
-        Decimal("1.8"), Decimal("7.2")
-    )  # the endpoint's realtime prices times the model's factor
+    # the endpoint's realtime prices times the model's factor
+    assert batch_prices() == (Decimal("1.8"), Decimal("7.2"))
     row.batch_input_per_mtok, row.batch_output_per_mtok = Decimal("1.10"), Decimal("4.40")
     row.save()
-    assert pricing.batch_rates(endpoint=endpoint, model=MODEL) == pricing.Rates(
-        Decimal("1.10"), Decimal("4.40")
-    )
-    assert pricing.realtime_rates(endpoint=endpoint, model=MODEL) == pricing.Rates(
-        Decimal("3.00"), Decimal("12.00")
-    )
-    assert pricing.batch_rates(endpoint=endpoint, model="unpriced-model") is None
+    assert batch_prices() == (Decimal("1.10"), Decimal("4.40"))
+    realtime = pricing.prices_for(endpoint=endpoint, model=MODEL)
+    assert realtime is not None
+    assert (realtime.input, realtime.output) == (Decimal("3.00"), Decimal("12.00"))
+    assert pricing.prices_for(endpoint=endpoint, model="unpriced-model") is None
 
 
 def test_the_launch_page_starts_a_batch_api_job_and_estimates_at_the_batch_price(

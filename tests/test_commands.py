@@ -106,7 +106,7 @@ def test_job_command_steers_and_reports(django_capture_on_commit_callbacks):
         enqueue=False,
     )
     assert run("job", "pause", str(job.pk)) == f"Job {job.pk}: queued -> paused.\n"
-    with pytest.raises(CommandError, match="is paused: cannot pause it"):
+    with pytest.raises(CommandError, match="is paused: only a queued or running job can be"):
         run("job", "pause", str(job.pk))
     with django_capture_on_commit_callbacks(execute=True):
         assert run("job", "resume", str(job.pk)) == f"Job {job.pk}: paused -> queued.\n"
@@ -136,7 +136,7 @@ def test_job_command_steers_and_reports(django_capture_on_commit_callbacks):
     assert stats["counts"] == {"failed": 2, "succeeded": 2}
     assert stats["failures"] == {"timeout": {"count": 2, "samples": ["too slow"]}}
     text = run("job", "stats", str(job.pk))
-    assert "  failures    timeout 2: too slow" in text
+    assert "  failures    Timeout [timeout] 2: too slow" in text
 
     exported = run("job", "export", str(job.pk))
     assert "stats.json" in exported and "1 batch file(s)" in exported

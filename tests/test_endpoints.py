@@ -11,16 +11,19 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from conversions import services, tasks
-from conversions.endpoints import endpoint_default
+from conversions.endpoints import endpoint_default, sends_prompt_cache_key
 from conversions.engine.prompts import ConversionTask
 from conversions.engine.runner import BatchRunner, EngineConfig
 from conversions.engine.types import Endpoint as EngineEndpoint
 from conversions.engine.types import WorkItem
+from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
 from conversions.models import Endpoint, EndpointModel, Item, Job, Question
 from conversions.pricing import Cost, tokens_cost
+from conversions.worker import unsupported_parameter_message
 from tests import jobutil
 from tests.jobutil import make_questions
+from tests.test_label_command import ensure_default_schema
 
 pytestmark = pytest.mark.django_db
 
@@ -218,3 +221,84 @@ def test_cached_prompt_tokens_are_read_and_priced_at_the_cached_price(fake_opena
     assert tokens_cost(prices=no_discount, tokens_in=300, tokens_cached=100, tokens_out=50) == Cost(
         usd=Decimal("0.0002"), saved_usd=Decimal("0")
     )
+
+
+def test_the_max_tokens_parameter_follows_the_model_setting(llm, fake_openai_factory, monkeypatch):
+    # Ollama and older servers read max_tokens; some take no limit at all.
+    monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
+    make_questions(3)
+    sent = {}
+    for setting in ("max_tokens", "none", "max_completion_tokens"):
+        server = fake_openai_factory()
+        endpoint = own_endpoint(server, setting)
+        EndpointModel.objects.create(
+            endpoint=endpoint, model="gpt-4.1-mini", max_tokens_param=setting
+        )
+        assert tasks.job_run_inline(create(endpoint=endpoint)) == Job.Status.COMPLETED
+        params = server.stats()["params"]
+        sent[setting] = (params.get("max_tokens", 0), params.get("max_completion_tokens", 0))
+    assert sent == {"max_tokens": (3, 0), "none": (0, 0), "max_completion_tokens": (0, 3)}
+
+
+def test_prompt_cache_key_goes_only_where_it_is_accepted(llm, fake_openai_factory, monkeypatch):
+    monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
+    make_questions(2)
+    sent = {}
+    # (endpoint kind, the model row's setting; None: no row)
+    for kind, accepts in (("compatible", None), ("openai", None), ("compatible", True)):
+        server = fake_openai_factory()
+        endpoint = own_endpoint(server, f"{kind}-{accepts}")
+        Endpoint.objects.filter(pk=endpoint.pk).update(kind=kind)
+        if accepts is not None:
+            EndpointModel.objects.create(
+                endpoint=endpoint, model="gpt-4.1-mini", prompt_cache_key=accepts
+            )
+        endpoint.refresh_from_db()
+        assert tasks.job_run_inline(create(endpoint=endpoint)) == Job.Status.COMPLETED
+        sent[(kind, accepts)] = server.stats()["prompt_cache_keys"]
+    assert sent == {
+        ("compatible", None): {},  # an unknown server may refuse it: not sent
+        ("openai", None): {"mathconv-convert-v1": 2},
+        ("compatible", True): {"mathconv-convert-v1": 2},
+    }
+    # An OpenAI model row can say no, too.
+    openai_endpoint = Endpoint.objects.get(name="openai-None")
+    row = EndpointModel(endpoint=openai_endpoint, model="gpt-4.1-mini", prompt_cache_key=False)
+    assert not sends_prompt_cache_key(openai_endpoint, row)
+    assert sends_prompt_cache_key(Endpoint(kind="azure"), None)
+
+
+def test_a_rejected_prompt_cache_key_names_the_setting_to_change(llm):
+    job = create(endpoint=Endpoint.objects.create(name="gw", base_url=llm.base_url))
+    message = unsupported_parameter_message(job=job, param="prompt_cache_key")
+    assert "does not accept prompt_cache_key" in message
+    assert "“accepts prompt_cache_key”" in message and "gw" in message
+
+
+def test_label_endpoint_checks_and_uses_that_endpoint(
+    llm, fake_openai_factory, monkeypatch, settings, tmp_path
+):
+    other = fake_openai_factory()
+    monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
+    own_endpoint(other, "gpu")
+    # This shell's default endpoint is down: label --endpoint gpu must not care.
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
+    ensure_default_schema()
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\nL1,두 수의 합\nL2,넓이를 구하시오\n", encoding="utf-8")
+    out = io.StringIO()
+    call_command(
+        "label",
+        "--input-csv",
+        str(source),
+        "--endpoint",
+        "gpu",
+        stdout=out,
+        stderr=io.StringIO(),
+    )
+    job = Job.objects.get(kind=Job.Kind.LABEL)
+    assert job.endpoint.name == "gpu" and job.status == Job.Status.COMPLETED
+    assert other.stats()["ok"] == 2 and llm.stats()["requests"] == 0
+    # The job's log names the server it ran on.
+    log = log_path(job.pk).read_text()
+    assert f"endpoint=gpu ({other.base_url})" in log

@@ -151,7 +151,7 @@ def test_an_export_imports_back_unchanged(bank, tmp_path, fmt):
 
 
 def test_every_export_column_is_imported_or_a_known_result_column():
-    importable = {"question_id", "mathml", "text", "subject", "grade", "metadata"}
+    importable = {"question_id", "mathml", "text", "subject", "grade", "metadata", "source_latex"}
     labels = {c for c in tabular_columns() if c.startswith("label_")}
     assert labels  # the default schema's fields, one column each
     assert set(tabular_columns()) - importable - labels <= RESULT_COLUMNS

@@ -9,6 +9,8 @@ import functools
 import json
 import random
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -316,6 +318,7 @@ def test_every_option_round_trips_through_the_command_line():
         ratelimit_headers=False,
         reject_temperature=True,
         cached_tokens=100,
+        prompt_cache=True,
         echo_key=True,
         models=("gpt-a", "gpt-b"),
         batches_api=False,
@@ -490,3 +493,22 @@ def test_without_the_batch_api_files_and_batches_are_404(fake_openai):
         client.batches.list(limit=1)
     with pytest.raises(openai.NotFoundError):
         client.files.create(file=("in.jsonl", batch_lines(1)), purpose="batch")
+
+
+def test_a_port_in_use_is_one_line_not_a_traceback():
+    # README: a second `fake_openai --port 8001` while `make demo` serves on 8001.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "mathconv_dev.fakeopenai", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"fake_openai: port {port} on 127.0.0.1 is in use (another server, e.g. the one "
+        "`make demo` starts, may already answer there); nothing was started.\n"
+    )

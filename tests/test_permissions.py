@@ -1,3 +1,4 @@
+import datetime
 import json
 import re
 
@@ -10,7 +11,15 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
 
 from conversions.endpoints import endpoint_default
-from conversions.models import Item, Job, ModelPrice, Question, ReviewEvent
+from conversions.models import (
+    Item,
+    Job,
+    JobNotification,
+    ModelPrice,
+    Question,
+    RecurringJob,
+    ReviewEvent,
+)
 from tests.adminutil import (
     PASSWORD,
     any_label_schema,
@@ -52,6 +61,7 @@ def urls(world) -> dict[str, tuple[str, str]]:
         "item_page": ("get", reverse("admin:conversions_item_change", args=[failed])),
         "item_retry": ("post", reverse("admin:conversions_item_retry", args=[failed])),
         "category_retry": ("post", reverse("admin:conversions_item_retry_category")),
+        "llm_retry": ("post", reverse("admin:conversions_item_retry_llm")),
         "review": ("get", reverse("admin:conversions_item_review")),
         "review_next": ("get", reverse("admin:conversions_item_review_next")),
         "review_decide": (
@@ -69,6 +79,7 @@ def urls(world) -> dict[str, tuple[str, str]]:
 
 POST_DATA = {
     "category_retry": {"category": "timeout"},
+    "llm_retry": {"backend": "hybrid"},
     "review_decide": json.dumps({"action": "approve"}),
     "bulk_approve": {"min_score": "0.1"},
     "launch_label": {"batch_size": 10, "max_concurrent": 1, "_launch": "1"},
@@ -85,6 +96,7 @@ def redirects(world) -> dict[str, str]:
         "job_retry": reverse("admin:conversions_job_change", args=[job]),
         "item_retry": reverse("admin:conversions_item_change", args=[failed]),
         "category_retry": reverse("admin:conversions_item_failures"),
+        "llm_retry": reverse("admin:conversions_item_failures"),
         "bulk_approve": reverse("admin:conversions_item_review"),
     }
 
@@ -110,6 +122,9 @@ def test_the_migration_made_three_groups_with_their_permissions():
     assert not {"run_job", "change_question", "add_question"} & reviewers
     assert all(p.startswith("view_") for p in viewers)
     assert {"view_question", "view_job", "view_item", "view_reviewevent"} <= viewers
+    recurring = {"add_recurringjob", "change_recurringjob", "delete_recurringjob"}
+    assert recurring <= operators and not recurring & (reviewers | viewers)
+    assert {"view_recurringjob", "view_jobnotification"} <= operators & reviewers & viewers
 
 
 def test_anonymous_users_and_non_staff_go_to_the_login_page(client, world):
@@ -157,7 +172,14 @@ def test_a_viewer_changes_nothing(client, world):
     assert response.status_code == 403
     assert client.get(reverse("admin:conversions_question_import")).status_code == 403
     assert client.get(reverse("admin:conversions_question_add")).status_code == 403
-    for name in ("job_pause", "job_cancel", "job_retry", "item_retry", "review_decide"):
+    for name in (
+        "job_pause",
+        "job_cancel",
+        "job_retry",
+        "item_retry",
+        "llm_retry",
+        "review_decide",
+    ):
         assert call(client, world, name).status_code == 403
     question.refresh_from_db()
     assert question.question_id != "renamed"
@@ -240,6 +262,16 @@ def everything(world):
         )[0].pk,
         "conversions_endpoint": endpoint_default().pk,
         "conversions_labelschema": any_label_schema().pk,
+        "conversions_recurringjob": RecurringJob.objects.create(
+            name="probe",
+            daily_at=datetime.time(2, 0),
+            job_settings={"backend": "rules"},
+            last_job=job,
+            last_message="probe",
+        ).pk,
+        "conversions_jobnotification": JobNotification.objects.create(
+            job=job, channel="webhook", event="finished", next_attempt_at=timezone.now()
+        ).pk,
         "django_q_schedule": schedule.pk,
         "django_q_success": ok.pk,
         "django_q_failure": bad.pk,
@@ -312,6 +344,7 @@ MATRIX_METHOD = {
     "conversions_question_process_import": ("post", None),
     "conversions_item_retry": ("post", None),
     "conversions_item_retry_category": ("post", {"category": "timeout"}),
+    "conversions_item_retry_llm": ("post", {"backend": "hybrid"}),
     "conversions_item_review_decide": ("post", json.dumps({"action": "approve"})),
     "conversions_item_review_bulk": ("post", {"min_score": "0.1"}),
 }
@@ -349,6 +382,16 @@ MATRIX = {
         "-> /admin/conversions/item/<id>/change/",
     ),
     "conversions_item_retry_category": (
+        "login",
+        "login",
+        403,
+        403,
+        403,
+        "-> /admin/conversions/item/failures/",
+        "-> /admin/conversions/item/failures/",
+    ),
+    # Retry with the LLM: without a job or ticked items, back to the failures page.
+    "conversions_item_retry_llm": (
         "login",
         "login",
         403,
@@ -413,6 +456,16 @@ MATRIX = {
     "conversions_question_import": ("login", "login", 403, 403, 403, 200, 200),
     "conversions_question_launch": ("login", "login", 403, 403, 403, 200, 200),
     "conversions_question_process_import": ("login", "login", 403, 403, 403, 200, 200),
+    "conversions_recurringjob_add": ("login", "login", 403, 403, 403, 200, 200),
+    "conversions_recurringjob_change": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_recurringjob_changelist": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_recurringjob_delete": ("login", "login", 403, 403, 403, 200, 200),
+    "conversions_recurringjob_history": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_jobnotification_add": ("login", "login", 403, 403, 403, 403, 403),
+    "conversions_jobnotification_change": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_jobnotification_changelist": ("login", "login", 403, 200, 200, 200, 200),
+    "conversions_jobnotification_delete": ("login", "login", 403, 403, 403, 403, 403),
+    "conversions_jobnotification_history": ("login", "login", 403, 200, 200, 200, 200),
     "conversions_reviewevent_add": ("login", "login", 403, 403, 403, 403, 403),
     "conversions_reviewevent_change": ("login", "login", 403, 200, 200, 200, 200),
     "conversions_reviewevent_changelist": ("login", "login", 403, 200, 200, 200, 200),
@@ -468,7 +521,14 @@ ACTIONS = {
     "conversions.ModelPrice": {"superuser": {"delete_selected"}},
     "conversions.Endpoint": {"superuser": {"delete_selected"}},
     "conversions.LabelSchema": {"superuser": {"delete_selected"}},
-    "conversions.Item": {"operators": {"retry_selected"}, "superuser": {"retry_selected"}},
+    "conversions.Item": {
+        "operators": {"retry_selected", "retry_with_llm"},
+        "superuser": {"retry_selected", "retry_with_llm"},
+    },
+    "conversions.RecurringJob": {
+        "operators": {"run_now", "delete_selected"},
+        "superuser": {"run_now", "delete_selected"},
+    },
     "conversions.Question": {
         "operators": {"convert_questions", "label_questions"},
         "superuser": {"convert_questions", "label_questions", "delete_selected"},

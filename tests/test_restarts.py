@@ -30,10 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS = shutil.which("redis-server")
 
-pytestmark = pytest.mark.skipif(
-    not (PG_BIN / "initdb").exists() or not REDIS,
-    reason="needs PostgreSQL 15's initdb/pg_ctl and redis-server",
-)
+pytestmark = [
+    pytest.mark.own_services,
+    pytest.mark.skipif(
+        not (PG_BIN / "initdb").exists() or not REDIS,
+        reason="needs PostgreSQL 15's initdb/pg_ctl and redis-server",
+    ),
+]
 
 
 def free_port() -> int:

@@ -13,7 +13,8 @@ import pytest
 from conversions.cache import CachedResult
 from conversions.engine.types import ErrorCategory, Outcome
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, Job, ModelPrice
+from conversions.models import Item, Job
+from conversions.pricing import Prices
 from conversions.results import (
     cached_result,
     call_cost,
@@ -27,7 +28,15 @@ from tests.jobutil import fraction
 NS = 'xmlns="http://www.w3.org/1998/Math/MathML"'
 GLYPH = f'<math {NS}><mi>x</mi><mo>+</mo><mglyph src="s.png" alt="star"/></math>'
 BROKEN = f"<math {NS}><mfrac><mn>1</mn>"
-PRICE = ModelPrice(model="m", input_per_mtok=Decimal("0.40"), output_per_mtok=Decimal("1.60"))
+PRICE = Prices(
+    model="m",
+    input=Decimal("0.40"),
+    cached_input=Decimal("0.10"),
+    output=Decimal("1.60"),
+    batch_input=Decimal("0.20"),
+    batch_cached_input=Decimal("0.05"),
+    batch_output=Decimal("0.80"),
+)
 
 
 def outcome(**fields) -> Outcome:
@@ -59,7 +68,7 @@ def test_an_llm_answer_is_validated_and_costed_at_the_price_row():
         question_id=3,
         mathml=fraction(1),
         labeling_job=False,
-        price=PRICE,
+        prices=PRICE,
         cache_key="k1",
         rules_ms=12.0,
     )
@@ -76,7 +85,7 @@ def test_an_llm_answer_that_draws_something_else_needs_review_and_is_not_cached(
         question_id=3,
         mathml=fraction(1),
         labeling_job=False,
-        price=None,
+        prices=None,
         cache_key="k1",
     )
     assert (result.status, result.error_category) == ("needs_review", "validation_failed")
@@ -93,12 +102,12 @@ def test_a_refused_call_is_marked_from_the_http_status_not_the_message():
         refused=True,
     )
     result = outcome_result(
-        refused, item_id=7, question_id=3, mathml=fraction(1), labeling_job=False, price=None
+        refused, item_id=7, question_id=3, mathml=fraction(1), labeling_job=False, prices=None
     )
     assert (result.status, result.error_category, result.refused) == ("failed", "api_error", True)
     timeout = outcome(ok=False, error_category=ErrorCategory.TIMEOUT, error_message="HTTP 404")
     result = outcome_result(
-        timeout, item_id=7, question_id=3, mathml=fraction(1), labeling_job=False, price=None
+        timeout, item_id=7, question_id=3, mathml=fraction(1), labeling_job=False, prices=None
     )
     assert result.refused is False
 
@@ -121,9 +130,22 @@ def test_a_cache_hit_is_validated_again_and_records_what_it_saved():
 def test_labels_from_the_engine_become_the_item_labels():
     labels = {"unit": "분수"}
     result = outcome_result(
-        outcome(value=labels), item_id=7, question_id=3, mathml="", labeling_job=True, price=None
+        outcome(value=labels), item_id=7, question_id=3, mathml="", labeling_job=True, prices=None
     )
     assert (result.status, result.labels, result.route) == ("succeeded", labels, "llm")
+
+
+def test_cached_input_tokens_are_costed_at_the_cached_price():
+    answer = outcome(
+        value={"latex": r"\frac{1}{x}+y^2"}, tokens_in=1500, tokens_cached=1024, tokens_out=20
+    )
+    result = outcome_result(
+        answer, item_id=7, question_id=3, mathml=fraction(1), labeling_job=False, prices=PRICE
+    )
+    # 476 * 0.40 + 1024 * 0.10 + 20 * 1.60 = 190.4 + 102.4 + 32 = 324.8 per 1M tokens.
+    assert (result.tokens_in, result.tokens_cached) == (1500, 1024)
+    assert result.cost_usd == Decimal("0.000325")  # 0.0003248, to the micro-dollar
+    assert result.prompt_cache_saved_usd == Decimal("0.000307")  # 1024 * 0.30 = 307.2
 
 
 def test_cost_is_rounded_to_the_micro_dollar():
@@ -171,7 +193,7 @@ def test_an_llm_answer_that_loses_content_needs_review_with_the_lost_items_as_re
             question_id=3,
             mathml=mathml,
             labeling_job=False,
-            price=None,
+            prices=None,
             cache_key="k1",
         )
         assert (result.status, result.error_category) == ("needs_review", "validation_failed")

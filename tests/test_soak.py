@@ -1,4 +1,4 @@
-"""The soak at reduced size (bench/soak.py runs the full one): 300 items on PostgreSQL,
+"""The soak at reduced size (bench/soak.py runs the full one): 150 items on PostgreSQL,
 two qclusters, one SIGKILL, while the fake server injects every fault it has."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_a_soak_with_faults_and_a_killed_cluster_loses_and_duplicates_nothing(se
         Q_WORKERS="2",
     )
     result = run_soak(
-        server=server, items=300, kills=1, cluster_env=env, concurrency=8, timeout_s=150
+        server=server, items=150, kills=1, cluster_env=env, concurrency=8, timeout_s=300
     )
     served = result.server
     # Every fault happened...
@@ -41,8 +41,8 @@ def test_a_soak_with_faults_and_a_killed_cluster_loses_and_duplicates_nothing(se
     assert served["truncated"] and served["wrong"]
     # ...and every item has exactly one result, none written or called after it finished.
     assert (result.lost, result.duplicated) == (0, 0)
-    assert sum(result.statuses.values()) == 300
-    assert result.statuses["succeeded"] >= 270
+    assert sum(result.statuses.values()) == 150
+    assert result.statuses["succeeded"] >= 135
     # Wrong answers are caught by validation, not stored as succeeded.
     assert result.failed_by_category["validation_failed"] >= 1
     assert result.requests_sent >= served["requests"]

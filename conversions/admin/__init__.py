@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from conversions.admin import endpoints, items, jobs, labels, questions  # noqa: F401
+from conversions.admin import endpoints, items, jobs, labels, questions, recurring  # noqa: F401
 
 admin.site.site_header = _("mathconv administration")
 admin.site.site_title = _("mathconv admin")

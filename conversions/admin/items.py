@@ -7,10 +7,11 @@ the question's unique index.
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.db.models import Count
-from django.http import Http404
+from django.http import Http404, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -35,9 +36,38 @@ from conversions.admin.formulas import latex_html, mathml_html
 from conversions.admin.jobs import CssMedia, failures_url
 from conversions.admin.lists import CappedCountPaginator, FastActionCheckbox
 from conversions.engine.redact import redact
-from conversions.models import Item, Job, Question
+from conversions.models import Endpoint, Item, Job, ModelPrice, Question
 
 SAMPLE_CHARS = 300
+MAX_TICKED = 10_000
+LLM_RETRY_BACKENDS = (Job.Backend.HYBRID, Job.Backend.OPENAI)
+
+
+class RetryWithLLMForm(forms.Form):
+    """Where "retry with the LLM" sends a rules job's failures: backend, endpoint, model."""
+
+    backend = forms.ChoiceField(
+        label=gettext_lazy("backend"),
+        choices=[(b, Job.Backend(b).label) for b in LLM_RETRY_BACKENDS],
+        initial=Job.Backend.HYBRID,
+        help_text=gettext_lazy(
+            "Hybrid sends only what the rules cannot convert to the LLM; the "
+            "OpenAI-compatible API sends every item."
+        ),
+    )
+    endpoint = forms.ModelChoiceField(
+        label=gettext_lazy("endpoint"),
+        queryset=Endpoint.objects.all(),
+        required=False,
+        empty_label=gettext_lazy("default (OPENAI_BASE_URL / OPENAI_API_KEY)"),
+    )
+    model = forms.CharField(
+        label=gettext_lazy("model"),
+        max_length=100,
+        required=False,
+        help_text=gettext_lazy("Empty: the default model of the backend."),
+        widget=forms.TextInput(attrs={"list": "mc-models"}),
+    )
 
 
 class JobListFilter(admin.SimpleListFilter):
@@ -86,7 +116,7 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     list_per_page = 100
-    actions = ["retry_selected"]
+    actions = ["retry_selected", "retry_with_llm"]
     Media = CssMedia
     fieldsets = (
         (
@@ -115,8 +145,10 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
                 "fields": (
                     "latency_ms",
                     "tokens_in",
+                    "tokens_cached",
                     "tokens_out",
                     "cost_usd",
+                    "prompt_cache_saved_usd",
                     "cost_saved_usd",
                     "api_calls",
                     "retries",
@@ -137,7 +169,7 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
         ),
         (gettext_lazy("Times"), {"fields": ("created_at", "started_at", "finished_at")}),
     )
-    readonly_fields = tuple(f for _, opts in fieldsets for f in opts["fields"])
+    readonly_fields = tuple(flatten_fieldsets(fieldsets))
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -200,6 +232,43 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
         count = services.items_retry(items=queryset)
         self.message_user(request, _("%(n)d item(s) queued again.") % {"n": count})
 
+    @admin.action(
+        description=gettext_lazy("Retry selected failed items with the LLM…"), permissions=["run"]
+    )
+    def retry_with_llm(self, request, queryset):
+        require_perm(request, RUN_JOBS)
+        failed = queryset.filter(status=Item.Status.FAILED, job__kind=Job.Kind.CONVERT)
+        ids = list(failed.order_by("pk").values_list("pk", flat=True)[: MAX_TICKED + 1])
+        if not ids:
+            self.message_user(
+                request,
+                _("None of the selected items is a failed item of a conversion job."),
+                messages.WARNING,
+            )
+            return None
+        per_job = dict(
+            Item.objects.filter(pk__in=ids[:MAX_TICKED])
+            .order_by()
+            .values_list("job_id")
+            .annotate(n=Count("pk"))
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Retry with the LLM"),
+            "ids": ids[:MAX_TICKED],
+            "capped": len(ids) > MAX_TICKED,
+            "max_ticked": MAX_TICKED,
+            "jobs": [
+                {"job": job, "n": per_job[job.pk]}
+                for job in Job.objects.filter(pk__in=per_job).order_by("pk")
+            ],
+            "form": RetryWithLLMForm(),
+            "models": ModelPrice.objects.values_list("model", flat=True),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/conversions/item/retry_llm.html", context)
+
     # --- failures, retries and review screens -----------------------------------------
 
     def get_urls(self):
@@ -210,6 +279,11 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
                 "failures/retry/",
                 wrap(self.retry_category_view),
                 name="conversions_item_retry_category",
+            ),
+            path(
+                "failures/retry-llm/",
+                wrap(self.retry_llm_view),
+                name="conversions_item_retry_llm",
             ),
             path(
                 "<path:object_id>/retry/", wrap(self.retry_item_view), name="conversions_item_retry"
@@ -276,6 +350,19 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
                 error_category__exact=group["category"],
                 error_message__startswith=group["prefix"],
             )
+            group["scope"] = urlencode(
+                {
+                    "error_category__exact": group["category"],
+                    "error_message__startswith": group["prefix"],
+                }
+            )
+        can_run = request.user.has_perm(RUN_JOBS)
+        # Retry with the LLM: a conversion job's failed items (the rules refuse the same
+        # item again), in a new job on hybrid or openai.
+        llm_failed = 0
+        if can_run and job is not None and job.kind == Job.Kind.CONVERT:
+            scoped = failed.filter(error_category=category) if category else failed
+            llm_failed = scoped.filter(status=Item.Status.FAILED).count()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -285,7 +372,10 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
             "categories": categories,
             "groups": groups,
             "total": sum(by_category.values()),
-            "can_run": request.user.has_perm(RUN_JOBS),
+            "can_run": can_run,
+            "llm_failed": llm_failed,
+            "llm_form": RetryWithLLMForm() if llm_failed else None,
+            "models": ModelPrice.objects.values_list("model", flat=True),
             "media": self.media,
         }
         return TemplateResponse(request, "admin/conversions/item/failures.html", context)
@@ -295,6 +385,9 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
 
     def retry_item_view(self, request, object_id):
         return _retry_item(request, object_id)
+
+    def retry_llm_view(self, request):
+        return _retry_with_llm(request)
 
 
 def _job_param(value: str | None) -> Job | None:
@@ -330,3 +423,71 @@ def _retry_item(request, object_id):
     else:
         messages.warning(request, _("Only a failed or cancelled item can be retried."))
     return redirect("admin:conversions_item_change", item.pk)
+
+
+def _llm_retry_scope(post: QueryDict, job: Job | None):
+    """The items a retry with the LLM was asked for: ticked ids (the item list's action),
+    else a job's failures, narrowed to a category or to one group of the failures page
+    (its category and message start, as the group's "show items" link). None: no scope,
+    or an unknown category."""
+    ids = [int(v) for v in post.getlist("ids") if v.isdigit()][:MAX_TICKED]
+    if ids:
+        return Item.objects.filter(pk__in=ids)
+    if job is None:
+        return None
+    items = Item.objects.filter(job_id=job.pk)
+    group = QueryDict(post.get("group", ""))
+    category = group.get("error_category__exact") or post.get("category", "")
+    if category:
+        if category not in Item.ErrorCategory.values:
+            return None
+        items = items.filter(error_category=category)
+    if prefix := group.get("error_message__startswith"):
+        items = items.filter(error_message__startswith=prefix)
+    return items
+
+
+@require_POST
+def _retry_with_llm(request):
+    """A new job per source job, on the chosen backend, endpoint and model, over the
+    failed items in scope; to the new job's page (several: the job list)."""
+    require_perm(request, RUN_JOBS)
+    job = _job_param(request.POST.get("job"))
+    back = reverse("admin:conversions_item_failures") + (f"?job={job.pk}" if job else "")
+    form = RetryWithLLMForm(request.POST)
+    items = _llm_retry_scope(request.POST, job)
+    if items is None or not form.is_valid():
+        errors = [] if items is not None else [_("Choose the failed items to retry.")]
+        errors += [str(e) for field in form.errors.values() for e in field]
+        messages.error(request, " ".join(errors))
+        return redirect(back)
+    failed = items.filter(status=Item.Status.FAILED, job__kind=Job.Kind.CONVERT)
+    sources = list(Job.objects.filter(pk__in=failed.values("job_id")).order_by("pk"))
+    if not sources:
+        messages.warning(request, _("There are no failed items of a conversion job to retry."))
+        return redirect(back)
+    created = []
+    for source in sources:
+        try:
+            new = services.job_retry_with(
+                job=source,
+                backend=form.cleaned_data["backend"],
+                model=form.cleaned_data["model"],
+                endpoint=form.cleaned_data["endpoint"],
+                items=failed,
+                created_by=request.user,
+            )
+        except services.ConfigurationError as exc:
+            messages.error(request, str(exc))
+            break  # the same settings would fail the next job the same way
+        created.append(new)
+        messages.success(
+            request,
+            _("Job %(new)s (%(name)s) retries %(n)s failed item(s) of job %(job)s.")
+            % {"new": new.pk, "name": new.name, "n": new.total_items, "job": source.pk},
+        )
+    if len(created) == 1:
+        return redirect("admin:conversions_job_change", created[0].pk)
+    if created:
+        return redirect("admin:conversions_job_changelist")
+    return redirect(back)

@@ -7,10 +7,12 @@ aggregating the whole item table.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Expression, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
@@ -34,12 +36,25 @@ from conversions.admin.access import (
 from conversions.admin.lists import CappedCountPaginator
 from conversions.models import Item, Job, ModelPrice
 
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from django_stubs_ext import StrOrPromise, WithAnnotations
+
+    class _ItemCounts(TypedDict):
+        unfinished_items: int
+        succeeded_items: int
+        counted_items: int
+
+    # A job of the list: JobAdmin.get_queryset annotates its item counts.
+    ListedJob = WithAnnotations[Job, _ItemCounts]
+
 UNFINISHED = Item.UNFINISHED_STATUSES
 EXPORT_FORMATS = exporting.FORMATS
 SAMPLE_CHARS = 300
 
 
-def _items_in(statuses) -> Coalesce:
+def _items_in(statuses) -> Expression:
     """The number of the job's items in these statuses, as a correlated subquery.
 
     One equality count per status: each is an index-only range of (job, status), and
@@ -55,7 +70,7 @@ def _items_in(statuses) -> Coalesce:
         )
         for status in statuses
     ]
-    total = Coalesce(counts[0], 0)
+    total: Expression = Coalesce(counts[0], 0)
     for count in counts[1:]:
         total = total + Coalesce(count, 0)
     return total
@@ -125,11 +140,11 @@ class JobAdmin(admin.ModelAdmin):
         return False  # a job is steered with its buttons, not edited
 
     @admin.display(description=gettext_lazy("progress"))
-    def progress(self, job: Job):
+    def progress(self, job: ListedJob):
         return progress_html(job.total_items - job.unfinished_items, job.total_items)
 
     @admin.display(description=gettext_lazy("success rate"))
-    def success_rate(self, job: Job) -> str:
+    def success_rate(self, job: ListedJob) -> str:
         # The one definition: selectors.success_rate (skipped and cancelled left out).
         return selectors.rate_text(job.succeeded_items, job.counted_items)
 
@@ -221,13 +236,29 @@ def job_page_data(job: Job, *, series: bool = True) -> dict:
         failure["label"] = str(Item.ErrorCategory(category).label)
         failure["samples"] = [Truncator(s).chars(SAMPLE_CHARS) for s in failure["samples"]]
     stats["status_label"] = str(Job.Status(stats["status"]).label)
-    stats["count_labels"] = {s: str(Item.Status(s).label) for s in stats["counts"]}
+    labels = {s: str(Item.Status(s).label) for s in stats["counts"]}
+    stopping = job.status in (Job.Status.CANCELLED, Job.Status.PAUSED)
+    if stopping and Item.Status.RUNNING in labels:
+        # In flight when the job was cancelled or paused: the worker that holds them
+        # ends them at its next check (or the reconciler, once their lease expires).
+        labels[Item.Status.RUNNING] = str(_("Stopping"))
+    stats["count_labels"] = labels
+    stats["count_rows"] = [
+        {"status": s, "label": labels[s], "count": n} for s, n in stats["counts"].items()
+    ]
+    unfinished = sum(stats["counts"].get(s, 0) for s in UNFINISHED)
+    share = stats["prompt_cache"]["share"]
+    stats["prompt_cache"]["share_text"] = "–" if share is None else f"{share:.1%}"
     return {
         "stats": stats,
         "series": selectors.job_throughput_series(job=job) if series else None,
         "failures_url": reverse("admin:conversions_item_failures") + f"?job={job.pk}",
-        # A cancelled Batch API job still changes while its remote batches are cancelling.
-        "final": job.is_final and not (stats["batch_api"] and stats["batch_api"]["open"]),
+        # The page stops polling only once nothing of the job moves any more: a
+        # cancelled job's items in flight still end (cancelled or finished) after it,
+        # and a cancelled Batch API job changes while its remote batches are cancelling.
+        "final": job.is_final
+        and not unfinished
+        and not (stats["batch_api"] and stats["batch_api"]["open"]),
     }
 
 
@@ -266,6 +297,8 @@ def _control(request, job: Job, op: str):
             "title": _("Cancel job"),
         }
         return TemplateResponse(request, "admin/conversions/job/cancel_confirm.html", context)
+    done: StrOrPromise
+    refused: StrOrPromise
     if op == "retry":
         count = services.items_retry(job=job)
         acted = bool(count)
@@ -287,6 +320,7 @@ def _control(request, job: Job, op: str):
 
 
 def job_export_response(job: Job, fmt: str):
+    response: HttpResponse | StreamingHttpResponse
     if fmt == "json":
         response = StreamingHttpResponse(
             exporting.job_results_json_chunks(job), content_type="application/json"

@@ -32,7 +32,9 @@ REVIEW_PAGE = 100
 
 
 class LabelSchemaForm(forms.ModelForm):
-    fields = forms.JSONField(
+    # The model's column "fields": Django's form metaclass moves this declared field into
+    # base_fields, so it never shadows BaseForm.fields (mypy sees a class attribute).
+    fields = forms.JSONField(  # type: ignore[assignment]
         label=_("fields"),
         widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "spellcheck": "false"}),
         help_text=_(
@@ -116,6 +118,7 @@ class LabelSchemaAdmin(admin.ModelAdmin):
             job__kind=Job.Kind.LABEL,
         )
         schema = item.job.label_schema
+        assert schema is not None  # a labeling job has its schema (job_create)
         initial = item.reviewed_labels or item.result_labels or {}
         form = LabelsForm(request.POST or None, schema_fields=schema.fields, labels=initial)
         if request.method == "POST":
@@ -165,7 +168,7 @@ def _label_rows(fields: list[dict], labels) -> list[tuple[str, str]]:
     rows, seen = [], set()
     for field in fields:
         name = field.get("name")
-        if name in labels:
+        if isinstance(name, str) and name in labels:
             seen.add(name)
             rows.append((field.get("title") or name, _label_value(labels[name])))
     rows += [(name, _label_value(v)) for name, v in labels.items() if name not in seen]
@@ -201,12 +204,12 @@ def labels_form_field(field: dict) -> forms.Field:
 class LabelsForm(forms.Form):
     """One input per schema field; the schema check itself is labeling.labels_checked."""
 
-    def __init__(self, *args, schema_fields: list[dict], labels: dict, **kwargs):
+    def __init__(self, data=None, *, schema_fields: list[dict], labels: dict, **kwargs):
         initial = {
             name: labeling.label_value_text(value) if isinstance(value, list) else value
             for name, value in labels.items()
         }
-        super().__init__(*args, initial=initial, **kwargs)
+        super().__init__(data, initial=initial, **kwargs)
         self.schema_fields = schema_fields
         for field in schema_fields:
             self.fields[field["name"]] = labels_form_field(field)
@@ -262,7 +265,7 @@ class LabelValueFilter(admin.SimpleListFilter):
             if isinstance(field, dict) and field.get("name") == self.field_name
         ]
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
         values: dict[str, str] = {}
         for field in self.field_definitions():
             if field.get("type") == "choice":
@@ -273,12 +276,13 @@ class LabelValueFilter(admin.SimpleListFilter):
         return list(values.items())
 
     def queryset(self, request, queryset: QuerySet[Question]):
-        if self.value() is None:
+        raw = self.value()
+        if raw is None:
             return queryset
-        value: object = self.value()
+        value: object = raw
         if any(f.get("type") == "integer" for f in self.field_definitions()):
             try:
-                value = int(self.value())
+                value = int(raw)
             except ValueError:
                 return queryset.none()
         corrected = Q(**{f"labels_corrected__{self.field_name}": value})

@@ -13,9 +13,10 @@ from __future__ import annotations
 import copy
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import QuerySet
 from django.http import Http404, QueryDict
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -27,7 +28,7 @@ from django.utils.translation import gettext_lazy
 from conversions import labeling, selectors, services
 from conversions.admin.access import RUN_JOBS, require_perm, with_csp
 from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
-from conversions.models import Endpoint, Job, LabelSchema, ModelPrice, Question
+from conversions.models import Endpoint, Job, LabelSchema, ModelPrice, QuestionQuerySet
 
 NOT_FILTERS = {"p", "o", "all", "e", "_facets", "_popup", "_to_field", "_changelist_filters"}
 MAX_TICKED = 10_000
@@ -100,6 +101,16 @@ class ConvertForm(JobSettingsForm):
         initial=False,
         help_text=gettext_lazy("Replace LaTeX that a reviewer approved or edited."),
     )
+    few_shot = forms.BooleanField(
+        label=gettext_lazy("few-shot examples from reviewed results"),
+        required=False,
+        initial=lambda: settings.MATHCONV_FEW_SHOT,
+        help_text=gettext_lazy(
+            "LLM backends: the prompt carries a fixed set of results your reviewers "
+            "approved or fixed, as worked examples (the same set for every job until it is "
+            "refreshed with `manage.py fewshot refresh`)."
+        ),
+    )
     field_order = ["name", "backend", "model"]
 
 
@@ -118,12 +129,20 @@ class LabelForm(JobSettingsForm):
     )
     field_order = ["name", "label_schema", "model"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The schema the select shows first is the one the first estimate prices: without
+        # it the page opened with "tokens 0 / no price" until "Update estimate".
+        field = self.fields["label_schema"]
+        if not self.is_bound and field.initial is None:
+            field.initial = field.queryset.first()
+
     @property
     def backend(self) -> str:
         return Job.Backend.OPENAI  # labeling always asks a model
 
 
-FORMS = {Job.Kind.CONVERT: ConvertForm, Job.Kind.LABEL: LabelForm}
+FORMS: dict[str, type[JobSettingsForm]] = {Job.Kind.CONVERT: ConvertForm, Job.Kind.LABEL: LabelForm}
 
 
 # --- selection ---------------------------------------------------------------------------
@@ -134,7 +153,7 @@ def filter_params(query: QueryDict) -> dict[str, list[str]]:
     return {key: values for key, values in query.lists() if key not in NOT_FILTERS}
 
 
-def filtered_questions(request, model_admin, params: dict[str, list[str]]) -> QuerySet[Question]:
+def filtered_questions(request, model_admin, params: dict[str, list[str]]) -> QuestionQuerySet:
     """The questions the list page shows for these parameters (filters and search)."""
     query = QueryDict(mutable=True)
     for key, values in params.items():
@@ -145,7 +164,7 @@ def filtered_questions(request, model_admin, params: dict[str, list[str]]) -> Qu
     return changelist.get_queryset(list_request)
 
 
-def selected_questions(request, model_admin, selection: dict) -> QuerySet[Question]:
+def selected_questions(request, model_admin, selection: dict) -> QuestionQuerySet:
     if "ids" in selection:
         return model_admin.get_queryset(request).filter(pk__in=selection["ids"])
     return filtered_questions(request, model_admin, selection.get("filter", {}))
@@ -161,9 +180,7 @@ def describe_selection(selection: dict) -> str:
     return _("all questions matching %(filter)s") % {"filter": shown}
 
 
-def runnable_questions(
-    questions: QuerySet[Question], *, kind: str, data: dict
-) -> QuerySet[Question]:
+def runnable_questions(questions: QuestionQuerySet, *, kind: str, data: dict) -> QuestionQuerySet:
     """The part of the selection a job with these settings will work on."""
     if kind == Job.Kind.CONVERT and data.get("only_unconverted"):
         # The same rule job_create applies; used here to count and estimate.
@@ -275,14 +292,14 @@ def _launch(request, model_admin, *, kind, selection, form):
 def _action_selection(request) -> dict:
     if request.POST.get("select_across") == "1":
         return {"filter": filter_params(request.GET)}
-    ids = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+    ids = request.POST.getlist(ACTION_CHECKBOX_NAME)
     return {"ids": [int(v) for v in ids if v.isdigit()][:MAX_TICKED]}
 
 
 class LaunchActionsMixin:
     """Adds the convert and label actions, buttons and pages to the question admin."""
 
-    change_list_template = "admin/conversions/question/change_list.html"
+    change_list_template: str | None = "admin/conversions/question/change_list.html"
     launch_actions = ("convert_questions", "label_questions")
 
     def has_run_permission(self, request) -> bool:

@@ -14,6 +14,7 @@ directly.
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -28,7 +29,7 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         object_list = self.object_list
-        if not hasattr(object_list, "query"):
+        if not isinstance(object_list, QuerySet):
             return len(object_list)
         return object_list.order_by()[: self.cap + 1].count()
 

@@ -9,6 +9,7 @@ messages, names) is set as text by the script.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
@@ -174,7 +175,7 @@ def review_next(request):
     )
 
 
-DECISIONS = {
+DECISIONS: dict[str, Callable[..., ReviewEvent]] = {
     "approve": reviews.item_approve,
     "reject": reviews.item_reject,
     "skip": reviews.item_skip,
@@ -244,7 +245,9 @@ def _bulk_form(request) -> BulkApproveForm:
         # An unknown job in the link is refused here too, before anything is shown.
         probe = QueueFilter({"job": initial["job"]})
         probe.selected_job()
-        form.fields["job"].choices = probe.fields["job"].choices
+        job, shown = form.fields["job"], probe.fields["job"]
+        assert isinstance(job, forms.ChoiceField) and isinstance(shown, forms.ChoiceField)
+        job.choices = shown.choices
     return form
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import unicodedata
+from collections.abc import Iterator
 from functools import cache
+from typing import cast
 
 from latex2mathml.symbols_parser import convert_symbol
 from lxml import etree
@@ -160,7 +162,7 @@ def _walk(el: etree._Element, out: collections.Counter) -> None:
     if name in _SKIPPED:
         return
     if name in _TOKENS:
-        text = "".join(el.itertext())
+        text = "".join(cast("Iterator[str]", el.itertext()))  # str (lxml-stubs: | bytes)
         if name == "ms":
             text = el.get("lquote", "\u201c") + text + el.get("rquote", "\u201d")
         _items(text, out)

@@ -217,7 +217,7 @@ def _text(el: etree._Element) -> str:
 def _typed_space(el: etree._Element) -> bool:
     """A token holding only spaces the author typed (HWP writes <mo> </mo> between words)."""
     raw = el.text
-    return bool(raw) and len(el) == 0 and raw.strip(" \t\u3000") == "" and "\n" not in raw
+    return bool(raw and len(el) == 0 and raw.strip(" \t\u3000") == "" and "\n" not in raw)
 
 
 def _is_groups(s: str, start: int) -> bool:
@@ -454,14 +454,14 @@ def _ident_char(c: str, variant: str) -> str:
     if c in _DIGITS:
         return c if variant in ("italic", "normal") else _letter(c, variant)
     if c in sym.GREEK_LOWER:
-        command = sym.CHAR_COMMANDS.get(c, c)
+        greek = sym.CHAR_COMMANDS.get(c, c)
         if variant == "italic":
-            return command
+            return greek
         if variant == "normal":
             return "\\text{" + c + "}"  # MathJax's TeX fonts have no upright small Greek
         if variant in ("bold", "bold-italic"):
-            return "\\boldsymbol{" + command + "}"
-        return _wrap(command, variant)
+            return "\\boldsymbol{" + greek + "}"
+        return _wrap(greek, variant)
     if c in sym.GREEK_UPPER:
         return _greek_capital(c, variant)
     command = sym.CHAR_COMMANDS.get(c)
@@ -494,11 +494,11 @@ def _styled(text: str, variant: str) -> str:
         ):
             run.append("\\ " if c == " " else c)
             continue
-        if run:
+        if run and wrapper is not None:  # a run is only ever started with a wrapper
             parts.append(wrapper[0] + _join(run) + wrapper[1])
             run = []
         parts.append("\\ " if c == " " else _ident_char(c, variant))
-    if run:
+    if run and wrapper is not None:
         parts.append(wrapper[0] + _join(run) + wrapper[1])
     return _join(parts)
 
@@ -808,10 +808,17 @@ def _is_middle(el: etree._Element) -> bool:
     return text in sym.VERTICAL_ARROWS or op.get("fence") == "true" or op.get("stretchy") == "true"
 
 
+def _middle(el: etree._Element) -> str:
+    """\\middle and the delimiter of a row item that _is_middle."""
+    op = _fence_op(el)
+    assert op is not None  # _is_middle(el)
+    return "\\middle" + _delimiter(sym.DELIMITERS[_text(op)])
+
+
 def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) -> list[str]:
     if len(kids) < 2:
         if middle and kids and _is_middle(kids[0]):
-            return ["\\middle" + _delimiter(sym.DELIMITERS[_text(_fence_op(kids[0]))])]
+            return [_middle(kids[0])]
         return [_conv(kid, v) for kid in kids]
     pairs = _pairs(kids)
     parts: list[str] = []
@@ -820,6 +827,7 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
     lone_closer = pairs.get(-1)
     if lone_closer is not None:
         close, _, closer = lone_closer
+        assert closer is not None  # a lone closer is one (_pairs)
         parts.append(_fenced("", _text(closer), kids[:close], v))
         i = close + 1
     while i < count:
@@ -827,6 +835,7 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
         pair = pairs.get(i)
         if pair is not None:
             close, opener, closer = pair
+            assert opener is not None  # only the lone closer, at -1, has none (_pairs)
             if closer is None:
                 parts.append(_fenced(_text(opener), "", kids[i + 1 :], v))
                 break
@@ -842,7 +851,7 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
                 parts.append(_fenced("{", "", kids[i + 1 :], v))
                 break
         if middle and _is_middle(kid):
-            parts.append("\\middle" + _delimiter(sym.DELIMITERS[_text(_fence_op(kid))]))
+            parts.append(_middle(kid))
         elif (
             i + 1 < count
             and kid.text
@@ -1108,7 +1117,7 @@ def _primes(el: etree._Element) -> str | None:
         kids = _kids(el)
         found = [_primes(kid) for kid in kids]
         if kids and all(found):
-            return "".join(found)
+            return "".join(p for p in found if p)  # all of them
     return None
 
 
@@ -1153,8 +1162,8 @@ def _limits_operator(el: etree._Element, v: str | None) -> str | None:
         text = _text(op)
         if text in LARGEOP_OPERATORS:
             latex = _conv(el, v)
-            movable = op.get("movablelimits")
-            movable = text in MOVABLELIMITS_OPERATORS if movable is None else movable == "true"
+            limits = op.get("movablelimits")
+            movable = text in MOVABLELIMITS_OPERATORS if limits is None else limits == "true"
             if latex in sym.LIMIT_COMMANDS:
                 return latex if movable else latex + "\\limits"
             return latex + "\\limits" if not movable else None
@@ -1207,7 +1216,7 @@ def _accent_command(
     ):
         return None
     if not over:
-        return commands
+        return sym.UNDER_ACCENTS[char]  # = commands, typed as one command
     if char in _ARROW_ACCENTS and (
         el.get("accent") == "true" or op is None or op.get("stretchy") != "false"
     ):
@@ -1255,7 +1264,7 @@ def _under_over(el: etree._Element, v: str | None, under: bool, over: bool) -> s
     if above is not None:
         if over_accent is not None:
             if below is not None:
-                over_accent = sym.OVER_ACCENTS[_accent_char(above)][1]
+                over_accent = sym.OVER_ACCENTS[_accent_char(above) or ""][1]
             latex = over_accent + "{" + latex + "}"
         else:
             latex = "\\overset{" + _conv(above, v) + "}{" + latex + "}"
@@ -1360,7 +1369,7 @@ class _Table:
             # cells of one column that all say how they align override the table
             found = {aligns[column] for aligns in cell_aligns if column < len(aligns)}
             if len(found) == 1 and None not in found:
-                self.aligns[column] = _ALIGN_LETTERS.get(found.pop(), "c")
+                self.aligns[column] = _ALIGN_LETTERS.get(found.pop() or "", "c")
         self.lines = _table_lines(el, self.width)
         self.plain = not any(self.lines)
         self.framed = _table_frame(el)
@@ -1515,9 +1524,10 @@ def _size_command(value: str) -> str | None:
     elif value.replace(".", "", 1).isdigit():
         scale = float(value)  # a bare number scales the font (MathML 1)
     else:
-        scale = _length_em(value)
-        if scale is None:
+        em = _length_em(value)
+        if em is None:
             return None
+        scale = em
     best = min(sym.SIZE_COMMANDS, key=lambda item: abs(item[0] - scale))
     return best[1]
 

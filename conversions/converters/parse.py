@@ -16,10 +16,12 @@ from __future__ import annotations
 import html.entities
 import re
 import threading
+from typing import cast
 
 from lxml import etree
 
 from conversions.converters.errors import InvalidMathML
+from conversions.converters.messages import _
 
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 DEFAULT_MAX_BYTES = 200_000
@@ -33,6 +35,17 @@ _DOCTYPE_RE = re.compile(r"<!DOCTYPE\b", re.IGNORECASE)
 _XML_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 _local = threading.local()
+
+
+def _too_deep_message(max_depth: int) -> str:
+    return _("too deep: nesting exceeds %(n)s levels") % {"n": max_depth}
+
+
+def _too_big(size: int, max_bytes: int) -> str:
+    return _("too big: %(size)s bytes (the limit is %(max)s)") % {
+        "size": f"{size:,}",
+        "max": f"{max_bytes:,}",
+    }
 
 
 def _parser() -> etree.XMLParser:
@@ -72,7 +85,10 @@ def _replace_entity(match: re.Match) -> str:
         return match.group(0)
     chars = html.entities.html5.get(name + ";")
     if chars is None:
-        raise InvalidMathML(f"unknown entity &{name}; (only HTML/MathML named entities are known)")
+        raise InvalidMathML(
+            _("unknown entity &%(name)s; (only HTML/MathML named entities are known)")
+            % {"name": name}
+        )
     return "".join(f"&#{ord(c)};" for c in chars)
 
 
@@ -81,15 +97,17 @@ def _strip_prolog(text: str) -> str:
     match = _DOCTYPE_RE.search(text)
     if match is None:
         if "<!ENTITY" in text:
-            raise InvalidMathML("entity declarations are not allowed (possible XML bomb)")
+            raise InvalidMathML(_("entity declarations are not allowed (possible XML bomb)"))
         return text
     start = match.start()
     end = text.find(">", start)
     if end < 0:
-        raise InvalidMathML("not well-formed: unterminated DOCTYPE")
+        raise InvalidMathML(_("not well-formed: unterminated DOCTYPE"))
     declaration = text[start : end + 1]
     if "[" in declaration or "<!ENTITY" in text:
-        raise InvalidMathML("DOCTYPE with entity declarations is not allowed (possible XML bomb)")
+        raise InvalidMathML(
+            _("DOCTYPE with entity declarations is not allowed (possible XML bomb)")
+        )
     # An external DOCTYPE only names a DTD; it is never loaded, so it is simply dropped.
     return text[:start] + text[end + 1 :]
 
@@ -129,7 +147,7 @@ def parse_mathml(
         _lower_names(root)
     root = _find_math(root)
     if _too_deep(root, max_depth):
-        raise InvalidMathML(f"too deep: nesting exceeds {max_depth} levels")
+        raise InvalidMathML(_too_deep_message(max_depth))
     return root
 
 
@@ -172,7 +190,8 @@ def _lower_names(root: etree._Element) -> None:
                 if qname.namespace
                 else qname.localname.lower()
             )
-        for key in list(el.attrib):
+        # lxml gives attribute names as str on Python 3 (lxml-stubs say str | bytes).
+        for key in cast("list[str]", list(el.attrib)):
             if key != key.lower() and not key.startswith("{"):
                 el.attrib[key.lower()] = el.attrib.pop(key)
 
@@ -180,18 +199,20 @@ def _lower_names(root: etree._Element) -> None:
 def _checked_text(text: str | bytes, max_bytes: int) -> str:
     if isinstance(text, bytes):
         if len(text) > max_bytes:
-            raise InvalidMathML(f"too big: {len(text):,} bytes (the limit is {max_bytes:,})")
+            raise InvalidMathML(_too_big(len(text), max_bytes))
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidMathML(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+            raise InvalidMathML(
+                _("not UTF-8: %(reason)s at byte %(at)s") % {"reason": exc.reason, "at": exc.start}
+            ) from None
     if not isinstance(text, str):
-        raise InvalidMathML("MathML must be text")
+        raise InvalidMathML(_("MathML must be text"))
     # Counting bytes needs an encoded copy; only texts that might be too big pay for it.
     if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode()) > max_bytes):
-        raise InvalidMathML(f"too big: {len(text.encode()):,} bytes (the limit is {max_bytes:,})")
+        raise InvalidMathML(_too_big(len(text.encode()), max_bytes))
     if not text.strip():
-        raise InvalidMathML("empty input: no MathML")
+        raise InvalidMathML(_("empty input: no MathML"))
     return text
 
 
@@ -218,10 +239,11 @@ def _parse_xml(text: str, max_depth: int) -> etree._Element:
     except etree.XMLSyntaxError as exc:
         message = str(exc.msg if getattr(exc, "msg", None) else exc)
         if "depth" in message.lower():  # libxml2's own limit, far above ours
-            raise InvalidMathML(f"too deep: nesting exceeds {max_depth} levels") from None
-        raise InvalidMathML(f"not well-formed XML: {message}") from None
+            raise InvalidMathML(_too_deep_message(max_depth)) from None
+        # libxml2's own words follow (English): they say where the file breaks.
+        raise InvalidMathML(_("not well-formed XML: %(detail)s") % {"detail": message}) from None
     except ValueError as exc:
-        raise InvalidMathML(f"not well-formed XML: {exc}") from None
+        raise InvalidMathML(_("not well-formed XML: %(detail)s") % {"detail": exc}) from None
 
 
 _PREFIX_RE = re.compile(r"</?([A-Za-z_][\w.-]*):[A-Za-z_]")
@@ -239,14 +261,19 @@ def _declare_prefixes(text: str) -> str:
 
 def _find_math(root: etree._Element) -> etree._Element:
     if not isinstance(root.tag, str):
-        raise InvalidMathML("no <math> element found")
+        raise InvalidMathML(_("no <math> element found"))
     if local_name(root.tag) == "math":
         return root
     found = [el for el in root.iter() if isinstance(el.tag, str) and local_name(el.tag) == "math"]
     if not found:
-        raise InvalidMathML(f"the root element is <{local_name(root.tag)}>, not <math>")
+        raise InvalidMathML(
+            _("the root element is <%(name)s>, not <math>") % {"name": local_name(root.tag)}
+        )
     if len(found) > 1:
-        raise InvalidMathML(f"<{local_name(root.tag)}> holds {len(found)} <math> elements, not one")
+        raise InvalidMathML(
+            _("<%(name)s> holds %(n)s <math> elements, not one")
+            % {"name": local_name(root.tag), "n": len(found)}
+        )
     return found[0]
 
 
@@ -260,7 +287,7 @@ def _canonical(el: etree._Element, out: list[str]) -> None:
     name = local_name(el.tag)
     out.append("<" + name)
     attributes = []
-    for key, value in el.attrib.items():
+    for key, value in cast("list[tuple[str, str]]", el.attrib.items()):  # str, as above
         key = local_name(key)
         if key in _IGNORED_ATTRIBUTES or key.startswith("data-") or key == "xmlns":
             continue

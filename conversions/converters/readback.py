@@ -120,7 +120,7 @@ def _infix(latex: str) -> str:
         start -= 1
     left = _TOKEN.search(latex, match.end())
     right = _TOKEN.search(latex, left.end()) if left else None
-    if right is None:
+    if left is None or right is None:
         return latex
     end = right.end()
     depth = 0
@@ -151,6 +151,7 @@ def readable_by_latex2mathml(latex: str) -> str:
         c = latex[i]
         if c in "^_" and latex.startswith("\\", i + 1):
             match = _TOKEN.match(latex, i + 1)
+            assert match is not None  # "\\" itself matches [^\s{}]
             name = match.group(0)[1:]
             if name in _SCRIPTED:
                 parsed = _arguments(latex, match.end(), 2)
@@ -161,6 +162,7 @@ def readable_by_latex2mathml(latex: str) -> str:
                     continue
         if c == "\\":
             match = _TOKEN.match(latex, i)
+            assert match is not None  # "\\" itself matches [^\s{}]
             rewritten = _rewrite_command(match.group(0)[1:], latex, match.end())
             if rewritten is not None:
                 latex = latex[:i] + rewritten[0] + latex[rewritten[1] :]

@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Final
 
 import openai
 
@@ -34,8 +34,8 @@ from conversions.engine.types import Endpoint, ErrorCategory, Outcome, WorkItem
 
 OPENAI_URL = "/v1/chat/completions"
 AZURE_URL = "/chat/completions"
-COMPLETION_WINDOW = "24h"
-PURPOSE = "batch"
+COMPLETION_WINDOW: Final = "24h"
+PURPOSE: Final = "batch"
 EXPIRED = "batch_expired"
 CANCELLED = "batch_cancelled"
 # OpenAI's limits per input file; settings.MATHCONV_BATCH_MAX_* may set lower ones.
@@ -140,7 +140,7 @@ def _answer(
     custom_id: str, completion: object, task: LLMTask, secrets: tuple[str, ...], common: dict
 ) -> LineResult:
     usage = completion.get("usage") if isinstance(completion, dict) else None
-    tokens = {}
+    tokens: dict[str, Any] = {}
     if isinstance(usage, dict):
         tokens = {
             "tokens_in": int(usage.get("prompt_tokens") or 0),
@@ -150,6 +150,7 @@ def _answer(
     content, failure = read_choice(completion)
     excerpt = redact((content or "")[:EXCERPT_CHARS], secrets)
     if failure is None:
+        assert content is not None  # no failure: a text (read_choice)
         try:
             value = task.parse(WorkItem(item_id=0, ref=custom_id), content)
         except InvalidOutput as exc:
@@ -227,7 +228,7 @@ class BatchClient:
     def create(self, *, input_file_id: str, metadata: dict[str, str]) -> openai.types.Batch:
         return self.client.batches.create(
             input_file_id=input_file_id,
-            endpoint=self.url,  # type: ignore[arg-type] - Azure's "/chat/completions"
+            endpoint=self.url,  # type: ignore[arg-type]  # Azure's "/chat/completions"
             completion_window=COMPLETION_WINDOW,
             metadata=metadata,
         )

@@ -1,8 +1,9 @@
 """Request parameters a model accepts, from the endpoint's model settings.
 
 Reasoning models (o-series, GPT-5 line) answer 400 to `temperature`; Ollama and older
-servers read `max_tokens`, not `max_completion_tokens`. The task asks for what it wants
-(request_options); this module drops or renames what the endpoint's model does not take.
+servers read `max_tokens`, not `max_completion_tokens`; `prompt_cache_key` is OpenAI's
+(and Azure OpenAI's) alone. The task asks for what it wants (request_options); this
+module drops or renames what the endpoint's model does not take.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ _UNSUPPORTED = re.compile(r"unsupported[_ ](parameter|value)", re.IGNORECASE)
 
 
 def adapt_options(options: dict, endpoint: Endpoint) -> dict:
-    """options with temperature dropped and the max-tokens parameter renamed or dropped."""
+    """options with temperature and prompt_cache_key dropped where the endpoint's model
+    does not take them, and the max-tokens parameter renamed or dropped."""
     adapted = dict(options)
     if not endpoint.accepts_temperature:
         adapted.pop("temperature", None)
+    if not endpoint.prompt_cache_key:
+        adapted.pop("prompt_cache_key", None)
     limit = None
     for name in MAX_TOKENS_NAMES:
         limit = adapted.pop(name, limit)

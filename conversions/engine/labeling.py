@@ -52,6 +52,7 @@ class LabelSpec:
 
 def field_json_schema(field: dict) -> dict:
     kind = field["type"]
+    schema: dict[str, object]
     if kind == "choice":
         schema = {"type": "string", "enum": list(field["choices"])}
     elif kind == "integer":
@@ -170,6 +171,8 @@ class LabelTask:
 
     def __init__(self, spec: LabelSpec):
         self.spec = spec
+        # One cached prefix per schema version: the system prompt is the schema's.
+        self.prompt_cache_key = f"mathconv-{LABEL_PROMPT_VERSION}-{spec.name[:32]}-v{spec.version}"
         self._format = response_format(spec)
         self._system = "\n\n".join(
             [
@@ -192,7 +195,11 @@ class LabelTask:
         ]
 
     def request_options(self, item: WorkItem) -> dict:
-        return {"temperature": 0.0, "max_completion_tokens": MAX_OUTPUT_TOKENS}
+        return {
+            "temperature": 0.0,
+            "max_completion_tokens": MAX_OUTPUT_TOKENS,
+            "prompt_cache_key": self.prompt_cache_key,
+        }
 
     def response_format(self) -> dict:
         return self._format

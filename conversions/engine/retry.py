@@ -96,13 +96,13 @@ def backoff_delay(
 
     attempt is the number of calls already made for the item (1 after the first).
     """
-    rng = rng or random
+    uniform = rng.uniform if rng is not None else random.uniform
     if retry_after_s is not None:
         # The server said when; a little jitter keeps the waiting workers from all
         # coming back in the same millisecond.
-        return retry_after_s + rng.uniform(0, min(base_s, max_s))
+        return retry_after_s + uniform(0, min(base_s, max_s))
     ceiling = min(max_s, base_s * (2 ** max(0, attempt - 1)))
-    return rng.uniform(0, ceiling)
+    return uniform(0, ceiling)
 
 
 def _error_text(exc: openai.APIStatusError) -> str:

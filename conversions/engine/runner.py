@@ -417,10 +417,11 @@ class _Pool:
         else:
             self.limiter.settle(estimate, estimate)
 
-        content, failure = read_choice(completion)
+        content, unusable = read_choice(completion)
         progress.response_excerpt = self._excerpt(content or "")
-        if failure is not None:
-            return failure, None
+        if unusable is not None:
+            return unusable, None
+        assert content is not None  # no failure: a text (read_choice)
         try:
             return None, self.task.parse(item, content)
         except InvalidOutput as exc:
@@ -671,10 +672,11 @@ class BatchRunner:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: asyncio.Queue[WorkItem | None] | None = None
-        self._stop: asyncio.Event | None = None
-        self._work: asyncio.Task | None = None
+        # Made on the engine's thread by _main, before start() returns.
+        self._loop: asyncio.AbstractEventLoop
+        self._inbox: asyncio.Queue[WorkItem | None]
+        self._stop: asyncio.Event
+        self._work: asyncio.Task
         self._closed = False
         self._error: BaseException | None = None
         self._limiter_in_use: Limiter | None = None

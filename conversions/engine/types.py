@@ -48,6 +48,7 @@ class Endpoint:
     # What the model accepts (EndpointModel): parameters it rejects are never sent.
     accepts_temperature: bool = True
     max_tokens_param: str = "max_completion_tokens"  # | "max_tokens" | "none"
+    prompt_cache_key: bool = False  # the server takes OpenAI's prompt_cache_key
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ row 1.
 
 Columns (header names are matched case-insensitively, spaces and dashes count as "_"):
 question_id (alias: id), mathml, text (aliases: question_text, content), subject, grade,
-metadata (a JSON object). Any other column goes into metadata. The result columns an
+metadata (a JSON object), source_latex (the source's own LaTeX now, which export_results
+--to-db compares before writing back; empty: not given). Any other column goes into
+metadata. The result columns an
 export writes (latex, labels, ...) are ignored, and the apostrophe a spreadsheet export
 puts before a formula-like cell is taken off, so an export can be imported again. A
 column absent from the file leaves that field of existing questions unchanged.

@@ -11,9 +11,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import lxml.html
 from django.conf import settings
+from django.db import models
 from django.utils.translation import gettext as _
 from lxml import etree
 
@@ -23,7 +25,7 @@ from conversions.importing.sources import cell_text, json_depth
 from conversions.models import Question
 from conversions.stems import is_stem
 
-QUESTION_FIELDS = ("mathml", "text", "subject", "grade", "metadata")
+QUESTION_FIELDS = ("mathml", "text", "subject", "grade", "metadata", "source_latex")
 COLUMN_ALIASES = {
     "question_id": ("question_id", "id"),
     "mathml": ("mathml",),
@@ -31,6 +33,10 @@ COLUMN_ALIASES = {
     "subject": ("subject",),
     "grade": ("grade",),
     "metadata": ("metadata",),
+    # The source's own LaTeX column as it is now (from a database: `SELECT ..., latex AS
+    # source_latex`): export_results --to-db later leaves rows alone whose value there
+    # changed since (Question.source_latex). An empty cell is "not given".
+    "source_latex": ("source_latex",),
 }
 # Columns an export writes that are results, not input: importing an export ignores them.
 RESULT_COLUMNS = frozenset(
@@ -86,6 +92,7 @@ class QuestionRecord:
     subject: str | None = None
     grade: str | None = None
     metadata: dict | None = None
+    source_latex: str | None = None
 
     def fingerprint(self) -> bytes:
         # repr is deterministic for the same input read twice (dicts keep their order).
@@ -127,7 +134,10 @@ def stem_problems(text: str) -> list[str]:
     if len(text.encode()) > max_bytes:
         return [
             _("invalid MathML: %(reason)s")
-            % {"reason": f"too big: {len(text.encode()):,} bytes (the limit is {max_bytes:,})"}
+            % {
+                "reason": _("too big: %(size)s bytes (the limit is %(max)s)")
+                % {"size": f"{len(text.encode()):,}", "max": f"{max_bytes:,}"}
+            }
         ]
     unsafe = ""
     try:
@@ -174,6 +184,14 @@ def has_nul(*values: object) -> bool:
     return False
 
 
+def _max_length(name: str) -> int:
+    """The max_length of one of Question's text fields."""
+    field = Question._meta.get_field(name)
+    if not isinstance(field, models.CharField) or field.max_length is None:
+        raise TypeError(f"Question.{name} is not a CharField with a max_length")
+    return field.max_length
+
+
 def normalise_column(name: object) -> str:
     return re.sub(r"[\s\-]+", "_", cell_text(name).strip().lower())
 
@@ -187,10 +205,10 @@ class Layout:
     ignored: tuple[str, ...]
 
 
-def layout_for(keys: Iterable[object]) -> Layout:
+def layout_for(keys: Iterable[str]) -> Layout:
     fields: dict[str, str] = {}
     extra, ignored = [], []
-    by_name = {}
+    by_name: dict[str, str] = {}
     for key in keys:
         by_name.setdefault(normalise_column(key), key)
     used = set()
@@ -229,10 +247,7 @@ class RowValidator:
         self.first_row: dict[str, int] = {}
         self._layouts: dict[tuple, Layout] = {}
         self.ignored: set[str] = set()
-        self._limits = {
-            name: Question._meta.get_field(name).max_length
-            for name in ("question_id", "subject", "grade")
-        }
+        self._limits = {name: _max_length(name) for name in ("question_id", "subject", "grade")}
 
     def layout(self, keys: tuple) -> Layout:
         layout = self._layouts.get(keys)
@@ -284,7 +299,7 @@ class RowValidator:
                 ]
         get = {name: raw.get(key) for name, key in layout.fields.items()}
         question_id = cell_text(get.get("question_id")).strip()
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # QuestionRecord's fields
         # Identifiers and categories are trimmed; text and MathML are kept exactly as given.
         for name in ("subject", "grade"):
             if get.get(name) is not None:
@@ -294,6 +309,9 @@ class RowValidator:
         mathml = cell_text(get.get("mathml"))
         if mathml.strip():
             values["mathml"] = mathml
+        source_latex = cell_text(get.get("source_latex"))
+        if source_latex.strip():
+            values["source_latex"] = source_latex
         metadata, metadata_problem = self._metadata(raw, layout, get.get("metadata"))
         if metadata is not None:
             values["metadata"] = metadata

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -190,7 +190,7 @@ def _sniff_delimiter(header_line: str) -> str:
 
 def _table_rows(
     headers: list[str],
-    rows: Iterable[tuple[int, list[object]]],
+    rows: Iterable[tuple[int, Sequence[object]]],
     limits: Limits,
     *,
     guarded: bool = False,
@@ -232,7 +232,7 @@ def csv_table(fp: BinaryIO, encoding: str | None = None, limits: Limits | None =
     if not any(headers):
         raise SourceError(_("the file is empty: no header row"), row=1)
 
-    def numbered() -> Iterator[tuple[int, list[object]]]:
+    def numbered() -> Iterator[tuple[int, list[str]]]:
         number = 2
         while (values := reader.next_row(number)) is not None:
             yield number, values
@@ -279,7 +279,14 @@ def xlsx_table(fp: BinaryIO, limits: Limits | None = None) -> Table:
         raise SourceError(
             _("not a readable XLSX file (%(exc)s); is it really an .xlsx workbook?") % {"exc": exc}
         ) from exc
-    sheets = [values_book.active, formulas_book.active]
+    values_sheet, formulas_sheet = values_book.active, formulas_book.active
+    if values_sheet is None or formulas_sheet is None:  # the active tab names no sheet
+        _close(values_book, formulas_book)
+        raise SourceError(
+            _("not a readable XLSX file (%(exc)s); is it really an .xlsx workbook?")
+            % {"exc": "no active sheet"}
+        )
+    sheets = [values_sheet, formulas_sheet]
     for sheet in sheets:
         # A sheet's stated dimensions can be anything: rows are read as long as they are.
         sheet.reset_dimensions()
@@ -370,7 +377,9 @@ def _json_records(text: io.TextIOBase, limits: Limits) -> Iterator[tuple[int, di
         return not eof
 
     while True:
-        pos = _JSON_SEPARATORS.match(buf, pos).end()
+        gap = _JSON_SEPARATORS.match(buf, pos)
+        assert gap is not None  # the pattern matches the empty string too
+        pos = gap.end()
         if pos == len(buf):
             if fill():
                 continue

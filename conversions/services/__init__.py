@@ -1,6 +1,7 @@
 """Write-side workflows, by concern: jobs (create, steer, retry, reconcile), items
-(claim, lease, record) and Batch API remote batches (batches.py: the step lock, remote
-batch rows and the items they hold; conversions/batchapi.py imports them from there).
+(claim, lease, record), Batch API remote batches (batches.py: the step lock, remote
+batch rows and the items they hold; conversions/batchapi.py imports them from there),
+notifications (the outbox of job messages) and recurring jobs (schedules).
 Plain sync ORM code with keyword-only arguments.
 
 Reads live in conversions/selectors.py, the HTTP pre-flight check in preflight.py,
@@ -37,6 +38,16 @@ from conversions.services.jobs import (
     jobs_reconcile,
     task_concurrency,
 )
+from conversions.services.notifications import (
+    notification_deliver,
+    notifications_create,
+    notifications_requeue_due,
+)
+from conversions.services.recurring import (
+    recurring_job_delete,
+    recurring_job_launch,
+    recurring_job_sync,
+)
 
 __all__ = [
     "Batch",
@@ -62,6 +73,12 @@ __all__ = [
     "job_start",
     "jobs_reconcile",
     "lease_duration",
+    "notification_deliver",
+    "notifications_create",
+    "notifications_requeue_due",
     "outcomes_record",
+    "recurring_job_delete",
+    "recurring_job_launch",
+    "recurring_job_sync",
     "task_concurrency",
 ]

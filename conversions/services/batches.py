@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
@@ -120,7 +121,11 @@ def remote_items_requeue(*, remote: RemoteBatch, item_ids: Iterable[int], sent: 
     """Back to pending for a follow-up batch: requests that failed or expired (sent: the
     request counts as an API call and a retry), or items that took another request's
     answer that did not succeed (not sent)."""
-    changes = {"status": Item.Status.PENDING, "lease_owner": "", "lease_expires_at": None}
+    changes: dict[str, Any] = {
+        "status": Item.Status.PENDING,
+        "lease_owner": "",
+        "lease_expires_at": None,
+    }
     if sent:
         changes.update(api_calls=F("api_calls") + 1, retries=F("retries") + 1)
     return remote_items(remote).filter(pk__in=list(item_ids)).update(**changes)

@@ -181,8 +181,10 @@ RESULT_FIELDS = [
     "latency_ms",
     "tokens_in",
     "tokens_out",
+    "tokens_cached",
     "cost_usd",
     "cost_saved_usd",
+    "prompt_cache_saved_usd",
     "api_calls",
     "retries",
     "request_excerpt",
@@ -210,7 +212,15 @@ def outcomes_record(*, job: Job, owner: str, results: Sequence[ItemResult]) -> l
             held = held.select_for_update()
         items = list(
             held.only(
-                "id", "question_id", "tokens_in", "tokens_out", "cost_usd", "api_calls", "retries"
+                "id",
+                "question_id",
+                "tokens_in",
+                "tokens_out",
+                "tokens_cached",
+                "cost_usd",
+                "prompt_cache_saved_usd",
+                "api_calls",
+                "retries",
             )
         )
         for item in items:
@@ -246,7 +256,9 @@ def _apply_result(item: Item, result: ItemResult, now) -> None:
     item.latency_ms = result.latency_ms
     item.tokens_in += result.tokens_in
     item.tokens_out += result.tokens_out
+    item.tokens_cached += result.tokens_cached
     item.cost_usd += result.cost_usd
+    item.prompt_cache_saved_usd += result.prompt_cache_saved_usd
     item.cost_saved_usd = result.cost_saved_usd
     item.api_calls += result.api_calls
     item.retries += result.retries
@@ -260,9 +272,13 @@ def _apply_result(item: Item, result: ItemResult, now) -> None:
 def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
     """Carry results onto their questions (DESIGN invariant 8: locked results stay)."""
     if job.kind == Job.Kind.LABEL:
-        succeeded = [r for r in results if r.status == Item.Status.SUCCEEDED and r.labels]
         questions_labels_store(
-            job=job, results=[(r.question_id, r.item_id, r.labels) for r in succeeded]
+            job=job,
+            results=[
+                (r.question_id, r.item_id, r.labels)
+                for r in results
+                if r.status == Item.Status.SUCCEEDED and r.labels
+            ],
         )
         return
     if job.kind != Job.Kind.CONVERT or not results:

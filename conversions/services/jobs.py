@@ -21,9 +21,19 @@ from conversions import selectors
 from conversions.exporting import export_dir
 from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
-from conversions.models import Item, Job, JobRun, Question
+from conversions.models import (
+    Endpoint,
+    Item,
+    ItemQuerySet,
+    Job,
+    JobNotification,
+    JobRun,
+    Question,
+    QuestionQuerySet,
+)
 from conversions.preflight import ConfigurationError, check_backend_config
 from conversions.services.items import items_mark_cancelled, lease_duration
+from conversions.services.notifications import notifications_create, notifications_requeue_due
 
 log = logging.getLogger("conversions.jobs")
 
@@ -33,7 +43,7 @@ CREATE_CHUNK = 2000
 def job_create(
     *,
     job_settings: JobSettings,
-    questions: QuerySet[Question],
+    questions: QuestionQuerySet,
     selection: dict,
     created_by=None,
     enqueue: bool = True,
@@ -108,6 +118,7 @@ def job_retry_with(
     job: Job,
     backend: str,
     model: str = "",
+    endpoint: Endpoint | None = None,
     items: QuerySet[Item] | None = None,
     created_by=None,
     enqueue: bool = True,
@@ -117,9 +128,10 @@ def job_retry_with(
     or openai instead of failing the same way again. The failed items stay as the record
     of the first attempt; the new job's cost is its own.
 
-    items: a subset of the job's items (the failures page's selection); default every
-    failed item of the job. Raises ConfigurationError (no key, unknown model, nothing
-    failed) before writing anything.
+    items: a subset of the job's items (the failures page's group or category, the item
+    list's selection); default every failed item of the job. model "" and endpoint None:
+    the defaults of a new job. Raises ConfigurationError (no key, unknown model, an
+    endpoint that does not answer, nothing failed) before writing anything.
     """
     if backend not in (Job.Backend.HYBRID, Job.Backend.OPENAI) or job.kind != Job.Kind.CONVERT:
         raise ConfigurationError(
@@ -135,6 +147,7 @@ def job_retry_with(
             kind=Job.Kind.CONVERT,
             backend=backend,
             model=model,
+            endpoint=endpoint,
             only_unconverted=False,
             overwrite_reviewed=job.overwrite_reviewed,
             name=_("Retry of job %(job)s with %(backend)s") % {"job": job.pk, "backend": backend},
@@ -172,11 +185,13 @@ def job_parallel_tasks(*, job: Job) -> int:
     One Python process spends most of a core on HTTP and validation at a few hundred
     requests a second, so a job with high concurrency is spread over several workers
     (processes, possibly machines); the endpoint budget is shared between them anyway.
+    At most one task per worker of the running clusters (selectors.cluster_workers), not
+    per worker this process would have: the web process that queues a job runs none.
     """
     if job.backend not in Job.LLM_BACKENDS or job.batch_api:
         return 1  # a Batch API job's one step at a time writes files, it does not call
     per_task = max(1, settings.MATHCONV_CONCURRENCY_PER_TASK)
-    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    workers = max(1, selectors.cluster_workers())
     return max(1, min(workers, math.ceil(job.max_concurrent / per_task)))
 
 
@@ -250,9 +265,13 @@ def job_pause(*, job: Job, reason: str = "") -> bool:
     reason: why, when the job pauses itself (an unreachable endpoint); shown on the job
     page as its error until `job_resume` clears it.
     """
-    changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
-        status=Job.Status.PAUSED, error_message=reason[:2000], updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
+            status=Job.Status.PAUSED, error_message=reason[:2000], updated_at=timezone.now()
+        )
+        if changed and reason:
+            # Paused by itself (an unreachable endpoint): nobody may be watching.
+            notifications_create(job=job, event=JobNotification.Event.PAUSED)
     job.refresh_from_db()
     return bool(changed)
 
@@ -287,6 +306,7 @@ def job_cancel(*, job: Job) -> bool:
             .update(status=Job.Status.CANCELLED, finished_at=now, updated_at=now)
         )
         if changed:
+            notifications_create(job=job)
             items_mark_cancelled(
                 Item.objects.filter(job_id=job.pk).filter(
                     Q(status=Item.Status.PENDING)
@@ -302,7 +322,7 @@ def job_cancel(*, job: Job) -> bool:
 def items_retry(
     *,
     job: Job | None = None,
-    items: QuerySet[Item] | None = None,
+    items: ItemQuerySet | None = None,
     category: str | None = None,
 ) -> int:
     """Put failed items back to pending and queue their jobs again; returns how many.
@@ -365,19 +385,27 @@ def job_finish_if_done(*, job: Job) -> str | None:
         changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
             status=final, finished_at=now, updated_at=now
         )
+        if changed:
+            notifications_create(job=job)
     job.refresh_from_db()
     return final if changed else None
 
 
 def job_fail(*, job: Job, message: str) -> bool:
     now = timezone.now()
-    changed = (
-        Job.objects.filter(pk=job.pk)
-        .exclude(status__in=Job.FINAL_STATUSES)
-        .update(
-            status=Job.Status.FAILED, error_message=message[:2000], finished_at=now, updated_at=now
+    with transaction.atomic():
+        changed = (
+            Job.objects.filter(pk=job.pk)
+            .exclude(status__in=Job.FINAL_STATUSES)
+            .update(
+                status=Job.Status.FAILED,
+                error_message=message[:2000],
+                finished_at=now,
+                updated_at=now,
+            )
         )
-    )
+        if changed:
+            notifications_create(job=job)
     job.refresh_from_db()
     return bool(changed)
 
@@ -435,4 +463,5 @@ def jobs_reconcile() -> list[int]:
     )
     if requeued:
         log.warning("reconciler re-queued jobs %s (no live worker)", requeued)
+    notifications_requeue_due()
     return requeued

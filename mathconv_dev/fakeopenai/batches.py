@@ -336,7 +336,8 @@ class BatchService:
         if batch.status == "validating":
             batch.status = "in_progress"
         if batch.status == "cancelling":
-            end = batch.cancelling_at + self.server.options.batch_cancel_delay
+            cancelling_at = batch.cancelling_at if batch.cancelling_at is not None else now
+            end = cancelling_at + self.server.options.batch_cancel_delay
             if now >= end:
                 self._finish(batch, "cancelled", end)
         elif batch.status == "in_progress" and now >= batch.created + batch.delay:

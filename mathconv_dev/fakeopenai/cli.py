@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import sys
 
@@ -34,4 +35,15 @@ def run(arguments: dict) -> None:
         sys.stdout.write(READY + url + "\n")
         sys.stdout.flush()
 
-    asyncio.run(serve_forever(options, arguments["host"], arguments["port"], ready))
+    host, port = arguments["host"], arguments["port"]
+    try:
+        asyncio.run(serve_forever(options, host, port, ready))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Not a traceback: a second `fake_openai --port 8001` while `make demo` serves.
+        sys.stderr.write(
+            f"fake_openai: port {port} on {host} is in use (another server, e.g. the one "
+            "`make demo` starts, may already answer there); nothing was started.\n"
+        )
+        raise SystemExit(1) from None

@@ -67,6 +67,12 @@ class FakeOptions:
         "Report this many prompt tokens (at most the prompt) as served from the prompt cache "
         "(usage.prompt_tokens_details.cached_tokens).",
     )
+    prompt_cache: bool = _option(
+        False,
+        "Act as OpenAI's prompt cache: report as cached_tokens the longest prefix of at least "
+        "1024 tokens, in 128-token steps, that an earlier request with the same "
+        "prompt_cache_key began with (added to --cached-tokens).",
+    )
     echo_key: bool = _option(
         False,
         "Repeat the request's bearer token in every error body, as a careless proxy might "

@@ -81,9 +81,9 @@ class FakeServer:
 
     def _first_line(self, timeout: float) -> str:
         result: list[str] = []
-        reader = threading.Thread(
-            target=lambda: result.append(self.process.stdout.readline()), daemon=True
-        )
+        assert self.process is not None and self.process.stdout is not None  # start(): a pipe
+        stdout = self.process.stdout
+        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout)
         return result[0] if result else ""

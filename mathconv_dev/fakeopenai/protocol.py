@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 
 class ApiError(Exception):
@@ -19,7 +20,9 @@ class ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+        self.body: dict[str, dict[str, Any]] = {
+            "error": {"message": message, "type": type_, "param": param, "code": code}
+        }
         self.headers = headers or {}
 
 

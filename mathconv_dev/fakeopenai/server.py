@@ -7,13 +7,10 @@ The options are the fields of `FakeOptions` (options.py). It speaks enough of th
 API for the official SDK: POST /v1/chat/completions with response_format json_schema
 (strict), GET /v1/models, usage counts, x-ratelimit-* headers, OpenAI-shaped error bodies,
 401 without a bearer token, 404 model_not_found; the files and batches API (batches.py;
---no-batches-api answers 404 there). Azure OpenAI's paths are served too:
-/openai/deployments/{deployment}/chat/completions (the deployment is the model),
-/openai/files, /openai/batches and /openai/models, with the key in an api-key header.
-It can be told to be slow (--latency is the response time, this server's own work
-included), to rate-limit (429 with Retry-After above --rpm in a sliding window), to fail
-(500/503), to hang until the client gives up, to answer with malformed JSON, or to
-answer wrongly.
+--no-batches-api answers 404 there). It can be told to be slow (--latency is the
+response time, this server's own work included), to rate-limit (429 with Retry-After
+above --rpm in a sliding window), to fail (500/503), to hang until the client gives up,
+to answer with malformed JSON, or to answer wrongly.
 
 Answers (answers.py): a conversion request (schema with a "latex" property) gets the
 deterministic converter's LaTeX for the MathML between the prompt's <<<MATHML markers (or,
@@ -29,8 +26,22 @@ attempts), "fake:hang", "fake:wrong", "fake:drop" (the last letter or
 digit left out), "fake:garbage" (each with an optional *N); a forced
 429 asks the client to wait --retry-after seconds.
 
-GET /_stats returns request counters, including per-input counts keyed by input_key();
-POST /_reset clears them; POST /_config changes options on a running server.
+Azure OpenAI's scheme is spoken too: POST /openai/deployments/{deployment}/chat/completions
+?api-version=V, GET /openai/models?api-version=V, and the files and batches API under
+/openai/files and /openai/batches, with an `api-key` header (the deployment stands for
+the model; without api-version the answer is Azure's 404).
+
+Prompt caching: every answer reports usage.prompt_tokens_details.cached_tokens, either a
+fixed --cached-tokens or, with --prompt-cache, what OpenAI's cache would (the longest
+prefix of at least 1024 tokens, in 128-token steps, seen before under the same
+prompt_cache_key). Each request's prefix (every message but the last) is counted by its
+digest, so a test can see that the bytes before the input never change.
+
+GET /_stats returns request counters, including per-input counts keyed by input_key(),
+the request fields sent (params), the prompt_cache_key values and prefix digests seen,
+and the last requests' method, path,
+query and authentication scheme; POST /_reset clears them; POST /_config changes options
+on a running server.
 """
 
 from __future__ import annotations
@@ -38,10 +49,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import random
+import re
 import signal
 import time
 import uuid
@@ -77,6 +90,11 @@ from mathconv_dev.fakeopenai.protocol import (
 log = logging.getLogger("mathconv_dev.fakeopenai")
 
 MAX_BODY_BYTES = 210_000_000  # a Batch API input file is up to 200 MB
+RECENT_REQUESTS = 50  # how many requests GET /_stats describes ("recent")
+CACHE_MIN_TOKENS = 1024  # OpenAI's prompt cache: prefixes from 1,024 tokens ...
+CACHE_STEP_TOKENS = 128  # ... in steps of 128 tokens
+CACHE_MAX_PREFIXES = 200_000  # the simulated cache forgets everything past this
+AZURE_CHAT = re.compile(r"/openai/deployments/([^/]+)/chat/completions")
 NOMINAL_LIMIT = 1_000_000  # what the x-ratelimit-limit-* headers say when no limit is set
 SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get at SIGTERM; hanging ones are dropped
 
@@ -135,6 +153,11 @@ class FakeOpenAI:
         self.requests_window = _Window()
         self.tokens_window = _Window()
         self.started = time.monotonic()  # 429 storms are timed from here
+        self.params: Counter[str] = Counter()  # top-level request fields, per request
+        self.prompt_cache_keys: Counter[str] = Counter()
+        self.prefix_digests: Counter[str] = Counter()
+        self.recent: deque = deque(maxlen=RECENT_REQUESTS)
+        self.cached_prefixes: set[str] = set()
         self.batches.reset()
 
     def stats(self) -> dict:
@@ -156,6 +179,8 @@ class FakeOpenAI:
                     "unauthorized",
                     "connections",
                     "with_temperature",
+                    "with_prompt_cache_key",
+                    "cached_tokens",
                     "files_uploaded",
                     "batches_created",
                     "batch_requests",
@@ -167,6 +192,10 @@ class FakeOpenAI:
             },
             "per_input": dict(self.per_input),
             "per_input_ok": dict(self.per_input_ok),
+            "params": dict(self.params),
+            "prompt_cache_keys": dict(self.prompt_cache_keys),
+            "prefix_digests": dict(self.prefix_digests),
+            "recent": list(self.recent),
         }
 
     # -- HTTP ---------------------------------------------------------------------------
@@ -192,9 +221,20 @@ class FakeOpenAI:
             else:
                 body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            response = web.json_response({"error": {"message": "body too large"}}, status=413)
+            response: web.StreamResponse = web.json_response(
+                {"error": {"message": "body too large"}}, status=413
+            )
             response.force_close()
             return response
+        if not request.path.startswith("/_"):  # not the control endpoints
+            self.recent.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "query": request.query_string,
+                    "auth": _auth_scheme(request.headers),
+                }
+            )
         status, headers, payload = await self._dispatch(
             request.method,
             request.path,
@@ -238,8 +278,26 @@ class FakeOpenAI:
         query: Mapping[str, str] | None = None,
         form=None,
     ) -> tuple[int, dict, object]:
-        path = _openai_path(path.rstrip("/"))
+        path = path.rstrip("/")
         try:
+            if path.startswith("/openai/"):  # Azure OpenAI's scheme
+                if not (query or {}).get("api-version"):
+                    raise ApiError(404, "Resource not found", "invalid_request_error", "404")
+                self._authorize(headers, azure=True)
+                azure = AZURE_CHAT.fullmatch(path)
+                if azure and method == "POST":
+                    return await self._chat(body, received, deployment=azure.group(1))
+                if path == "/openai/models" and method == "GET":
+                    # Azure lists the models it offers, not the deployments
+                    return (
+                        200,
+                        {},
+                        {"object": "list", "data": [self._model(m) for m in self.options.models]},
+                    )
+                path = "/v1" + path.removeprefix("/openai")  # /openai/files -> /v1/files
+                if path.startswith(("/v1/files", "/v1/batches")):
+                    return 200, {}, self._batch_api(method, path, body, query or {}, form)
+                raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
             if path == "/_stats" and method == "GET":
                 return 200, {}, self.stats()
             if path == "/_reset" and method == "POST":
@@ -310,10 +368,10 @@ class FakeOpenAI:
             return batches.cancel(parts[1])
         raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
 
-    def _authorize(self, headers: Mapping[str, str]) -> None:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if headers.get("api-key", "").strip():  # Azure OpenAI's header
+    def _authorize(self, headers: Mapping[str, str], *, azure: bool = False) -> None:
+        if azure and headers.get("api-key", "").strip():  # Azure OpenAI's header
             return
+        scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(
                 401,
@@ -382,6 +440,7 @@ class FakeOpenAI:
         key, source = chat.key, chat.source
         rng = seeded(options.seed, key, "answer")
         wrong = decision == "wrong"
+        answer: object
         if chat.schema is None or is_conversion_schema(chat.schema):
             latex = expected_latex(source)
             if wrong:
@@ -402,6 +461,13 @@ class FakeOpenAI:
         if chat.max_out and completion_tokens > chat.max_out:
             completion_tokens, finish_reason = chat.max_out, "length"
         prompt_tokens = chat.prompt_tokens
+        cached_tokens = min(options.cached_tokens, prompt_tokens)
+        if options.prompt_cache:
+            cache_key = str(chat.request.get("prompt_cache_key") or "")
+            cached_tokens = min(
+                prompt_tokens, cached_tokens + self._prompt_cache(chat.request, cache_key)
+            )
+        self.counters["cached_tokens"] += cached_tokens
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -420,18 +486,49 @@ class FakeOpenAI:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {
-                    "cached_tokens": min(options.cached_tokens, prompt_tokens)
-                },
+                "prompt_tokens_details": {"cached_tokens": cached_tokens},
             },
         }
 
-    async def _chat(self, body: bytes, received: float) -> tuple[int, dict, object]:
+    def _prompt_cache(self, request: dict, cache_key: str) -> int:
+        """Tokens of this prompt's longest prefix an earlier request already began with.
+
+        The prompt is the response format, then each message's role and content, at the
+        server's four characters a token; prefixes count from 1,024 tokens in steps of
+        128, each remembered under the request's prompt_cache_key (OpenAI's cache).
+        """
+        text = json.dumps(request.get("response_format"), sort_keys=True) + "".join(
+            f"<|{m['role']}|>{message_text(m.get('content'))}" for m in request["messages"]
+        )
+        total = count_tokens(text)
+        hit = 0
+        if len(self.cached_prefixes) > CACHE_MAX_PREFIXES:
+            self.cached_prefixes.clear()
+        for tokens in range(CACHE_MIN_TOKENS, total + 1, CACHE_STEP_TOKENS):
+            digest = hashlib.sha256(f"{cache_key}\x00{text[: tokens * 4]}".encode()).hexdigest()
+            if digest in self.cached_prefixes:
+                hit = tokens
+            else:
+                self.cached_prefixes.add(digest)
+        return hit
+
+    async def _chat(
+        self, body: bytes, received: float, deployment: str = ""
+    ) -> tuple[int, dict, object]:
         options = self.options
-        chat = self._chat_request(json.loads(body))
+        request = json.loads(body)
+        if deployment and isinstance(request, dict):  # Azure: the deployment is the model
+            request["model"] = deployment
+        chat = self._chat_request(request)
         key = chat.key
         self.counters["requests"] += 1
         self.per_input[key] += 1
+        self.params.update(chat.request.keys())
+        cache_key = chat.request.get("prompt_cache_key")
+        if cache_key is not None:
+            self.counters["with_prompt_cache_key"] += 1
+            self.prompt_cache_keys[str(cache_key)] += 1
+        self.prefix_digests[_digest(chat.request["messages"][:-1])] += 1
         self._check_temperature(chat)
         self._storm(received)
         limit_headers = self._rate_limit(chat.prompt_tokens + chat.max_out)
@@ -447,7 +544,7 @@ class FakeOpenAI:
             # Until the client gives up: aiohttp then cancels this handler.
             await asyncio.sleep(options.hang)
         elif isinstance(decision, int):
-            await _sleep_until(answer_at)
+            await _sleep_until(received + delay)  # = answer_at
         if decision == 429:
             self.counters["rate_limited"] += 1
             raise ApiError(
@@ -614,15 +711,18 @@ async def serve_forever(
     )
 
 
-def _openai_path(path: str) -> str:
-    """Azure OpenAI's paths as OpenAI's: /openai/deployments/{d}/chat/completions ->
-    /v1/chat/completions (the body names the deployment as its model), /openai/X -> /v1/X."""
-    if not path.startswith("/openai/"):
-        return path
-    rest = path.removeprefix("/openai")
-    if rest.startswith("/deployments/"):
-        rest = "/" + "/".join(rest.split("/")[3:])
-    return "/v1" + rest
+def _auth_scheme(headers: Mapping[str, str]) -> str:
+    """How a request authenticated: "api-key" (Azure), "bearer", or "" (not at all)."""
+    if headers.get("api-key"):
+        return "api-key"
+    scheme = headers.get("authorization", "").partition(" ")[0]
+    return scheme.lower()
+
+
+def _digest(messages: list) -> str:
+    """A short digest of messages (a prompt's prefix), equal for equal content."""
+    material = json.dumps(messages, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 async def _sleep_until(deadline: float) -> None:

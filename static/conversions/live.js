@@ -174,6 +174,9 @@
     setText("mc-tokens-in", number(stats.tokens_in));
     setText("mc-tokens-out", number(stats.tokens_out));
     setText("mc-cost", money(stats.cost_usd));
+    setText("mc-prompt-cached", number(stats.prompt_cache.tokens_cached));
+    setText("mc-prompt-share", stats.prompt_cache.share_text);
+    setText("mc-prompt-saved", money(stats.prompt_cache.saved_usd));
     setText("mc-cache-hits", number(stats.cache.hits));
     setText("mc-cache-saved", money(stats.cache.saved_usd));
     setText("mc-api-calls", number(stats.api_calls));

@@ -12,7 +12,15 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from conversions.models import Item, Job, LabelSchema, Question, ReviewEvent
+from conversions.models import (
+    Item,
+    Job,
+    JobNotification,
+    LabelSchema,
+    Question,
+    RecurringJob,
+    ReviewEvent,
+)
 from tests import test_permissions as perms
 from tests.adminutil import PASSWORD
 
@@ -46,8 +54,11 @@ def plant(objs: dict) -> None:
         metadata={"note": TEXT},
         labels={"topic": TEXT},
         latex=HREF,
+        source_latex=HREF,
     )
     Job.objects.update(name=TEXT, error_message=TEXT)
+    RecurringJob.objects.update(name=TEXT[:150], subject=BREAKOUT[:50], last_message=TEXT)
+    JobNotification.objects.update(last_error=TEXT)
     Item.objects.update(
         result_latex=HREF,
         reviewed_latex=HREF,
@@ -102,6 +113,9 @@ def test_stored_payloads_run_on_no_page(open_session, everything, tmp_path):
         "conversions_label_review",
         "conversions_label_review_item",
         "conversions_reviewevent_changelist",
+        "conversions_recurringjob_changelist",
+        "conversions_recurringjob_change",
+        "conversions_jobnotification_changelist",
     ):
         assert must in visited, must
 

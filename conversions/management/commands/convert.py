@@ -10,18 +10,26 @@ checkout with no cluster, in `make demo` and in tests. Ctrl-C pauses an in-proce
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import threading
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.conf import settings
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from conversions import selectors, services
 from conversions.endpoints import endpoint_option
 from conversions.jobsettings import JobSettings
-from conversions.management.commands._report import format_stats, progress_line
+from conversions.management.commands._report import (
+    TranslatedCommand,
+    format_stats,
+    progress_line,
+    quiet_console,
+)
 from conversions.models import Job, Question
 from conversions.tasks import job_run_inline
 
@@ -29,43 +37,59 @@ WATCH_INTERVAL_S = 0.5
 FALLBACK_AFTER_S = 20.0
 
 
-class Command(BaseCommand):
-    help = "Create a MathML -> LaTeX conversion job over the question bank and queue it."
+class Command(TranslatedCommand):
+    help = gettext_lazy(
+        "Create a MathML -> LaTeX conversion job over the question bank and queue it."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--backend",
             choices=Job.Backend.values,
             default=Job.Backend.RULES,
-            help="rules (deterministic converter, no API key), openai (the LLM), or hybrid "
-            "(rules first, the LLM only where the rules result fails validation). "
-            "Default: rules.",
+            help=_(
+                "rules (deterministic converter, no API key), openai (the LLM), or hybrid "
+                "(rules first, the LLM only where the rules result fails validation). "
+                "Default: rules."
+            ),
         )
         parser.add_argument(
             "--model",
             default="",
-            help="LLM model for openai/hybrid (default: MATHCONV_DEFAULT_CONVERT_MODEL).",
+            help=_("LLM model for openai/hybrid (default: MATHCONV_DEFAULT_CONVERT_MODEL)."),
         )
         parser.add_argument(
-            "--batch-size", type=int, default=100, help="Items claimed per batch (default 100)."
+            "--batch-size",
+            type=int,
+            default=100,
+            help=_("Items claimed per batch (default 100)."),
         )
         parser.add_argument(
-            "--limit", type=int, default=None, help="Convert only the first N questions (by id)."
+            "--limit",
+            type=int,
+            default=None,
+            help=_("Convert only the first N questions (by id)."),
         )
         parser.add_argument(
             "--max-concurrent",
             type=int,
             default=10,
-            help="Concurrent API requests of the job (default 10).",
+            help=_("Concurrent API requests of the job (default 10)."),
         )
         parser.add_argument(
-            "--rpm", type=int, default=None, help="Requests per minute allowed on the endpoint."
+            "--rpm",
+            type=int,
+            default=None,
+            help=_("Requests per minute allowed on the endpoint."),
         )
         parser.add_argument(
-            "--tpm", type=int, default=None, help="Tokens per minute allowed on the endpoint."
+            "--tpm",
+            type=int,
+            default=None,
+            help=_("Tokens per minute allowed on the endpoint."),
         )
         parser.add_argument(
-            "--test", action="store_true", help="Test mode: the first 50 questions only."
+            "--test", action="store_true", help=_("Test mode: the first 50 questions only.")
         )
         # One default with the admin's launch page (ConvertForm.only_unconverted): on.
         only = parser.add_mutually_exclusive_group()
@@ -88,19 +112,30 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-cache",
             action="store_true",
-            help="Do not reuse cached results: call the backend for every item.",
+            help=_("Do not reuse cached results: call the backend for every item."),
         )
         parser.add_argument(
             "--overwrite-reviewed",
             action="store_true",
-            help="Let results replace LaTeX that a reviewer approved or edited.",
+            help=_("Let results replace LaTeX that a reviewer approved or edited."),
         )
-        parser.add_argument("--name", default="", help="A name for the job.")
+        parser.add_argument(
+            "--few-shot",
+            action=argparse.BooleanOptionalAction,
+            default=settings.MATHCONV_FEW_SHOT,
+            help=_(
+                "Put the team's reviewed results in the prompt as worked examples (the "
+                "current few-shot set, see `manage.py fewshot`); default: MATHCONV_FEW_SHOT."
+            ),
+        )
+        parser.add_argument("--name", default="", help=_("A name for the job."))
         parser.add_argument(
             "--endpoint",
             default="",
-            help="The endpoint (see `manage.py endpoints list`) the job runs on; default: "
-            "the one built from OPENAI_BASE_URL / OPENAI_API_KEY.",
+            help=_(
+                "The endpoint (see `manage.py endpoints list`) the job runs on; default: "
+                "the one built from OPENAI_BASE_URL / OPENAI_API_KEY."
+            ),
         )
         parser.add_argument(
             "--batch-api",
@@ -114,19 +149,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--wait",
             action="store_true",
-            help="Stay until the job ends, with a progress bar, then print its stats. Runs "
-            "the job in this process when no django-q2 cluster is alive.",
+            help=_(
+                "Stay until the job ends, with a progress bar, then print its stats. Runs "
+                "the job in this process when no django-q2 cluster is alive."
+            ),
         )
 
     def handle(self, *args, **opts):
+        with quiet_console():
+            return self.handle_quietly(**opts)
+
+    def handle_quietly(self, **opts):
         inline = opts["wait"] and not selectors.cluster_alive()
         job = create_job(opts, enqueue=not inline)
-        self.stdout.write(
-            f"Job {job.pk} created: {job.total_items} items, backend {job.backend}"
-            + (f", model {job.model}" if job.model else "")
-            + (f", endpoint {job.endpoint.name} ({job.endpoint.url})" if job.endpoint else "")
-            + "."
-        )
+        self.stdout.write(created_line(job))
         if job.batch_api:
             self.stdout.write(
                 _(
@@ -136,21 +172,45 @@ class Command(BaseCommand):
             )
         if not opts["wait"]:
             self.stdout.write(
-                f"Queued. Watch it with `python manage.py monitor {job.pk}` "
-                "(a `python manage.py qcluster` must be running)."
+                _(
+                    "Queued. Watch it with `python manage.py monitor %(job)s` "
+                    "(a `python manage.py qcluster` must be running)."
+                )
+                % {"job": job.pk}
             )
             return
         if inline:
-            self.stdout.write("No django-q2 cluster is running: working in this process.")
+            self.stdout.write(_("No django-q2 cluster is running: working in this process."))
             run_with_progress(job, self.stderr)
         else:
-            self.stdout.write("Queued on the django-q2 cluster; watching (Ctrl-C stops watching).")
+            self.stdout.write(
+                _("Queued on the django-q2 cluster; watching (Ctrl-C stops watching).")
+            )
             if not watch(job, self.stderr, self.stdout):
                 return
         job.refresh_from_db()
         self.stdout.write(format_stats(selectors.job_stats(job=job)))
         if job.status == Job.Status.FAILED:
-            raise CommandError(f"Job {job.pk} failed: {job.error_message}")
+            raise CommandError(
+                _("Job %(job)s failed: %(error)s") % {"job": job.pk, "error": job.error_message}
+            )
+
+
+def created_line(job: Job) -> str:
+    """ "Job 3 created: 364 items, backend rules." (with the model and endpoint of an
+    LLM job)."""
+    parts = {"job": job.pk, "n": job.total_items, "backend": job.backend}
+    if job.endpoint:
+        return _(
+            "Job %(job)s created: %(n)s items, backend %(backend)s, model %(model)s, "
+            "endpoint %(endpoint)s (%(url)s)."
+        ) % {**parts, "model": job.model, "endpoint": job.endpoint.name, "url": job.endpoint.url}
+    if job.model:
+        return _("Job %(job)s created: %(n)s items, backend %(backend)s, model %(model)s.") % {
+            **parts,
+            "model": job.model,
+        }
+    return _("Job %(job)s created: %(n)s items, backend %(backend)s.") % parts
 
 
 def create_job(opts: dict, *, enqueue: bool) -> Job:
@@ -189,6 +249,7 @@ def job_settings(opts: dict) -> JobSettings:
         limit=opts["limit"],
         endpoint=endpoint_option(opts.get("endpoint") or ""),
         batch_api=opts.get("batch_api", False),
+        few_shot=bool(opts.get("few_shot")),
     )
 
 
@@ -236,9 +297,7 @@ class _StopOnSignal:
 def run_with_progress(job: Job, out) -> str:
     bar = _Bar(out)
     with _StopOnSignal() as stop:
-        outcome = job_run_inline(
-            job, stop=stop, on_progress=bar.draw, console_level=logging.WARNING
-        )
+        outcome = job_run_inline(job, stop=stop, on_progress=bar.draw, console_level=logging.ERROR)
     bar.end(job)
     if stop.is_set() and job.batch_api:
         out.write(
@@ -249,7 +308,7 @@ def run_with_progress(job: Job, out) -> str:
             % {"job": job.pk}
         )
     elif stop.is_set():
-        out.write(f"Paused. Resume with `python manage.py job resume {job.pk}`.")
+        out.write(_("Paused. Resume with `python manage.py job resume %(job)s`.") % {"job": job.pk})
     return outcome
 
 
@@ -272,12 +331,15 @@ def watch(job: Job, out, stdout) -> bool:
                 and waited > FALLBACK_AFTER_S
                 and not selectors.cluster_alive()
             ):
-                stdout.write("No cluster picked the job up: working in this process.")
+                stdout.write(_("No cluster picked the job up: working in this process."))
                 break
             stop.wait(WATCH_INTERVAL_S)
     bar.end(job)
     if stop.is_set():
-        out.write(f"Stopped watching; job {job.pk} goes on (`python manage.py monitor {job.pk}`).")
+        out.write(
+            _("Stopped watching; job %(job)s goes on (`python manage.py monitor %(job)s`).")
+            % {"job": job.pk}
+        )
         return False
     job.refresh_from_db()
     if job.status in Job.ACTIVE_STATUSES:

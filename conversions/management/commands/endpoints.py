@@ -82,6 +82,8 @@ class Command(BaseCommand):
 
     def do_check(self, opts) -> None:
         endpoint = endpoint_option(opts["name"])
+        if endpoint is None:  # an empty name
+            raise CommandError("Name the endpoint to check (`endpoints list` shows them).")
         model = opts["model"] or default_model(kind=Job.Kind.CONVERT, backend=Job.Backend.OPENAI)
         try:
             check_endpoint(endpoint=endpoint, model=model)

@@ -5,15 +5,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from conversions.exporting import FORMATS, ExportError, export_questions
+from conversions.management.commands._report import TranslatedCommand
 from conversions.models import Question
 
 
-class Command(BaseCommand):
+class Command(TranslatedCommand):
     help = gettext_lazy(
         "Export questions with their results (LaTeX, conversion state, effective labels, "
         "latest conversion result). LaTeX and MathML are exported exactly; XLSX writes "
@@ -22,16 +23,16 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("out", help="Output file, or - for standard output (csv, json).")
+        parser.add_argument("out", help=_("Output file, or - for standard output (csv, json)."))
         parser.add_argument(
-            "--format", choices=FORMATS, help="Output format (default: from the extension)."
+            "--format", choices=FORMATS, help=_("Output format (default: from the extension).")
         )
-        parser.add_argument("--subject", help="Only questions of this subject.")
-        parser.add_argument("--grade", help="Only questions of this grade.")
+        parser.add_argument("--subject", help=_("Only questions of this subject."))
+        parser.add_argument("--grade", help=_("Only questions of this grade."))
         parser.add_argument(
             "--conversion-state",
             choices=Question.ConversionState.values,
-            help="Only questions in this conversion state.",
+            help=_("Only questions in this conversion state."),
         )
 
     def handle(self, *args, **options):

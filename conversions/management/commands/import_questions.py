@@ -5,7 +5,9 @@ import signal
 import threading
 from contextlib import contextmanager
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from conversions.importing import (
     CHUNK_SIZE,
@@ -15,6 +17,7 @@ from conversions.importing import (
     import_file,
     import_source,
 )
+from conversions.management.commands._report import TranslatedCommand
 
 
 class Interrupted(Exception):
@@ -37,56 +40,62 @@ def sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Import questions keyed on question_id: new rows are created, changed rows updated, "
         "unchanged rows skipped. The whole source is validated first; if any row is bad, "
         "every bad row is reported with its row number and nothing is written."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", nargs="?", help="CSV, XLSX or JSON (array or JSON Lines).")
+        parser.add_argument("file", nargs="?", help=_("CSV, XLSX or JSON (array or JSON Lines)."))
         parser.add_argument(
-            "--format", choices=FORMATS, help="File format (default: from the file extension)."
+            "--format", choices=FORMATS, help=_("File format (default: from the file extension).")
         )
         parser.add_argument(
             "--encoding",
-            help="CSV text encoding, e.g. utf-8 or cp949 (default: detect UTF-8, UTF-8 with "
-            "BOM, UTF-16 with BOM or CP949).",
+            help=_(
+                "CSV text encoding, e.g. utf-8 or cp949 (default: detect UTF-8, UTF-8 with "
+                "BOM, UTF-16 with BOM or CP949)."
+            ),
         )
         parser.add_argument(
-            "--dry-run", action="store_true", help="Validate and count; write nothing."
+            "--dry-run", action="store_true", help=_("Validate and count; write nothing.")
         )
         parser.add_argument(
             "--allow-empty-mathml",
             action="store_true",
-            help="Accept text-only rows (e.g. documents to label with just id and text "
-            "columns): the mathml column may be missing, and rows with text may have no "
-            "MathML. An empty MathML never erases an existing one.",
+            help=_(
+                "Accept text-only rows (e.g. documents to label with just id and text "
+                "columns): the mathml column may be missing, and rows with text may have no "
+                "MathML. An empty MathML never erases an existing one."
+            ),
         )
         parser.add_argument(
             "--from-db",
             metavar="URL",
-            help="Read an existing PostgreSQL question table instead of a file, read-only "
-            "(postgres://user:pass@host/db, or env:NAME to take the URL from an environment "
-            "variable and keep the password out of the process list).",
+            help=_(
+                "Read an existing PostgreSQL question table instead of a file, read-only "
+                "(postgres://user:pass@host/db, or env:NAME to take the URL from an "
+                "environment variable and keep the password out of the process list)."
+            ),
         )
         parser.add_argument(
             "--query",
             default=DEFAULT_DB_QUERY,
-            help=f"SQL for --from-db; its column names are the import columns "
-            f"(default: {DEFAULT_DB_QUERY}).",
+            help=_("SQL for --from-db; its column names are the import columns (default: %(q)s).")
+            % {"q": DEFAULT_DB_QUERY},
         )
         parser.add_argument(
             "--chunk-size",
             type=int,
             default=CHUNK_SIZE,
-            help="Rows compared and written per database round trip.",
+            help=_("Rows compared and written per database round trip."),
         )
 
     def handle(self, *args, **options):
         if bool(options["file"]) == bool(options["from_db"]):
-            raise CommandError("Give either FILE or --from-db URL.")
+            raise CommandError(_("Give either FILE or --from-db URL."))
         settings = {
             "dry_run": options["dry_run"],
             "allow_empty_mathml": options["allow_empty_mathml"],
@@ -105,7 +114,7 @@ class Command(BaseCommand):
                         **settings,
                     )
         except (Interrupted, KeyboardInterrupt) as exc:
-            raise CommandError("Interrupted: nothing was written.") from exc
+            raise CommandError(_("Interrupted: nothing was written.")) from exc
         if not report.ok:
             raise CommandError("\n".join(report.lines()))
         self.stdout.write("\n".join(report.lines()))
@@ -115,6 +124,8 @@ def database_url(value: str) -> str:
     if value.startswith("env:"):
         url = os.environ.get(value[4:], "")
         if not url:
-            raise CommandError(f"The environment variable {value[4:]} is not set.")
+            raise CommandError(
+                _("The environment variable %(name)s is not set.") % {"name": value[4:]}
+            )
         return url
     return value

@@ -20,19 +20,25 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from conversions import labeling, selectors, services
 from conversions.endpoints import endpoint_option
 from conversions.exporting import neutralise
 from conversions.importing import FileSource, SourceError, import_file, layout_for
 from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
-from conversions.management.commands._report import format_stats
+from conversions.management.commands._report import (
+    TranslatedCommand,
+    category_label,
+    format_stats,
+    quiet_console,
+)
 from conversions.management.commands.convert import run_with_progress
-from conversions.models import Endpoint, Item, Job, LabelSchema, Question
+from conversions.models import Endpoint, Item, Job, LabelSchema, Question, QuestionQuerySet
 from conversions.preflight import check_backend_config
 
 TEST_MODE_ROWS = TEST_MODE_ITEMS
@@ -44,8 +50,8 @@ SQLITE_MAX_IN = 30_000
 SQLITE_MAX_RANGES = 500
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Label the rows of a CSV (id and text columns, or a question export) with an LLM "
         "through a labeling job, and write the labeled CSV. Resumable: run it again after "
         "an interruption and it continues where it stopped."
@@ -55,51 +61,66 @@ class Command(BaseCommand):
         parser.add_argument(
             "--input-csv",
             required=True,
-            help="CSV to label: an id column and a text column (and/or mathml); UTF-8 or CP949.",
+            help=_("CSV to label: an id column and a text column (and/or mathml); UTF-8 or CP949."),
         )
         parser.add_argument(
             "--schema",
             default=labeling.DEFAULT_SCHEMA_NAME,
-            help="Label schema name (default: default).",
+            help=_("Label schema name (default: default)."),
         )
         parser.add_argument(
             "--model",
             default="",
-            help="Model (default: MATHCONV_DEFAULT_LABEL_MODEL, gpt-4o-mini).",
+            help=_("Model (default: MATHCONV_DEFAULT_LABEL_MODEL, gpt-4o-mini)."),
         )
         parser.add_argument(
-            "--max-concurrent", type=int, default=10, help="Concurrent API requests (default 10)."
+            "--max-concurrent",
+            type=int,
+            default=10,
+            help=_("Concurrent API requests (default 10)."),
         )
         parser.add_argument(
             "--mode",
             choices=["full", "test"],
             default="full",
-            help=f"test: label only the first {TEST_MODE_ROWS} rows (default: full).",
+            help=_("test: label only the first %(n)s rows (default: full).")
+            % {"n": TEST_MODE_ROWS},
         )
         parser.add_argument(
             "--skip-labeled",
             action="store_true",
-            help="Leave out rows that already have labels from this schema (or a reviewer).",
+            help=_("Leave out rows that already have labels from this schema (or a reviewer)."),
         )
         parser.add_argument(
-            "--limit", type=int, default=None, help="Use only the first N rows of the CSV."
+            "--limit", type=int, default=None, help=_("Use only the first N rows of the CSV.")
         )
         parser.add_argument(
             "--output-csv",
             default="",
-            help="Where to write the labeled CSV (default: <input>_labeled.csv beside it).",
+            help=_("Where to write the labeled CSV (default: <input>_labeled.csv beside it)."),
         )
         parser.add_argument(
-            "--encoding", default=None, help="Encoding of the CSV (default: detect UTF-8/CP949)."
+            "--encoding",
+            default=None,
+            help=_("Encoding of the CSV (default: detect UTF-8/CP949)."),
         )
         parser.add_argument(
-            "--batch-size", type=int, default=100, help="Items claimed per batch (default 100)."
+            "--batch-size",
+            type=int,
+            default=100,
+            help=_("Items claimed per batch (default 100)."),
         )
         parser.add_argument(
-            "--rpm", type=int, default=None, help="Requests per minute allowed on the endpoint."
+            "--rpm",
+            type=int,
+            default=None,
+            help=_("Requests per minute allowed on the endpoint."),
         )
         parser.add_argument(
-            "--tpm", type=int, default=None, help="Tokens per minute allowed on the endpoint."
+            "--tpm",
+            type=int,
+            default=None,
+            help=_("Tokens per minute allowed on the endpoint."),
         )
         parser.add_argument(
             "--batch-api",
@@ -113,11 +134,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--endpoint",
             default="",
-            help="The endpoint (see `manage.py endpoints list`) the job runs on; default: "
-            "the one built from OPENAI_BASE_URL / OPENAI_API_KEY.",
+            help=_(
+                "The endpoint (see `manage.py endpoints list`) the job runs on; default: "
+                "the one built from OPENAI_BASE_URL / OPENAI_API_KEY."
+            ),
         )
 
     def handle(self, *args, **opts):
+        with quiet_console():
+            return self.handle_quietly(**opts)
+
+    def handle_quietly(self, **opts):
         path = Path(opts["input_csv"]).resolve()
         try:
             schema = labeling.label_schema_get(opts["schema"])
@@ -125,6 +152,7 @@ class Command(BaseCommand):
             raise CommandError(" ".join(exc.messages)) from None
         model = opts["model"] or default_model(kind=Job.Kind.LABEL, backend=Job.Backend.OPENAI)
         # Refused before the rows are imported: a run that cannot label changes nothing.
+        # The endpoint the job will run on, not this shell's default one.
         check_config(model, endpoint_option(opts.get("endpoint") or ""), opts["batch_api"])
         self.stdout.write("\n".join(import_rows(path, opts["encoding"])))
         refs = csv_question_ids(path, opts["encoding"])[: opts["limit"] or None]
@@ -145,9 +173,11 @@ class Command(BaseCommand):
             only_job_rows=only_job_rows,
             encoding=opts["encoding"],
         )
-        self.stdout.write(f"Wrote {written} rows to {output}")
+        self.stdout.write(_("Wrote %(n)s rows to %(path)s") % {"n": written, "path": output})
         if job is not None and job.status == Job.Status.FAILED:
-            raise CommandError(f"Job {job.pk} failed: {job.error_message}")
+            raise CommandError(
+                _("Job %(job)s failed: %(error)s") % {"job": job.pk, "error": job.error_message}
+            )
         if job is not None and job.batch_api and job.status in Job.ACTIVE_STATUSES:
             raise CommandError(
                 _(
@@ -158,7 +188,7 @@ class Command(BaseCommand):
             )
         if job is not None and job.status == Job.Status.PAUSED:
             raise CommandError(
-                "Interrupted: run the same command again to continue where it stopped.",
+                _("Interrupted: run the same command again to continue where it stopped."),
                 returncode=130,
             )
 
@@ -178,10 +208,10 @@ def csv_question_ids(path: Path, encoding: str | None) -> list[str]:
     return [ref for ref, _row in csv_rows(path, encoding)]
 
 
-def csv_rows(path: Path, encoding: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+def csv_rows(path: Path, encoding: str | None) -> Iterator[tuple[str, dict[str, object]]]:
     try:
         with FileSource(path, fmt="csv", encoding=encoding) as source, source.table() as table:
-            id_column = layout_for(table.headers).fields["question_id"]
+            id_column = layout_for(table.headers or []).fields["question_id"]  # CSV: a list
             for _number, row in table.rows:
                 ref = str(row.get(id_column) or "").strip()
                 if ref:
@@ -235,7 +265,7 @@ def rows_to_label(refs: list[str], *, schema: LabelSchema, opts: dict) -> list[i
     return pks
 
 
-def questions_in(pks: list[int]) -> QuerySet[Question]:
+def questions_in(pks: list[int]) -> QuestionQuerySet:
     if connection.vendor != "sqlite" or len(pks) <= SQLITE_MAX_IN:
         return Question.objects.filter(pk__in=pks)
     runs: list[list[int]] = []
@@ -246,8 +276,10 @@ def questions_in(pks: list[int]) -> QuerySet[Question]:
             runs.append([pk, pk])
     if len(runs) > SQLITE_MAX_RANGES:
         raise CommandError(
-            "These rows are too scattered in the database for one SQLite query: use --limit, "
-            "split the file, or use PostgreSQL."
+            _(
+                "These rows are too scattered in the database for one SQLite query: use "
+                "--limit, split the file, or use PostgreSQL."
+            )
         )
     condition = Q()
     for first, last in runs:
@@ -277,7 +309,7 @@ def create_job(key: dict, pks: list[int], *, schema: LabelSchema, model: str, op
                 tpm_limit=opts["tpm"],
                 test_mode=opts["mode"] == "test",
                 label_schema=schema,
-                name=f"label {Path(key['input_csv']).name}",
+                name=_("label %(file)s") % {"file": Path(key["input_csv"]).name},
                 endpoint=endpoint_option(opts.get("endpoint") or ""),
                 batch_api=opts.get("batch_api", False),
             ),
@@ -302,15 +334,23 @@ def job_for_run(
     if job is not None:
         check_config(model, job.endpoint, job.batch_api)
         services.job_resume(job=job)
-        return job, f"Continuing job {job.pk}: {unfinished(job)} rows left to label."
+        return job, _("Continuing job %(job)s: %(n)s rows left to label.") % {
+            "job": job.pk,
+            "n": unfinished(job),
+        }
     pks = rows_to_label(refs, schema=schema, opts=opts)
     if not pks:
-        return None, "Nothing to label: every row has labels already."
+        return None, _("Nothing to label: every row has labels already.")
     job = create_job(key, pks, schema=schema, model=model, opts=opts)
-    return job, (
-        f"Job {job.pk} created: {job.total_items} rows to label with {model} "
-        f"(schema {schema.name} v{schema.version})."
-    )
+    return job, _(
+        "Job %(job)s created: %(n)s rows to label with %(model)s (schema %(schema)s v%(version)s)."
+    ) % {
+        "job": job.pk,
+        "n": job.total_items,
+        "model": model,
+        "schema": schema.name,
+        "version": schema.version,
+    }
 
 
 def unfinished(job: Job) -> int:
@@ -342,15 +382,19 @@ def summary(job: Job) -> list[str]:
         .order_by("id")[:ERROR_SAMPLES]
     )
     if samples:
-        lines.append(f"Error samples (up to {ERROR_SAMPLES}):")
+        lines.append(_("Error samples (up to %(n)s):") % {"n": ERROR_SAMPLES})
         lines += [
-            f"  {i.question.question_id}: {i.error_category}: {i.error_message[:200]}"
+            f"  {i.question.question_id}: {category_label(i.error_category)}: "
+            f"{i.error_message[:200]}"
             for i in samples
         ]
     if unfinished(job) and job.status != Job.Status.PAUSED:
         lines.append(
-            "Some rows are still held by an earlier, stopped run; their lease expires within "
-            f"{settings.MATHCONV_LEASE_SECONDS} s. Run the command again then."
+            _(
+                "Some rows are still held by an earlier, stopped run; their lease expires "
+                "within %(s)s s. Run the command again then."
+            )
+            % {"s": settings.MATHCONV_LEASE_SECONDS}
         )
     return lines
 
@@ -419,7 +463,7 @@ def label_details(refs: list[str], *, schema: LabelSchema, job: Job | None) -> d
         meta = question.labels_meta or {}
         ours = question.labels_corrected is not None or meta.get("schema") == schema.name
         status, message = items.get(ref, ("", ""))
-        row = {f"label_{name}": "" for name in names}
+        row: dict[str, object] = {f"label_{name}": "" for name in names}
         if ours:
             values = labeling.label_columns(question, names)
             row.update({f"label_{name}": neutralise(v) for name, v in values.items()})

@@ -6,9 +6,10 @@ import io
 import json
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from typing import TextIO
+from types import FrameType
+from typing import Any, Literal, TextIO
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -55,11 +56,15 @@ class Command(BaseCommand):
         return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
 
 
-def _open(path: str, mode: str) -> TextIO:
+def _open(path: str, mode: Literal["r", "w"]) -> TextIO:
     try:
         return open(path, mode, encoding="utf-8", newline="\n" if mode == "w" else None)  # noqa: SIM115
     except OSError as exc:
         raise CommandError(f"cannot open {path}: {exc.strerror}") from None
+
+
+# What signal.signal takes and returns.
+_Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class _StopFlag:
@@ -67,7 +72,7 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.set = False
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, _Handler] = {}
 
     def __enter__(self) -> _StopFlag:
         try:

@@ -34,7 +34,7 @@ def delete_schedule(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversions", "0012_merge_endpoints"),
+        ("conversions", "0014_merge_prices_unattended"),
     ]
 
     operations = [
