@@ -505,11 +505,11 @@ class ItemQuerySet(models.QuerySet):
         return self.filter(status__in=Item.RETRYABLE_STATUSES)
 
     def open_for_review(self, *, include_skipped: bool = True) -> ItemQuerySet:
-        """Results with LaTeX that no reviewer has decided (skipped ones optionally)."""
+        """Results with LaTeX that no reviewer has decided (skipped ones optionally), and
+        failed stems that have per-formula results: a reviewer writes the formulas the
+        job could not (conversions/stem_reviews.py)."""
         statuses = Item.OPEN_REVIEW_STATUSES if include_skipped else (Item.ReviewStatus.UNREVIEWED,)
-        return self.filter(review_status__in=statuses, status__in=Item.REVIEWABLE_STATUSES).exclude(
-            result_latex=""
-        )
+        return self.filter(review_status__in=statuses).filter(Item.reviewable_q())
 
 
 class Item(models.Model):
@@ -547,6 +547,8 @@ class Item(models.Model):
     UNFINISHED_STATUSES = (Status.PENDING, Status.RUNNING)
     RETRYABLE_STATUSES = (Status.FAILED, Status.CANCELLED)
     REVIEWABLE_STATUSES = (Status.SUCCEEDED, Status.NEEDS_REVIEW)
+    # A failed stem with per-formula results is reviewable too (stem_reviews.py).
+    STEM_REVIEWABLE_STATUSES = (*REVIEWABLE_STATUSES, Status.FAILED)
     OPEN_REVIEW_STATUSES = (ReviewStatus.UNREVIEWED, ReviewStatus.SKIPPED)
 
     job = models.ForeignKey(
@@ -578,6 +580,9 @@ class Item(models.Model):
     result_labels = models.JSONField(_("result labels"), null=True, blank=True)
     # A stem's per-formula results (conversions/stems.py); result_latex is the whole stem.
     result_formulas = models.JSONField(_("result formulas"), null=True, blank=True)
+    # A stem's formulas as a reviewer fixes them one at a time (stem_reviews.py), kept
+    # until every formula is resolved and the stem is approved; None before any fix.
+    review_formulas = models.JSONField(_("formulas under review"), null=True, blank=True)
     route = models.CharField(_("route"), max_length=8, choices=Route.choices, blank=True)
     cached = models.BooleanField(_("cache hit"), default=False)
 
@@ -669,13 +674,22 @@ class Item(models.Model):
     def can_retry(self) -> bool:
         return self.status in self.RETRYABLE_STATUSES
 
+    @staticmethod
+    def reviewable_q() -> models.Q:
+        """Items whose result a reviewer can decide: a result with LaTeX, or a stem's
+        per-formula results (a failed stem included: its missing formulas are written
+        in review)."""
+        return (
+            models.Q(status__in=Item.REVIEWABLE_STATUSES) & ~models.Q(result_latex="")
+        ) | models.Q(status__in=Item.STEM_REVIEWABLE_STATUSES, result_formulas__isnull=False)
+
     @property
     def can_review(self) -> bool:
-        return (
-            self.review_status in self.OPEN_REVIEW_STATUSES
-            and self.status in self.REVIEWABLE_STATUSES
-            and bool(self.result_latex)
-        )
+        if self.review_status not in self.OPEN_REVIEW_STATUSES:
+            return False
+        if self.result_formulas is not None:
+            return self.status in self.STEM_REVIEWABLE_STATUSES
+        return self.status in self.REVIEWABLE_STATUSES and bool(self.result_latex)
 
 
 class ReviewEvent(models.Model):
@@ -687,6 +701,7 @@ class ReviewEvent(models.Model):
         REJECT = "reject", _("Rejected")
         SKIP = "skip", _("Skipped")
         LABELS = "labels", _("Corrected labels")
+        FORMULA = "formula", _("Fixed one formula of a stem")
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="review_events")
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="review_events")

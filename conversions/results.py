@@ -22,6 +22,7 @@ from conversions import labeling
 from conversions.cache import CachedResult
 from conversions.converters import ConversionError, account, mathml_to_latex, validate
 from conversions.converters.errors import InvalidMathML
+from conversions.converters.evidence import trusted_author_latex
 from conversions.engine.types import Outcome
 from conversions.models import Item
 from conversions.pricing import Prices, cost
@@ -132,7 +133,10 @@ def skipped_result(*, item_id: int, question_id: int) -> ItemResult:
 def rules_result(*, item_id: int, question_id: int, mathml: str) -> ItemResult:
     """Convert with the deterministic converter and validate; latency_ms is the whole step.
 
-    Unreadable MathML fails as invalid_input, a converter gap as invalid_output.
+    Unreadable MathML fails as invalid_input, a converter gap as invalid_output. Where
+    the converter's LaTeX fails the checks (or it refuses: mathml_to_latex), the author's
+    LaTeX shipped with the formula (a TeX annotation, MathJax's data-latex) is used if it
+    passes them (converters.evidence); a stale one is ignored.
     """
     started = time.perf_counter()
     try:
@@ -154,6 +158,17 @@ def rules_result(*, item_id: int, question_id: int, mathml: str) -> ItemResult:
     result = validated_result(
         item_id=item_id, question_id=question_id, mathml=mathml, latex=latex, route=Item.Route.RULES
     )
+    if result.status != Item.Status.SUCCEEDED:
+        # the author's LaTeX shipped with the formula, where it passes every check
+        author = trusted_author_latex(mathml)
+        if author is not None and author != latex:
+            result = validated_result(
+                item_id=item_id,
+                question_id=question_id,
+                mathml=mathml,
+                latex=author,
+                route=Item.Route.RULES,
+            )
     result.latency_ms = round((time.perf_counter() - started) * 1000)
     return result
 

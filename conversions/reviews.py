@@ -52,6 +52,9 @@ def review_queue(
 
 
 def item_approve(*, item: Item, user, comment: str = "") -> ReviewEvent:
+    if not item.result_latex:
+        # a failed stem: its formulas are written one at a time (stem_reviews.py)
+        raise InvalidReview(_("There is no LaTeX to approve yet."))
     return _decide(
         item=item,
         user=user,
@@ -63,6 +66,8 @@ def item_approve(*, item: Item, user, comment: str = "") -> ReviewEvent:
 
 
 def item_edit_approve(*, item: Item, user, latex: str, comment: str = "") -> ReviewEvent:
+    if item.result_formulas is not None:
+        raise InvalidReview(_("A stem is fixed one formula at a time."))
     latex = latex.strip()
     if not latex:
         raise InvalidReview(_("The LaTeX is empty."))
@@ -131,7 +136,7 @@ def _decide(*, item, user, action, review_status, latex, comment) -> ReviewEvent
     now = timezone.now()
     with transaction.atomic():
         taken = Item.objects.filter(
-            pk=item.pk, review_status__in=OPEN_REVIEW_STATUSES, status__in=REVIEWABLE_STATUSES
+            Item.reviewable_q(), pk=item.pk, review_status__in=OPEN_REVIEW_STATUSES
         ).update(
             review_status=review_status,
             reviewed_latex=latex if action in _ACCEPTING else "",
@@ -196,6 +201,7 @@ def items_bulk_approve(*, items: QuerySet[Item], min_score: float, user) -> int:
             review_status=Item.ReviewStatus.UNREVIEWED,
             status__in=REVIEWABLE_STATUSES,
             validation_score__gte=min_score,
+            review_formulas__isnull=True,  # a stem a reviewer is fixing is left to them
         )
         .exclude(result_latex="")
         .order_by("id")

@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from conversions.converters import ConversionError, Stem, is_document, split_document
 from conversions.converters.errors import InvalidMathML
+from conversions.converters.evidence import trusted_author_latex
 from conversions.converters.mathml import mathml_to_latex
 from conversions.models import Item
 from conversions.results import ItemResult, checked
@@ -68,14 +69,23 @@ def entry_ok(formula: dict) -> bool:
 
 
 def rules_entry(mathml: str, display: bool) -> tuple[dict, bool]:
-    """The rules converter on one formula: (entry, whether the input itself is unreadable)."""
+    """The rules converter on one formula: (entry, whether the input itself is unreadable).
+
+    Where the converter's LaTeX fails the checks, the author's LaTeX shipped with the
+    formula (converters.evidence) is used instead if it passes them."""
     try:
         latex = mathml_to_latex(mathml)
     except ConversionError as exc:
         return entry(mathml, display, None, Item.Route.RULES, f"rules: {exc}"), isinstance(
             exc, InvalidMathML
         )
-    return entry(mathml, display, latex, Item.Route.RULES), False
+    result = entry(mathml, display, latex, Item.Route.RULES)
+    if not entry_ok(result):
+        # the author's LaTeX shipped with the formula, where it passes every check
+        author = trusted_author_latex(mathml)
+        if author is not None and author != latex:
+            result = entry(mathml, display, author, Item.Route.RULES)
+    return result, False
 
 
 def render(stem: Stem, formulas: list[dict]) -> str:

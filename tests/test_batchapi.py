@@ -395,7 +395,7 @@ def test_an_azure_endpoint_names_its_batch_deployment(server, monkeypatch):
 
 
 def test_the_poller_takes_open_remote_batches_and_the_reconciler_leaves_them(server, settings):
-    migration = importlib.import_module("conversions.migrations.0015_batch_api")
+    migration = importlib.import_module("conversions.migrations.0016_batch_api")
     migration.create_schedule(apps, None)  # a transactional test's flush removed the row
     schedule = Schedule.objects.get(name=migration.POLL_SCHEDULE)
     assert (schedule.func, schedule.minutes) == ("conversions.tasks.batches_poll", 1)

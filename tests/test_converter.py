@@ -60,6 +60,16 @@ TOKENS = [
         '<mi>x</mi><mspace width="1em"/><mi>y</mi><mspace width="0.1667em"/><mi>z</mi>',
         "x\\quad y\\,z",
     ),
+    # a letter and its combining accent are one character where Unicode has one ...
+    ("<mi>e&#x301;</mi>", "\u00e9"),
+    # ... but characters without marks keep their code point: NFC would replace canonical
+    # singletons and composition exclusions (U+1F71 ά, U+FB30 אּ) by other characters
+    ("<mi>&#x1F71;</mi><mi>&#xFB30;</mi>", "\u1f71\ufb30"),
+    # a mark without a LaTeX accent on a letter is drawn with its letter, as text
+    ("<mi>&#x5D0;&#x5BC;</mi>", "\\text{\u05d0\u05bc}"),
+    # a lone mark without a LaTeX accent is the character itself, apart from the text before
+    ("<mtext>a</mtext><mo>&#xFE20;</mo>", "\\text{a}\\text{\ufe20}"),
+    ("<mo>&#x20D2;</mo>", "\\text{\u20d2}"),
 ]
 TEXT = [
     ("<mtext>넓이는 3 cm입니다</mtext>", "\\text{넓이는 3 cm입니다}"),
@@ -158,6 +168,13 @@ UNDER_OVER = [
     ("<munder><mi>x</mi><mi>y</mi></munder>", "\\underset{y}{x}"),
     ("<mover><mo>→</mo><mtext>heat</mtext></mover>", "\\xrightarrow{\\text{heat}}"),
     ("<munderover><mo>⇌</mo><mi>b</mi><mi>a</mi></munderover>", "\\xrightleftharpoons[b]{a}"),
+    # an equals sign the source makes stretchy stretches under its scripts (extpfeil)
+    ('<mover><mo stretchy="true">=</mo><mtext>def</mtext></mover>', "\\xlongequal{\\text{def}}"),
+    (
+        '<munderover><mo stretchy="true">=</mo><mi>b</mi><mi>a</mi></munderover>',
+        "\\xlongequal[b]{a}",
+    ),
+    ("<mover><mo>=</mo><mi>x</mi></mover>", "\\overset{x}{=}"),
 ]
 TABLES = [
     (
@@ -204,16 +221,49 @@ TABLES = [
         '<mtr><mtd columnalign="left"><mi>bc</mi></mtd></mtr></mtable>',
         "\\begin{array}{l}a \\\\ \\operatorname{bc}\\end{array}",
     ),
-    # a solid frame is the box \boxed draws (MathLive has no \hline), column lines kept
+    # a solid frame is the box \boxed draws (MathLive has no \hline), column lines kept;
+    # a space inside the box keeps the frame as far out as the table's framespacing says
+    # (0.4em by default: 0.2em more than \boxed's own padding)
     (
         '<mtable frame="solid" columnlines="solid"><mtr><mtd><mn>7</mn></mtd><mtd><mi>k</mi></mtd>'
         "</mtr></mtable>",
-        "\\boxed{\\begin{array}{c|c}7 & k\\end{array}}",
+        "\\boxed{\\:\\begin{array}{c|c}7 & k\\end{array}\\:}",
     ),
     (
         '<mrow><mo>(</mo><mtable frame="solid"><mtr><mtd><mi>p</mi></mtd></mtr>'
         "<mtr><mtd><mi>q</mi></mtd></mtr></mtable><mo>)</mo></mrow>",
-        "\\left(\\boxed{\\begin{array}{c}p \\\\ q\\end{array}}\\right)",
+        "\\left(\\boxed{\\:\\begin{array}{c}p \\\\ q\\end{array}\\:}\\right)",
+    ),
+    # nested framed tables, each frame at its own framespacing (.5em: MathJax's arrays)
+    (
+        '<mtable frame="solid" framespacing=".5em .125em" columnlines="solid"><mtr><mtd>'
+        '<mtable frame="solid" framespacing=".5em .125em"><mtr><mtd><mi>a</mi></mtd></mtr>'
+        "</mtable></mtd><mtd><mi>X</mi></mtd></mtr></mtable>",
+        "\\boxed{\\;\\begin{array}{c|c}\\boxed{\\;\\begin{matrix}a\\end{matrix}\\;} & X"
+        "\\end{array}\\;}",
+    ),
+    # a table whose first or last row sits on the baseline (TeX's [t], [b]): aligned keeps it
+    (
+        '<mi>x</mi><mo>=</mo><mtable align="baseline -1" columnalign="right">'
+        "<mtr><mtd><mi>p</mi></mtd></mtr><mtr><mtd><mi>q</mi></mtd></mtr></mtable>",
+        "x=\\begin{aligned}[b]p \\\\ q\\end{aligned}",
+    ),
+    (
+        '<mtable align="baseline 1" columnalign="right left"><mtr><mtd><mi>p</mi></mtd>'
+        "<mtd><mo>=</mo><mn>1</mn></mtd></mtr><mtr><mtd><mi>q</mi></mtd><mtd><mo>=</mo>"
+        "<mn>2</mn></mtd></mtr></mtable>",
+        "\\begin{aligned}[t]p & =1 \\\\ q & =2\\end{aligned}",
+    ),
+    # (centred columns: no environment MathLive reads takes the option; the rows stay)
+    (
+        '<mtable align="baseline -1"><mtr><mtd><mi>p</mi></mtd></mtr>'
+        "<mtr><mtd><mi>q</mi></mtd></mtr></mtable>",
+        "\\begin{matrix}p \\\\ q\\end{matrix}",
+    ),
+    # a framespacing no wider than \boxed's padding adds no space
+    (
+        '<mtable frame="solid" framespacing="0.2em 0ex"><mtr><mtd><mi>a</mi></mtd></mtr></mtable>',
+        "\\boxed{\\begin{matrix}a\\end{matrix}}",
     ),
 ]
 ENCLOSURES_AND_STYLES = [
@@ -238,6 +288,23 @@ ENCLOSURES_AND_STYLES = [
     ('<mstyle scriptlevel="1"><mi>x</mi></mstyle>', "{\\scriptstyle x}"),
     ('<mstyle mathcolor="red"><mi>x</mi></mstyle>', "\\textcolor{red}{x}"),
     ('<mstyle mathcolor="#00f"><mi>x</mi></mstyle>', "\\textcolor{#0000FF}{x}"),
+    # a coloured box padded equally on all sides is \bbox with that padding
+    (
+        '<mstyle mathbackground="yellow"><mpadded height="+2pt" depth="+2pt" lspace="2pt" '
+        'width="+4pt"><mi>x</mi></mpadded></mstyle>',
+        "\\bbox[yellow,2pt]{x}",
+    ),
+    (
+        '<mpadded mathbackground="#ff0" height="+.2em" depth="+.2em" lspace=".2em" '
+        'width="+.4em"><mi>x</mi><mo>+</mo><mn>1</mn></mpadded>',
+        "\\bbox[#FFFF00,0.2em]{x+1}",
+    ),
+    # padded unevenly: the colour only (\bbox has one padding for all four sides)
+    (
+        '<mstyle mathbackground="yellow"><mpadded height="+2pt" depth="+2pt" lspace="2pt" '
+        'width="+3pt"><mi>x</mi></mpadded></mstyle>',
+        "\\bbox[yellow]{x}",
+    ),
     ('<mi mathsize="big">x</mi>', "{\\huge x}"),
     ('<mpadded voffset="0.5em"><mi>x</mi></mpadded>', "\\raise{0.5em}{x}"),
     ('<mpadded width="0"><mi>x</mi></mpadded>', "\\mathrlap{x}"),
@@ -359,7 +426,8 @@ def test_carets_and_tildes_in_text_are_written_so_the_validator_accepts_them(tex
         ("<foo>x</foo>", "unsupported element <foo>"),
         ("<mfrac><mn>1</mn></mfrac>", "<mfrac> needs 2 children, it has 1"),
         ("<mrow>loose text</mrow>", "text 'loose text' directly inside <mrow>"),
-        ("<mo>&#x20D2;</mo>", "U+20D2"),
+        # a mark without a LaTeX accent on a Latin letter: as text it would lose the italic
+        ("<mi>x&#x5BC;</mi>", "U+05BC"),
     ],
 )
 def test_refuses_what_it_cannot_write_faithfully(mathml, reason):

@@ -323,3 +323,12 @@ def test_mathjax_container_and_wiris_image_are_read_as_formulas():
 )
 def test_is_document_tells_stems_from_bare_formulas(text, expected):
     assert is_document(text) is expected
+
+
+def test_account_reads_an_environments_position_as_no_drawn_letter():
+    mathml = (
+        '<math><mtable align="baseline -1" columnalign="right"><mtr><mtd><mi>a</mi></mtd></mtr>'
+        "<mtr><mtd><mi>b</mi></mtd></mtr></mtable></math>"
+    )
+    assert account(mathml, "\\begin{aligned}[b]a \\\\ b\\end{aligned}") == []
+    assert account(mathml, "\\begin{aligned}[b]a \\\\ {}\\end{aligned}")  # the [b] is no b

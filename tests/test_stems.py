@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from conversions import exporting, services, tasks
+from conversions import exporting, reviews, services, tasks
 from conversions.importing.rows import stem_problems
 from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
@@ -163,3 +163,85 @@ def test_a_reviewer_fixes_one_formula_and_the_stem_is_rendered_again_and_approve
     item.refresh_from_db()
     assert item.review_status == Item.ReviewStatus.EDITED
     assert item.result_formulas[2]["route"] == "llm"  # the job's own result is kept
+
+
+# Two formulas the rules converter refuses (images), between Korean text and a fraction.
+G2 = '<math><mi>p</mi><mglyph src="p.png" alt="p"/></math>'
+G3 = '<math display="block"><mi>q</mi><mglyph src="q.png" alt="q"/></math>'
+TWO_FAILING = f"<p>넓이는 {F1}이고, {G2}와 {G3}이다.</p>"
+
+
+def test_a_reviewer_fixes_two_failed_formulas_one_after_the_other(client):
+    reviewer = staff_user("rita", "reviewers")
+    login(client, reviewer)
+    item = run(Job.Backend.RULES, TWO_FAILING)
+    assert (item.status, item.result_latex) == ("failed", "")
+    assert [f["latex"] is None for f in item.result_formulas] == [False, True, True]
+    # the stem waits in the review queue; its formulas can be fixed there
+    page = client.get(reverse("admin:conversions_item_review"))
+    assert page.context["initial"]["item"]["id"] == item.pk
+    stem = page.context["initial"]["item"]["stem"]
+    assert [f["resolved"] for f in stem["formulas"]] == [True, False, False]
+    # nothing can be approved while formulas have no LaTeX
+    answer = decide(client, item, {"action": "approve"})
+    assert answer.status_code == 400 and "2, 3" in answer.json()["error"], answer.json()
+
+    # formula 2 first: saved, the stem stays open on the same item
+    answer = decide(client, item, {"action": "formula", "index": 1, "latex": "p"})
+    assert answer.status_code == 200 and answer.json()["ok"], answer.json()
+    shown = answer.json()["item"]
+    assert shown["id"] == item.pk
+    assert [f["resolved"] for f in shown["stem"]["formulas"]] == [True, True, False]
+    assert "\\(p\\)" in shown["stem"]["result_html"]
+    question = Question.objects.get(pk=item.question_id)
+    assert (question.latex, question.latex_locked) == ("", False)
+    item.refresh_from_db()
+    assert item.review_status == Item.ReviewStatus.UNREVIEWED
+    assert item.reviewed_latex == ""
+
+    # then formula 3: the stem is complete, rendered and approved
+    answer = decide(client, item, {"action": "formula", "index": 2, "latex": "q"})
+    assert answer.status_code == 200 and answer.json()["ok"], answer.json()
+    question = Question.objects.get(pk=item.question_id)
+    assert question.latex == "<p>넓이는 \\(\\frac{1}{2}\\)이고, \\(p\\)와 \\[q\\]이다.</p>"
+    assert question.latex_locked
+    assert [f["route"] for f in question.formulas] == ["rules", "review", "review"]
+    item.refresh_from_db()
+    assert item.review_status == Item.ReviewStatus.EDITED
+    assert item.reviewed_latex == question.latex
+    assert [e.action for e in item.review_events.order_by("id")] == ["formula", "edit"]
+    assert not reviews.review_queue().filter(pk=item.pk).exists()
+
+
+def test_two_wrong_formulas_are_both_fixed_before_the_stem_is_approved(client, llm):
+    reviewer = staff_user("rita", "reviewers")
+    login(client, reviewer)
+    wrong2 = '<math><mi>p</mi><mglyph src="p.png" alt="p"/><mtext>fake:wrong</mtext></math>'
+    wrong3 = '<math><mi>q</mi><mglyph src="q.png" alt="q"/><mtext>fake:wrong</mtext></math>'
+    item = run(Job.Backend.HYBRID, f"<p>{F1}, {wrong2}, {wrong3}</p>")
+    assert item.status == Item.Status.NEEDS_REVIEW
+    assert [bool(f["error"]) for f in item.result_formulas] == [False, True, True]
+    # bulk approval leaves a stem alone once a reviewer is fixing it
+    decide(client, item, {"action": "formula", "index": 1, "latex": "p"})
+    assert reviews.items_bulk_approve(items=Item.objects.all(), min_score=0.0, user=reviewer) == 0
+    item.refresh_from_db()
+    assert item.review_status == Item.ReviewStatus.UNREVIEWED  # formula 3 is still wrong
+    decide(client, item, {"action": "formula", "index": 2, "latex": "q"})
+    question = Question.objects.get(pk=item.question_id)
+    assert question.latex == "<p>\\(\\frac{1}{2}\\), \\(p\\), \\(q\\)</p>"
+    assert [f["route"] for f in question.formulas] == ["rules", "review", "review"]
+
+
+def test_approving_a_stem_with_a_saved_fix_approves_the_fix_too(client, llm):
+    reviewer = staff_user("rita", "reviewers")
+    login(client, reviewer)
+    wrong2 = '<math><mi>p</mi><mglyph src="p.png" alt="p"/><mtext>fake:wrong</mtext></math>'
+    wrong3 = '<math><mi>q</mi><mglyph src="q.png" alt="q"/><mtext>fake:wrong</mtext></math>'
+    item = run(Job.Backend.HYBRID, f"<p>{F1}, {wrong2}, {wrong3}</p>")
+    third = item.result_formulas[2]["latex"]
+    decide(client, item, {"action": "formula", "index": 1, "latex": "p"})
+    answer = decide(client, item, {"action": "approve"})
+    assert answer.status_code == 200 and answer.json()["ok"], answer.json()
+    question = Question.objects.get(pk=item.question_id)
+    assert question.latex == f"<p>\\(\\frac{{1}}{{2}}\\), \\(p\\), \\({third}\\)</p>"
+    assert question.latex_locked

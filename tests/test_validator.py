@@ -44,6 +44,20 @@ def test_a_framed_table_needs_its_box():
     assert not validate(framed, "\\begin{matrix}s\\end{matrix}").ok
 
 
+def test_a_framed_tables_framespacing_is_a_space_the_source_draws():
+    wide = (
+        '<math><mtable frame="solid" framespacing="4em 1ex"><mtr><mtd><mi>s</mi></mtd></mtr>'
+        "</mtable></math>"
+    )
+    assert mathml_to_latex(wide) == (
+        "\\boxed{\\hspace{3.8em}\\begin{matrix}s\\end{matrix}\\hspace{3.8em}}"
+    )
+    assert validate(wide, mathml_to_latex(wide)).ok
+    # without a frame the same space is one the source does not draw
+    plain = "<math><mtable><mtr><mtd><mi>s</mi></mtd></mtr></mtable></math>"
+    assert not validate(plain, "\\hspace{3.8em}\\begin{matrix}s\\end{matrix}").ok
+
+
 @pytest.mark.parametrize("mathml", FORMULAS)
 def test_the_converters_own_results_pass(mathml):
     check = validate(mathml, mathml_to_latex(mathml))

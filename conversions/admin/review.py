@@ -176,7 +176,7 @@ def review_next(request):
 
 
 DECISIONS: dict[str, Callable[..., ReviewEvent]] = {
-    "approve": reviews.item_approve,
+    "approve": stem_reviews.item_approve,  # a stem's fixes so far are approved with it
     "reject": reviews.item_reject,
     "skip": reviews.item_skip,
     "edit": reviews.item_edit_approve,
@@ -217,6 +217,10 @@ def review_decide(request, item_id: int):
         answer, status = {"ok": False, "error": str(exc)}, 409
     queue = QueueFilter(request.GET).queue()
     answer.update(_next(queue, _exclude(request.GET.get("exclude"))))
+    if status == 200 and event.action == ReviewEvent.Action.FORMULA:
+        # one formula of a stem fixed, others still to fix: the same stem again
+        item = Item.objects.select_related("question", "job").get(pk=item.pk)
+        answer["item"] = item_payload(item)
     return JsonResponse(answer, status=status, encoder=DjangoJSONEncoder)
 
 

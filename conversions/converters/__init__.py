@@ -4,7 +4,11 @@ The API other parts call (issue 11):
 
 - ``mathml_to_latex(mathml) -> str``: one formula (presentation MathML, the school subset
   of content MathML, Wiris safe XML, upper-case names); raises ConversionError (its
-  message says why) for anything it cannot write faithfully.
+  message says why) for anything it cannot write faithfully, unless the formula ships
+  its author's LaTeX and that passes every check.
+- ``trusted_author_latex(mathml) -> str | None`` (evidence.py): the author's LaTeX shipped
+  with a formula (a TeX ``<annotation>``, MathJax 4's ``data-latex``) when it passes
+  forbidden_commands, validate and account against the MathML; None for a stale one.
 - ``account(mathml, latex) -> list[str]``: the no-silent-loss check for a result from any
   backend: one Korean reason per character, fence, accent or line break the source draws
   and the LaTeX does not; ``[]`` when nothing is lost. Call it on every result.
@@ -28,6 +32,7 @@ from conversions.converters.document import (
     split_document,
 )
 from conversions.converters.errors import ConversionError, InvalidMathML
+from conversions.converters.evidence import trusted_author_latex
 from conversions.converters.mathml import element_to_latex, mathml_to_latex
 from conversions.converters.parse import normalize_mathml, parse_mathml
 from conversions.converters.validate import VALIDATION_THRESHOLD, Validation, validate
@@ -49,5 +54,6 @@ __all__ = [
     "normalize_mathml",
     "parse_mathml",
     "split_document",
+    "trusted_author_latex",
     "validate",
 ]

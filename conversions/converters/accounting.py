@@ -119,7 +119,7 @@ def _classes() -> dict[str, str]:
         join(wide, narrow)
     for char, command in sym.UNDER_ACCENTS.items():
         join(char, command)
-    for char, command in sym.EXTENSIBLE_ARROWS.items():
+    for char, command in (sym.EXTENSIBLE_ARROWS | sym.STRETCHY_ONLY_EXTENSIBLE).items():
         join(char, command)
     for group in _LOOK_ALIKES:
         for char in group[1:]:
@@ -338,6 +338,11 @@ def _latex_items(latex: str, out: collections.Counter) -> None:
                 environment, i = _read_group(latex, i)
                 if name == "begin":
                     _items(_ENVIRONMENT_FENCES.get(environment, ""), out)
+                    while i < n and latex[i] == " ":
+                        i += 1
+                    if i < n and latex[i] == "[":  # a position ([t], [b]): not drawn
+                        end = latex.find("]", i)
+                        i = end + 1 if end > 0 else n
                     if environment in ("array", "subarray"):
                         _, i = _read_group(latex, i)
             elif name == "unicode":

@@ -11,7 +11,8 @@ Formulas are found in the forms producers write them:
 - `<math>` / `<m:math>` / `<MATH>` elements in the markup;
 - MathJax output, `<mjx-container>` with its `<mjx-assistive-mml>` copy of the MathML
   (MathJax 3 and 4): the drawn copy is dropped, the MathML converted; MathJax 4's
-  `data-latex` is not trusted (it is the author's input, not what the MathML says);
+  `data-latex` is the author's input, not what the MathML says: it is only evidence,
+  used where the converter fails and it passes every check (evidence.py);
 - the Wiris/MathType web plugin's `<img data-mathml="«math ...»">` (safe XML).
 
 The text and markup around the formulas are parsed with a real HTML parser (lxml.html:

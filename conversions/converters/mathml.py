@@ -8,13 +8,14 @@ caller can hand the formula to someone else instead of losing part of it.
 
 from __future__ import annotations
 
+import operator
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from lxml import etree
 
-from conversions.converters import content
+from conversions.converters import content, evidence
 from conversions.converters import symbols as sym
 from conversions.converters.errors import ConversionError
 from conversions.converters.parse import MATHML_NS, local_name, parse_mathml
@@ -83,8 +84,10 @@ _CONTENT_MATHML = frozenset(
 _NOT_ATOMS = frozenset(
     {"\\overbrace", "\\underbrace", "\\overset", "\\underset", "\\left", "\\sqrt"}
 ) | frozenset(sym.EXTENSIBLE_ARROWS.values())
+_NOT_ATOMS |= frozenset(sym.STRETCHY_ONLY_EXTENSIBLE.values())
 
 Handler = Callable[[etree._Element, "str | None"], str]
+Keys = Sequence[str | bytes]  # an element's attribute names, as lxml gives them
 
 
 def mathml_to_latex(
@@ -93,9 +96,19 @@ def mathml_to_latex(
     """Convert one MathML formula to LaTeX.
 
     Raises InvalidMathML (a ConversionError) for input that is not acceptable MathML and
-    ConversionError for MathML this converter cannot write faithfully.
+    ConversionError for MathML this converter cannot write faithfully, unless the formula
+    ships its author's LaTeX (a TeX annotation, MathJax's data-latex) and that LaTeX
+    passes every check against the MathML (evidence.py): then that LaTeX is returned.
     """
-    return element_to_latex(parse_mathml(mathml, max_bytes=max_bytes, max_depth=max_depth))
+    math = parse_mathml(mathml, max_bytes=max_bytes, max_depth=max_depth)
+    try:
+        return element_to_latex(math)
+    except ConversionError:
+        text = mathml if isinstance(mathml, str) else mathml.decode("utf-8")
+        author = evidence.trusted_author_latex(text, math)
+        if author is None:
+            raise
+        return author
 
 
 def element_to_latex(math: etree._Element) -> str:
@@ -114,14 +127,26 @@ def element_to_latex(math: etree._Element) -> str:
 
 
 def _tag(el: etree._Element) -> str:
+    """An element's local name (<m:mi>, <mi> and {MathML}mi are all "mi")."""
     tag = el.tag
-    if tag[0] == "{":
-        return tag[_NS_LEN:] if tag.startswith(_NS) else local_name(tag)
-    return tag if ":" not in tag else local_name(tag)
+    return _LOCAL_NAMES.get(tag) or _local(tag)
+
+
+def _local(tag: str) -> str:
+    name = local_name(tag)
+    if len(_LOCAL_NAMES) < _MAX_LOCAL_NAMES:  # untrusted input: the cache is bounded
+        _LOCAL_NAMES[tag] = name
+    return name
+
+
+_TAG_OF = operator.attrgetter("tag")
 
 
 _NS = "{" + MATHML_NS + "}"
-_NS_LEN = len(_NS)
+# Tags as lxml gives them -> local names; filled with the handlers' names below and with
+# other tags as they are met.
+_LOCAL_NAMES: dict[str, str] = {}
+_MAX_LOCAL_NAMES = 10_000
 
 
 def _kids(el: etree._Element) -> list[etree._Element]:
@@ -138,11 +163,11 @@ def _conv(el: etree._Element, v: str | None) -> str:
         handler = _HANDLERS.get(name)
         if handler is None:
             raise ConversionError(_unsupported(name))
-    latex = handler(el, v)
-    if latex:
-        keys = el.keys()
-        if keys and not _STYLE_ATTRIBUTES.isdisjoint(keys):
-            latex = _color_and_size(el, latex)
+    keys = el.keys()
+    # token handlers take the attribute names too, to read only the attributes there are
+    latex = handler(el, v, keys) if handler in _KEYED_HANDLERS else handler(el, v)
+    if latex and keys and not _STYLE_ATTRIBUTES.isdisjoint(keys):
+        latex = _color_and_size(el, latex)
     return latex
 
 
@@ -190,12 +215,17 @@ def _join(parts: list[str]) -> str:
 # falls back to a text font and slants them. They are read as their ASCII characters (their
 # Unicode compatibility decomposition), the ideographic space as a space.
 _FULL_WIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_FULL_WIDTH_RE = re.compile("[\uff01-\uff5e\u3000]")
 
 
 def _text(el: etree._Element) -> str:
     """A token's characters with XML whitespace trimmed and collapsed, as MathML says;
     full-width ASCII forms as ASCII."""
     text = el.text or ""
+    if len(text) == 1 and not len(el):  # one character: the common case, quickly
+        if text < "\x80":
+            return "" if text in _XML_SPACE else text
+        return text.translate(_FULL_WIDTH) if _FULL_WIDTH_RE.match(text) else text
     if len(el):
         for child in el:
             if isinstance(child.tag, str):
@@ -208,10 +238,30 @@ def _text(el: etree._Element) -> str:
     if text and (text[0] in _XML_SPACE or text[-1] in _XML_SPACE or "  " in text or "\n" in text):
         text = " ".join(text.split(None))
     if not text.isascii():
-        if not unicodedata.is_normalized("NFC", text):
-            text = unicodedata.normalize("NFC", text)  # a letter and its combining accent as one
-        text = text.translate(_FULL_WIDTH)
+        if not unicodedata.is_normalized("NFC", text) and _has_marks(text):
+            text = _composed(text)
+        if _FULL_WIDTH_RE.search(text) is not None:
+            text = text.translate(_FULL_WIDTH)
     return text
+
+
+def _composed(text: str) -> str:
+    """A letter and the combining marks that follow it as one character where Unicode has
+    one (e + U+0301 as é), by NFC on each such cluster only. Characters without marks keep
+    their code point: NFC of the whole text would also replace canonical singletons and
+    composition exclusions (U+1F71 ά by U+03AC, the Ohm sign by Omega, the Hebrew
+    presentation form U+FB30 by alef + dagesh), which draw differently or not at all."""
+    out: list[str] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        end = i + 1
+        while end < n and unicodedata.combining(text[end]):
+            end += 1
+        cluster = text[i:end]
+        out.append(unicodedata.normalize("NFC", cluster) if end - i > 1 else cluster)
+        i = end
+    return "".join(out)
 
 
 def _typed_space(el: etree._Element) -> bool:
@@ -334,8 +384,24 @@ def _is_zero(value: str) -> bool:
 # ---------------------------------------------------------------- characters and tokens
 
 
+# _symbol and _ident_char are pure functions of their arguments, called for every token
+# character: their results are kept (a bounded memo; the inputs are untrusted).
+_MEMO_SIZE = 20_000
+_SYMBOLS: dict[str, str] = {}
+_IDENT_CHARS: dict[str, str] = {}
+
+
 def _symbol(c: str) -> str:
     """The LaTeX of one character in upright (operator) context."""
+    latex = _SYMBOLS.get(c)
+    if latex is None:
+        latex = _symbol_of(c)
+        if len(_SYMBOLS) < _MEMO_SIZE:
+            _SYMBOLS[c] = latex
+    return latex
+
+
+def _symbol_of(c: str) -> str:
     command = sym.CHAR_COMMANDS.get(c)
     if command is not None:
         return command
@@ -370,15 +436,19 @@ def _has_marks(text: str) -> bool:
 def _with_marks(text: str, convert: Callable[[str], str]) -> str:
     """Each character converted, a combining mark applied to the character before it."""
     parts: list[str] = []
+    bases: list[str] = []  # the characters each part draws, while they are one letter + marks
     for c in text:
         if parts and unicodedata.combining(c):
-            parts[-1] = _apply_mark(c, parts[-1])
+            parts[-1] = _apply_mark(c, parts[-1], bases[-1])
+            bases[-1] += c
         else:
             parts.append(convert(c))
+            bases.append(c)
     return _join(parts)
 
 
-def _apply_mark(mark: str, base: str) -> str:
+def _apply_mark(mark: str, base: str, chars: str) -> str:
+    """`base` (the LaTeX of `chars`) with the combining `mark` over, under or through it."""
     if mark == "\u0338":  # long solidus overlay: a negated relation
         return "\\not" + (" " if base[0] in _ASCII_LETTERS else "") + base
     over = sym.OVER_ACCENTS.get(mark)
@@ -387,18 +457,24 @@ def _apply_mark(mark: str, base: str) -> str:
     under = sym.UNDER_ACCENTS.get(mark)
     if under is not None:
         return under + "{" + base + "}"
+    if not chars.isascii() and (base == chars or base == "\\text{" + chars + "}"):
+        # A letter of a script without LaTeX accents (Hebrew points, Arabic vowel marks)
+        # drawn as it is written: the letter and its marks as one text cluster.
+        return "\\text{" + chars + mark + "}"
     raise ConversionError(f"the combining character U+{ord(mark):04X} has no LaTeX equivalent")
 
 
 def _lone_combining_mark(c: str) -> str:
-    """A combining mark with nothing to combine with: its accent over an empty base."""
+    """A combining mark with nothing to combine with: its accent over an empty base, or,
+    where LaTeX has no accent for it, the character itself as text (MathJax fails on a
+    bare combining mark in math mode; \\text{} draws it in both MathJax and MathLive)."""
     over = sym.OVER_ACCENTS.get(c)
     if over is not None:
         return over[0] + "{}"
     under = sym.UNDER_ACCENTS.get(c)
     if under is not None:
         return under + "{}"
-    raise ConversionError(f"the combining character U+{ord(c):04X} has no base to combine with")
+    return "\\text{" + c + "}"
 
 
 def _is_word_script(c: str) -> bool:
@@ -446,6 +522,16 @@ def _greek_capital(c: str, variant: str) -> str:
 
 def _ident_char(c: str, variant: str) -> str:
     """One character of an identifier drawn in `variant`."""
+    key = c + "\0" + variant
+    latex = _IDENT_CHARS.get(key)
+    if latex is None:
+        latex = _ident_char_of(c, variant)
+        if len(_IDENT_CHARS) < _MEMO_SIZE:
+            _IDENT_CHARS[key] = latex
+    return latex
+
+
+def _ident_char_of(c: str, variant: str) -> str:
     styled = sym.STYLED_ALPHANUMERICS.get(c)
     if styled is not None:
         variant, c = styled
@@ -527,18 +613,21 @@ def _text_command(text: str, variant: str | None) -> str:
     return _join(parts)
 
 
-def _variant(el: etree._Element, v: str | None) -> str | None:
-    if not len(el.attrib):
+def _variant(el: etree._Element, v: str | None, keys: Keys | None = None) -> str | None:
+    """The mathvariant an element draws in (`keys`: its attribute names, if known)."""
+    if keys is None:
+        keys = el.keys()
+    if not keys:
         return v
     # MathJax's own variant (\mathcal, \smallsmile ...) is what it draws with.
-    mjx = el.get("data-mjx-variant")
+    mjx = el.get("data-mjx-variant") if "data-mjx-variant" in keys else None
     if mjx is not None and mjx in sym.VARIANT_WRAPPERS:
         return mjx
-    variant = el.get("mathvariant")
+    variant = el.get("mathvariant") if "mathvariant" in keys else None
     if variant:
         return variant
-    weight = el.get("fontweight")
-    style = el.get("fontstyle")
+    weight = el.get("fontweight") if "fontweight" in keys else None
+    style = el.get("fontstyle") if "fontstyle" in keys else None
     if weight is None and style is None:
         return v
     # the MathML 1 attributes, still drawn by MathJax
@@ -549,11 +638,13 @@ def _variant(el: etree._Element, v: str | None) -> str | None:
     return "italic" if italic else ("normal" if style == "normal" else v)
 
 
-def _mi(el: etree._Element, v: str | None) -> str:
+def _mi(el: etree._Element, v: str | None, keys: Keys | None = None) -> str:
     text = _text(el)
+    if v is None and keys is not None and not keys and text in _ASCII_LETTERS:
+        return text  # a Latin letter, italic as usual (what _ident_char gives)
     if not text:
         return "\\ " if _typed_space(el) else ""
-    variant = _variant(el, v)
+    variant = _variant(el, v, keys)
     if len(text) == 1:
         return _ident_char(text, variant or "italic")
     if _has_marks(text) and sum(1 for c in text if not unicodedata.combining(c)) == 1:
@@ -567,11 +658,11 @@ def _mi(el: etree._Element, v: str | None) -> str:
     return _styled(text, variant or "normal")
 
 
-def _mn(el: etree._Element, v: str | None) -> str:
+def _mn(el: etree._Element, v: str | None, keys: Keys | None = None) -> str:
     text = _text(el)
     if not text:
         return ""
-    variant = _variant(el, v) or "normal"
+    variant = _variant(el, v, keys) or "normal"
     if variant == "normal":
         if text.isdigit() and text.isascii():
             return text
@@ -581,23 +672,27 @@ def _mn(el: etree._Element, v: str | None) -> str:
     return _styled(text, variant)
 
 
-def _mo(el: etree._Element, v: str | None) -> str:
+def _mo(el: etree._Element, v: str | None, keys: Keys | None = None) -> str:
     text = _text(el)
+    if v is None and keys is not None and not keys and len(text) == 1:
+        # no attributes: neither a size, a variant form nor a variant applies
+        primes = sym.PRIMES.get(text)
+        return "\\prime" * len(primes) if primes is not None else _symbol(text)
     if not text:
         return "\\ " if _typed_space(el) else ""
-    variant = _variant(el, v)
+    variant = _variant(el, v, keys)
     if len(text) == 1:
         if text in sym.PRIMES:
             # A prime in a row (not a superscript of its own) is drawn at the row's size, as
             # \prime is; "'" would be a superscript prime, smaller and raised (x^{a'}).
             return "\\prime" * len(sym.PRIMES[text])
-        if el.get("minsize") is not None and text in sym.DELIMITERS:
+        if text in sym.DELIMITERS and el.get("minsize") is not None:
             big = _big(el) or _stretched_to_minsize(el)
             if big is not None:
                 return big + _delimiter(sym.DELIMITERS[text])
-        if (
+        if text in sym.VARIANT_FORMS and (
             variant == "-tex-variant" or el.get("data-mjx-alternate")
-        ) and text in sym.VARIANT_FORMS:
+        ):
             return sym.VARIANT_FORMS[text]
         if variant and variant != "normal":
             return _ident_char(text, variant)
@@ -613,13 +708,13 @@ def _mo(el: etree._Element, v: str | None) -> str:
     return _with_marks(text, _symbol)
 
 
-def _mtext(el: etree._Element, v: str | None) -> str:
+def _mtext(el: etree._Element, v: str | None, keys: Keys | None = None) -> str:
     text = _text(el)
     if not text:
         return ""
     if text.isspace():
         return "\\ "
-    variant = _variant(el, v)
+    variant = _variant(el, v, keys)
     if variant is None or variant == "normal" or variant in sym.TEXT_VARIANT_COMMANDS:
         return _text_command(text, variant)
     return _styled(text, variant)  # double-struck, fraktur ... exist in math mode only
@@ -695,11 +790,13 @@ def _fence_op(el: etree._Element) -> etree._Element | None:
     return None
 
 
-def _fence_kind(op: etree._Element, index: int, count: int) -> str | None:
-    """Whether an <mo> can open or close a \\left...\\right pair: "open", "close", "either"."""
+def _fence_kind(op: etree._Element, index: int, count: int, text: str) -> str | None:
+    """Whether an <mo> (whose _text is `text`) can open or close a \\left...\\right pair:
+    "open", "close", "either"."""
+    if text not in _FENCE_CANDIDATES:
+        return None  # (whatever its attributes say)
     if op.get("stretchy") == "false" or op.get("fence") == "false":
         return None
-    text = _text(op)
     if text in sym.OPENING_FENCES:
         return "open"
     if text in sym.CLOSING_FENCES:
@@ -732,78 +829,107 @@ def _explicit_fence(op: etree._Element) -> bool:
     )
 
 
+_FENCE_CANDIDATES = (
+    sym.OPENING_FENCES
+    | sym.CLOSING_FENCES
+    | sym.SYMMETRIC_FENCES
+    | sym.VERTICAL_ARROWS
+    | frozenset(sym.DELIMITERS)
+)
 _Pair = tuple[int, "etree._Element | None", "etree._Element | None"]
 # Operators after which a bar closes, as after an operand: x!|, f'|.
 _POSTFIX_OPERATORS = frozenset("!'\u2032\u2033\u2034%\u00b0")
 
 
-def _pairs(kids: list[etree._Element]) -> dict[int, _Pair]:
-    """Matching fences of one row: opener index -> (closer index, opener <mo>, closer <mo>).
+def _row_ops(
+    kids: list[etree._Element],
+) -> tuple[list[str], list[etree._Element | None], list[str | None]]:
+    """For each item of a row: its tag, its <mo> (_fence_op) and that <mo>'s text."""
+    tags = [_LOCAL_NAMES.get(tag) or _local(tag) for tag in map(_TAG_OF, kids)]
+    ops: list[etree._Element | None] = []
+    texts: list[str | None] = []
+    for kid, tag in zip(kids, tags, strict=True):
+        if tag == "mo":
+            op = kid
+        elif (
+            tag == "mrow" and len(kid) == 1 and isinstance(kid[0].tag, str) and _tag(kid[0]) == "mo"
+        ):
+            op = kid[0]
+        else:
+            ops.append(None)
+            texts.append(None)
+            continue
+        ops.append(op)
+        texts.append(_text(op))
+    return tags, ops, texts
+
+
+_INVISIBLE_TAGS = frozenset({"mspace", "maligngroup", "malignmark", "none"})
+
+
+def _pairs(
+    tags: list[str], ops: list[etree._Element | None], texts: list[str | None]
+) -> dict[int, _Pair]:
+    """Matching fences of one row (as _row_ops gives it): opener index -> (closer index,
+    opener <mo>, closer <mo>).
 
     A stretchy fence without a partner stretches over the rest of the row (or the row so
     far), like \\left( ... \\right. does: its partner is None, at index -1 or len(kids).
     """
     pairs: dict[int, _Pair] = {}
-    stack: list[tuple[int, etree._Element, str]] = []
-    count = len(kids)
+    stack: list[tuple[int, etree._Element, str, str]] = []  # (index, <mo>, kind, text)
+    count = len(ops)
     # Whether the item before is an operand (a closed fence included): a symmetric fence
     # after an operand closes, one after an operator or an opener (or first) opens, as
     # TeX's and MathJax's readers infer |x| pairs; so ||x|-1| nests instead of pairing
     # the first two bars.
     after_operand = False
-    for i, kid in enumerate(kids):
-        op = _fence_op(kid)
+    for i, op in enumerate(ops):
         if op is None:
-            if not _is_invisible(kid):
+            if tags[i] not in _INVISIBLE_TAGS:
                 after_operand = True
             continue
-        kind = _fence_kind(op, i, count)
+        text = texts[i] or ""
+        kind = _fence_kind(op, i, count, text)
         if kind is None:
-            text = _text(op)
             if text:
                 after_operand = text in _POSTFIX_OPERATORS
             continue
         if kind == "either":
             top = stack[-1] if stack else None
-            if (
-                after_operand
-                and top is not None
-                and top[2] == "either"
-                and _text(top[1]) == _text(op)
-            ):
+            if after_operand and top is not None and top[2] == "either" and top[3] == text:
                 pairs[top[0]] = (i, top[1], op)
                 stack.pop()
                 after_operand = True
             else:
-                stack.append((i, op, kind))
+                stack.append((i, op, kind, text))
                 after_operand = False
             continue
         after_operand = kind != "open"
         if kind == "open":
-            stack.append((i, op, kind))
+            stack.append((i, op, kind, text))
         else:
             # a symmetric fence left open inside this pair was not a fence
-            while stack and stack[-1][2] == "either" and _text(op) != _text(stack[-1][1]):
+            while stack and stack[-1][2] == "either" and text != stack[-1][3]:
                 stack.pop()
             if stack:
-                start, opener, _ = stack.pop()
+                start, opener, _, _ = stack.pop()
                 pairs[start] = (i, opener, op)
             elif _explicit_fence(op) and i > 0:
                 pairs[-1] = (i, None, op)
-    for start, opener, kind in stack:
+    for start, opener, kind, _ in stack:
         if kind == "open" and _explicit_fence(opener) and start < count - 1:
             pairs[start] = (count, opener, None)
             break
     return pairs
 
 
-def _is_middle(el: etree._Element) -> bool:
-    """A stretchy delimiter between a \\left and a \\right, drawn as tall as they are."""
-    op = _fence_op(el)
-    if op is None or op.get("stretchy") == "false":
+def _is_middle(op: etree._Element | None, text: str | None) -> bool:
+    """A stretchy delimiter (an item's <mo> and its text) between a \\left and a \\right,
+    drawn as tall as they are."""
+    if op is None or not text or text not in sym.DELIMITERS:
         return False
-    text = _text(op)
-    if text not in sym.DELIMITERS or not text:
+    if op.get("stretchy") == "false":
         return False
     return text in sym.VERTICAL_ARROWS or op.get("fence") == "true" or op.get("stretchy") == "true"
 
@@ -817,18 +943,22 @@ def _middle(el: etree._Element) -> str:
 
 def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) -> list[str]:
     if len(kids) < 2:
-        if middle and kids and _is_middle(kids[0]):
-            return [_middle(kids[0])]
+        if middle and kids:
+            op = _fence_op(kids[0])
+            text = _text(op) if op is not None else None
+            if text is not None and _is_middle(op, text):
+                return ["\\middle" + _delimiter(sym.DELIMITERS[text])]
         return [_conv(kid, v) for kid in kids]
-    pairs = _pairs(kids)
+    tags, ops, texts = _row_ops(kids)
+    # (a row without a possible fence has no pairs)
+    pairs = {} if _FENCE_CANDIDATES.isdisjoint(texts) else _pairs(tags, ops, texts)
     parts: list[str] = []
     i = 0
     count = len(kids)
     lone_closer = pairs.get(-1)
     if lone_closer is not None:
-        close, _, closer = lone_closer
-        assert closer is not None  # a lone closer is one (_pairs)
-        parts.append(_fenced("", _text(closer), kids[:close], v))
+        close = lone_closer[0]
+        parts.append(_fenced("", texts[close] or "", kids[:close], v))
         i = close + 1
     while i < count:
         kid = kids[i]
@@ -837,44 +967,41 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
             close, opener, closer = pair
             assert opener is not None  # only the lone closer, at -1, has none (_pairs)
             if closer is None:
-                parts.append(_fenced(_text(opener), "", kids[i + 1 :], v))
+                parts.append(_fenced(texts[i] or "", "", kids[i + 1 :], v))
                 break
             big = _big(opener)
             if big == _big(closer):  # sized fences of different sizes are two symbols
-                parts.append(_fenced(_text(opener), _text(closer), kids[i + 1 : close], v, big))
+                parts.append(
+                    _fenced(texts[i] or "", texts[close] or "", kids[i + 1 : close], v, big)
+                )
                 i = close + 1
                 continue
-        if i == count - 2 and _tag(kids[i + 1]) == "mtable":
-            op = _fence_op(kid)
-            if op is not None and _text(op) == "{":
-                # an open brace before a table, with no closer: cases
-                parts.append(_fenced("{", "", kids[i + 1 :], v))
-                break
-        if middle and _is_middle(kid):
-            parts.append(_middle(kid))
-        elif (
-            i + 1 < count
-            and kid.text
-            and kid.text.strip()[:1] >= "\u1100"
-            and _is_syllable(kid)
-            and _is_syllable(kids[i + 1])
-        ):
-            # Word writes a Korean word one syllable per <mi>: the word as one text
-            end = i + 2
-            while end < count and _is_syllable(kids[end]):
-                end += 1
-            parts.append(_text_command("".join(_text(k) for k in kids[i:end]), None))
-            i = end
+        if i == count - 2 and tags[i + 1] == "mtable" and texts[i] == "{":
+            # an open brace before a table, with no closer: cases
+            parts.append(_fenced("{", "", kids[i + 1 :], v))
+            break
+        text = texts[i]
+        if middle and text is not None and _is_middle(ops[i], text):
+            parts.append("\\middle" + _delimiter(sym.DELIMITERS[text]))
+            i += 1
             continue
-        elif (
-            kid.text
-            and kid.text.strip() in _CJK_ANGLES
-            and _tag(kid) == "mo"
-            and _is_relation_angle(kids, i)
-        ):
-            parts.append(_CJK_ANGLES[_text(kid)])
-        else:
-            parts.append(_conv(kid, v))
+        tag = tags[i]
+        raw = kid.text if tag == "mi" or tag == "mo" else None  # (syllables, angle brackets)
+        first = raw.strip()[:1] if raw else ""
+        if raw and first >= "\u1100":
+            if i + 1 < count and _is_syllable(kid) and _is_syllable(kids[i + 1]):
+                # Word writes a Korean word one syllable per <mi>: the word as one text
+                end = i + 2
+                while end < count and _is_syllable(kids[end]):
+                    end += 1
+                parts.append(_text_command("".join(_text(k) for k in kids[i:end]), None))
+                i = end
+                continue
+            if raw.strip() in _CJK_ANGLES and tag == "mo" and _is_relation_angle(kids, i):
+                parts.append(_CJK_ANGLES[_text(kid)])
+                i += 1
+                continue
+        parts.append(_conv(kid, v))
         i += 1
     return parts
 
@@ -924,12 +1051,13 @@ _PLAIN_TEXT = re.compile(r"\\text\{([^{}\\]*)\}\Z")
 def _merge_text(parts: list[str]) -> list[str]:
     """Adjacent plain \\text{} pieces (and a typed space between two) as one \\text{}:
     Word writes a Korean word one syllable per <mi>, HWP a space as <mo> </mo>."""
-    if sum(1 for part in parts if part.startswith("\\text{")) < 2:
-        return parts
+    if len(parts) < 2 or "".join(parts).count("\\text{") < 2:
+        return parts  # nothing to merge: fewer than two parts can start with \\text{
     out: list[str] = []
     for part in parts:
         match = _PLAIN_TEXT.match(part) if out else None
-        if match is not None:
+        if match is not None and not unicodedata.combining(match.group(1)[:1] or "a"):
+            # (a lone combining mark stays apart: joined, it would combine with the text)
             previous = _PLAIN_TEXT.match(out[-1])
             if previous is not None:
                 out[-1] = "\\text{" + previous.group(1) + match.group(1) + "}"
@@ -1034,9 +1162,13 @@ def _is_invisible(el: etree._Element) -> bool:
 
 
 def _mrow(el: etree._Element, v: str | None) -> str:
-    if el.text and not el.text.isspace():
-        raise ConversionError(f"text {el.text.strip()!r} directly inside <{_tag(el)}>")
-    return _row(_kids(el), v)
+    text = el.text
+    if text and not text.isspace():
+        raise ConversionError(f"text {text.strip()!r} directly inside <{_tag(el)}>")
+    kids = list(el)
+    if len(kids) == 1:  # (_row, one call less: rows of one item are everywhere)
+        return _conv(kids[0], v)
+    return _join(_merge_text(_row_parts(kids, v)))
 
 
 def _mfenced(el: etree._Element, v: str | None) -> str:
@@ -1239,7 +1371,10 @@ def _under_over(el: etree._Element, v: str | None, under: bool, over: bool) -> s
     above = kids[-1] if over else None
     op = _embellished_op(base)
     if op is not None:
-        arrow = sym.EXTENSIBLE_ARROWS.get(_text(op))
+        text = _text(op)
+        arrow = sym.EXTENSIBLE_ARROWS.get(text)
+        if arrow is None and op.get("stretchy") == "true":
+            arrow = sym.STRETCHY_ONLY_EXTENSIBLE.get(text)
         if arrow is not None and (
             below is None or sym.UNDER_ACCENTS.get(_accent_char(below) or "") is None
         ):
@@ -1334,27 +1469,32 @@ class _Table:
     """The cells of an <mtable> as LaTeX, with the alignment of each column."""
 
     def __init__(self, el: etree._Element, v: str | None) -> None:
-        self.rows: list[list[str]] = []
-        cell_aligns: list[list[str | None]] = []
-        for tr in _kids(el):
-            name = _tag(tr)
-            if name == "mtd":
-                cells = [tr]
-            elif name == "mtr":
-                cells = _kids(tr)
-            elif name == "mlabeledtr":
+        # What refuses the whole table is found before any cell is converted.
+        trs = list(el)
+        names = [_tag(tr) for tr in trs]
+        for name in names:
+            if name == "mlabeledtr":
                 raise ConversionError(
                     "equation labels (<mlabeledtr>, \\tag) are not supported by MathLive"
                 )
-            else:
+            if name not in ("mtr", "mtd"):
                 raise ConversionError(f"<{name}> inside <mtable>")
-            row = [_table_cell(td, v) for td in cells]
-            row_aligns = tr.get("columnalign", "").split()
-            aligns = [
-                td.get("columnalign")
-                or (row_aligns[min(i, len(row_aligns) - 1)] if row_aligns else None)
-                for i, td in enumerate(cells)
-            ]
+        _refuse_row_lines(el)
+        self.framed = _table_frame(el)
+        self.rows: list[list[str]] = []
+        cell_aligns: list[list[str | None]] = []
+        for tr, name in zip(trs, names, strict=True):
+            cells = [tr] if name == "mtd" else list(tr)
+            row_aligns = tr.get("columnalign", "").split() if tr.keys() else []
+            row: list[str] = []
+            aligns: list[str | None] = []
+            for i, td in enumerate(cells):
+                keys = td.keys()  # (attributes are read only when there are some)
+                row.append(_table_cell(td, v, keys))
+                own = td.get("columnalign") if keys else None
+                aligns.append(
+                    own or (row_aligns[min(i, len(row_aligns) - 1)] if row_aligns else None)
+                )
             self.rows.append(row)
             cell_aligns.append(aligns)
         # An empty last row (editors leave one after a final Enter) is drawn as a row by
@@ -1372,11 +1512,32 @@ class _Table:
                 self.aligns[column] = _ALIGN_LETTERS.get(found.pop() or "", "c")
         self.lines = _table_lines(el, self.width)
         self.plain = not any(self.lines)
-        self.framed = _table_frame(el)
+        self.frame_space = _frame_space(el) if self.framed else ""
 
     def boxed(self, latex: str) -> str:
         """The table's LaTeX inside its frame, if it has one."""
-        return "\\boxed{" + latex + "}" if self.framed else latex
+        if not self.framed:
+            return latex
+        return "\\boxed{" + self.frame_space + latex + self.frame_space + "}"
+
+
+# The padding (em) MathJax's \boxed leaves between its frame and its content.
+_BOXED_PADDING = 0.2
+
+
+def _frame_space(el: etree._Element) -> str:
+    """The space to add inside \\boxed on each side so that the frame stands as far from
+    the table as the table's horizontal framespacing says (MathML's default 0.4em; MathJax
+    writes .5em for TeX arrays); "" when \\boxed's own padding is close enough."""
+    words = (el.get("framespacing") or "").split()
+    extra = (_length_em(words[0]) if words else 0.4) or 0.0
+    extra -= _BOXED_PADDING
+    if extra < 0.05:
+        return ""
+    for widest, command in _SPACES:
+        if extra < widest:
+            return command
+    return f"\\hspace{{{round(extra, 3):g}em}}"
 
 
 def _table_frame(el: etree._Element) -> bool:
@@ -1390,10 +1551,12 @@ def _table_frame(el: etree._Element) -> bool:
     return True
 
 
-def _table_cell(td: etree._Element, v: str | None) -> str:
+def _table_cell(td: etree._Element, v: str | None, keys: Keys) -> str:
+    """A cell's LaTeX; `keys` are its attribute names (td.keys())."""
     if _tag(td) != "mtd":
         return _conv(td, v)
-    if (td.get("columnspan") or "1") != "1" or (td.get("rowspan") or "1") != "1":
+    spans = keys and ("columnspan" in keys or "rowspan" in keys)
+    if spans and ((td.get("columnspan") or "1") != "1" or (td.get("rowspan") or "1") != "1"):
         raise ConversionError("table cells spanning rows or columns are not supported by MathLive")
     cell = _mrow(td, v)
     if _ends_with_control_word(cell):
@@ -1401,10 +1564,14 @@ def _table_cell(td: etree._Element, v: str | None) -> str:
     return cell
 
 
-def _table_lines(el: etree._Element, width: int) -> list[str]:
+def _refuse_row_lines(el: etree._Element) -> None:
     value = el.get("rowlines")
     if value and any(word != "none" for word in value.split()):
         raise ConversionError("table rowlines (\\hline) are not supported by MathLive")
+
+
+def _table_lines(el: etree._Element, width: int) -> list[str]:
+    """The column lines of a table ("|" or "" between columns; row lines are refused)."""
     return [
         "|" if line in ("solid", "dashed") else ""
         for line in _spread(el.get("columnlines"), max(width - 1, 0), "none")
@@ -1415,7 +1582,9 @@ def _table_lines(el: etree._Element, width: int) -> list[str]:
 _ENVIRONMENT_ROWSPACING = {"aligned": 0.3, "cases": 0.2, "rcases": 0.2}
 
 
-def _environment(el: etree._Element, name: str, rows: list[list[str]], spec: str = "") -> str:
+def _environment(
+    el: etree._Element, name: str, rows: list[list[str]], spec: str = "", option: str = ""
+) -> str:
     default = _ENVIRONMENT_ROWSPACING.get(name, 0.4)
     # Without a rowspacing of its own a table takes the environment's usual spacing; a
     # spacing the source sets is kept where the environment's would move rows visibly.
@@ -1425,7 +1594,7 @@ def _environment(el: etree._Element, name: str, rows: list[list[str]], spec: str
     for extra, row in zip(extras, rows[1:], strict=True):
         parts.append(f" \\\\[{round(extra, 3):g}em] " if abs(extra) >= 0.1 else " \\\\ ")
         parts.append(" & ".join(row))
-    argument = "{" + spec + "}" if spec else ""
+    argument = ("[" + option + "]" if option else "") + ("{" + spec + "}" if spec else "")
     return "\\begin{" + name + "}" + argument + "".join(parts) + "\\end{" + name + "}"
 
 
@@ -1468,17 +1637,25 @@ def _style_matters(cell: str) -> bool:
     return "\\" in cell and any(command in cell for command in _STYLE_SENSITIVE)
 
 
+# A table's vertical alignment (its align attribute) that an environment can keep: the
+# baseline of its first or last row on the baseline, as TeX's [t] and [b] (MathJax writes
+# \\begin{aligned}[b] as align="baseline -1"). MathLive takes the option on aligned only.
+_ROW_BASELINES = {"baseline 1": "t", "baseline -1": "b"}
+
+
 def _mtable(el: etree._Element, v: str | None) -> str:
     table = _Table(el, v)
     rows, aligns = table.rows, table.aligns
+    baseline = _ROW_BASELINES.get(" ".join((el.get("align") or "").split()))
+    right_left = all(a == ("r" if i % 2 == 0 else "l") for i, a in enumerate(aligns))
+    if table.plain and right_left and baseline and len(rows) > 1:
+        # (one right-aligned column is an aligned environment too, where [t]/[b] count)
+        _display_cells(el, rows, True)
+        return table.boxed(_environment(el, "aligned", rows, option=baseline))
     if table.plain and all(a == "c" for a in aligns):
         _display_cells(el, rows, False)
         return table.boxed(_environment(el, "matrix", rows))
-    if (
-        table.plain
-        and table.width > 1
-        and all(a == ("r" if i % 2 == 0 else "l") for i, a in enumerate(aligns))
-    ):
+    if table.plain and table.width > 1 and right_left:
         _display_cells(el, rows, True)
         return table.boxed(_environment(el, "aligned", rows))
     _display_cells(el, rows, False)
@@ -1560,8 +1737,28 @@ def _color_and_size(el: etree._Element, latex: str) -> str:
     if background and _tag(el) != "mspace":
         name = _color(background)
         if name is not None and name != "white":
-            latex = "\\bbox[" + name + "]{" + latex + "}"
+            latex = "\\bbox[" + name + _bbox_padding(el) + "]{" + latex + "}"
     return latex
+
+
+def _bbox_padding(el: etree._Element) -> str:
+    """ ",5px" when a coloured box pads its content equally on all four sides: an <mpadded>
+    (the element or its only child) with height="+P" depth="+P" lspace="P" width="+2P", as
+    MathJax writes \\bbox[yellow,5px]{a}; "" otherwise (the colour alone)."""
+    pad = el if _tag(el) == "mpadded" else (el[0] if len(el) == 1 else None)
+    if pad is None or _tag(pad) != "mpadded" or pad.get("voffset"):
+        return ""
+    lspace = _length(pad.get("lspace"))
+    height = (pad.get("height") or "").strip()
+    depth = (pad.get("depth") or "").strip()
+    width = (pad.get("width") or "").strip()
+    if lspace is None or lspace[0] <= 0 or not (height[:1] == depth[:1] == width[:1] == "+"):
+        return ""
+    if _length(height[1:]) != lspace or _length(depth[1:]) != lspace:
+        return ""
+    if _length(width[1:]) != (lspace[0] * 2, lspace[1]):
+        return ""
+    return "," + _dimen(*lspace)
 
 
 def _mstyle(el: etree._Element, v: str | None) -> str:
@@ -1760,3 +1957,5 @@ _BY_NAME: dict[str, Handler] = {
 }
 _BY_NAME.update({name: _content for name in content.ELEMENTS | content.REFUSED})
 _HANDLERS: dict[str, Handler] = {**_BY_NAME, **{_NS + name: h for name, h in _BY_NAME.items()}}
+_LOCAL_NAMES.update({tag: local_name(tag) for tag in _HANDLERS})
+_KEYED_HANDLERS = frozenset({_mi, _mn, _mo, _mtext})

@@ -71,6 +71,8 @@ def default_limits() -> tuple[int, int]:
     try:
         from django.conf import settings
 
+        if not settings.configured:  # cheaper than the exception reading them would raise
+            return DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
         return (
             int(getattr(settings, "MATHCONV_MAX_MATHML_BYTES", DEFAULT_MAX_BYTES)),
             int(getattr(settings, "MATHCONV_MAX_MATHML_DEPTH", DEFAULT_MAX_DEPTH)),
@@ -146,7 +148,9 @@ def parse_mathml(
     if isinstance(root.tag, str) and local_name(root.tag) != "math" and _UPPER_TAG_RE.search(text):
         _lower_names(root)
     root = _find_math(root)
-    if _too_deep(root, max_depth):
+    # Nesting deeper than max_depth needs more than max_depth start tags: a text with no
+    # more "<" than that cannot be too deep, and is not searched.
+    if text.count("<") > max_depth and _too_deep(root, max_depth):
         raise InvalidMathML(_too_deep_message(max_depth))
     return root
 

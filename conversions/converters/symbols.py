@@ -323,6 +323,9 @@ EXTENSIBLE_ARROWS = {
     "\u21a0": "\\xtwoheadrightarrow",
     "\u219e": "\\xtwoheadleftarrow",
 }
+# Operators that are not stretchy by the operator dictionary but stretch under or over a
+# script when the source says stretchy="true" (MathJax's extpfeil writes \xlongequal so).
+STRETCHY_ONLY_EXTENSIBLE = {"=": "\\xlongequal"}
 
 # Fences: characters that open or close a group, and what \left / \right accept in both
 # MathJax and MathLive (MathLive refuses / and \backslash there).

@@ -111,7 +111,11 @@ def style_problems(root: etree._Element, latex: str) -> list[str]:
             drawn["colour"] = True
         if {"mathsize", "fontsize"} & set(attributes):
             drawn["size"] = True
-        if local_name(el.tag) in ("mspace", "mpadded", "mphantom"):
+        name = local_name(el.tag)
+        if name in ("mspace", "mpadded", "mphantom") or (
+            # a framed table's framespacing is space between its frame and its cells
+            name == "mtable" and (attributes.get("frame") or "none").strip() != "none"
+        ):
             drawn["spacing"] = True
     messages = {
         "colour": _("%(commands)s: the source draws no colour"),

@@ -172,6 +172,7 @@ RESULT_FIELDS = [
     "result_latex",
     "result_labels",
     "result_formulas",
+    "review_formulas",
     "route",
     "cached",
     "validation_score",
@@ -247,6 +248,7 @@ def _apply_result(item: Item, result: ItemResult, now) -> None:
     item.result_latex = result.latex
     item.result_labels = result.labels
     item.result_formulas = result.formulas
+    item.review_formulas = None  # a reviewer's fixes were to the previous result
     item.route = result.route
     item.cached = result.cached
     item.validation_score = result.validation_score

@@ -3,7 +3,8 @@
    Both versions arrive sanitised by the server: the source stem (nh3 allow-list of text
    markup and MathML, drawn natively by the browser) and the converted stem (text markup
    whose \(...\) and \[...\] MathLive's renderMathInElement draws). A formula's LaTeX is
-   set only as text or as a MathLive value. review.js calls window.mcReview.decide. */
+   set only as text or as a MathLive value. review.js calls window.mcReview.decide; a fix
+   that leaves other formulas to fix answers with the same stem, its fixes shown. */
 "use strict";
 
 (function () {
@@ -67,11 +68,13 @@
     const options = current.stem.formulas.map((formula, index) => {
       const option = document.createElement("option");
       option.value = String(index);
-      option.textContent = `${label} ${index + 1}${formula.error ? " ⚠" : ""}`;
+      // ⚠ still to fix (no LaTeX, or LaTeX that failed the checks); ✎ fixed in review
+      const mark = formula.resolved ? (formula.fixed ? " ✎" : "") : " ⚠";
+      option.textContent = `${label} ${index + 1}${mark}`;
       return option;
     });
     byId("mc-stem-index").replaceChildren(...options);
-    const firstBad = current.stem.formulas.findIndex((formula) => formula.error);
+    const firstBad = current.stem.formulas.findIndex((formula) => !formula.resolved);
     byId("mc-stem-index").value = String(Math.max(0, firstBad));
     pick(Math.max(0, firstBad));
   }

@@ -133,3 +133,40 @@ def test_a_stem_comes_back_whole_through_import_rules_hybrid_review_and_export(
     stems = exported_stems()
     assert_whole(stems["S-RULES"], "y+3")
     assert_whole(stems["S-HYBRID"], "y+3")
+
+
+def test_a_reviewer_fixes_two_failed_formulas_of_a_stem_one_after_the_other(open_session):
+    staff_user("rita", "reviewers")
+    second = '<math><mi>p</mi><mglyph src="p.png" alt="p"/></math>'
+    third = '<math><mi>q</mi><mglyph src="q.png" alt="q"/></math>'
+    Question.objects.create(
+        question_id="S-TWO", mathml=f"<p>넓이는 {F1}이고, {second}와 {third}</p>"
+    )
+    failed = run(Job.Backend.RULES, "S-TWO")
+    assert failed.status == Item.Status.FAILED  # two formulas the rules cannot write
+
+    r = open_session("rita", WIDE)
+    page = r.page
+    r.goto(reverse("admin:conversions_item_review"))
+    page.wait_for_selector("#mc-stem:not([hidden])")
+    expect(page.locator("#mc-question-link")).to_have_text("S-TWO")
+    assert page.input_value("#mc-stem-index") == "1"  # the first formula to fix
+    for index, latex in (("1", "p"), ("2", "q")):
+        expect(page.locator("#mc-stem-index")).to_have_value(index)
+        page.click("#mc-stem-edit")
+        page.wait_for_timeout(300)
+        page.keyboard.press("Control+a")
+        page.keyboard.type(latex)
+        page.click("#mc-stem-save")
+        if index == "1":
+            # saved; the same stem stays, its second fix still to do
+            expect(page.locator("#mc-stem-index option").nth(1)).to_have_text(re.compile("✎"))
+            expect(page.locator("#mc-question-link")).to_have_text("S-TWO")
+    expect(page.locator("#mc-empty")).to_be_visible()  # the queue is done
+    assert r.errors == [] and r.dialogs == []
+
+    question = Question.objects.get(question_id="S-TWO")
+    assert question.latex_locked
+    assert [f["latex"] for f in question.formulas] == ["\\frac{1}{2}", "p", "q"]
+    assert re.findall(r"\\\((.*?)\\\)", question.latex) == ["\\frac{1}{2}", "p", "q"]
+    assert "넓이는" in question.latex

@@ -10,7 +10,8 @@ that producer's MathML, following the conventions seen in its public output:
   group, <semantics> with a MathType-MTEF annotation, &InvisibleTimes;, &ApplyFunction;,
   <mo> parentheses, mathvariant="normal" for upright letters;
 - wiris: MathType web (the Wiris editor): <mfenced> for every bracket pair, &#xB7; for a
-  product dot, &#x2212; minus, a LaTeX annotation that may be stale (it is ignored);
+  product dot, &#x2212; minus, a LaTeX annotation that may be stale (evidence only:
+  used where it passes every check, converters/evidence.py; the stale ones here are not);
 - word: Word's OMML2MML.XSL: the mml: prefix with the OMML namespace declared, each
   argument in <mml:mrow>, <mml:mfenced separators="|"> for delimiters, n-ary operators as
   <mml:munderover> with stretchy="false", math italic letters in Cambria Math's
@@ -18,7 +19,7 @@ that producer's MathML, following the conventions seen in its public output:
 - hwp: Hancom HWP's equation export: flat rows, <mo> </mo> for the spaces the author typed,
   full-width digits and operators from Korean input, Korean words in <mi>;
 - mathjax: MathJax 3/4 assistive MathML: the <mjx-assistive-mml> wrapper, data-mjx-texclass
-  on rows and fences, MathJax 4's data-latex (never trusted);
+  on rows and fences, MathJax 4's data-latex (evidence only, as annotations are);
 - libreoffice: LibreOffice Math: <semantics> with a StarMath 5.0 annotation, fences as
   <mo fence="true" form="prefix|postfix" stretchy="false">, stretchy="false" operators;
 - googledocs: Google Docs equations exported to .docx and read through OMML2MML: like

@@ -34,7 +34,7 @@ def delete_schedule(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversions", "0014_merge_prices_unattended"),
+        ("conversions", "0015_merge_review_formulas"),
     ]
 
     operations = [
