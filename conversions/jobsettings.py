@@ -43,7 +43,8 @@ class JobSettings:
     None means the default endpoint (endpoints.endpoint_default) for LLM backends.
 
     limit keeps the first N questions (by id), test_mode the first TEST_MODE_ITEMS;
-    only_unconverted keeps questions with no accepted result yet (conversion only).
+    only_unconverted keeps questions with no accepted result yet (conversion only);
+    batch_api sends the requests through the Batch API (conversions/batchapi.py).
     few_shot: a conversion job through an LLM carries the current few-shot set
     (conversions/fewshot.py, frozen now if there is none); off by default, the default
     of the command line and the launch form is settings.MATHCONV_FEW_SHOT.
@@ -64,6 +65,7 @@ class JobSettings:
     name: str = ""
     limit: int | None = None
     endpoint: Endpoint | None = None
+    batch_api: bool = False
     few_shot: bool = False
     few_shot_set: FewShotSet | None = None  # set by resolved() when few_shot applies
 
@@ -85,6 +87,7 @@ class JobSettings:
             label_schema=data.get("label_schema"),
             name=data.get("name") or "",
             endpoint=data.get("endpoint"),
+            batch_api=bool(data.get("batch_api")),
             few_shot=bool(data.get("few_shot")),
         )
 

@@ -234,6 +234,14 @@ class EndpointModel(models.Model):
     batch_output_per_mtok = models.DecimalField(
         _("Batch API output $/1M tokens"), max_digits=10, decimal_places=4, null=True, blank=True
     )
+    # Azure OpenAI runs Batch API requests on a deployment of its own (type Global-Batch);
+    # blank: the requests name the job's model (OpenAI and compatible servers).
+    batch_deployment = models.CharField(
+        _("Batch API deployment"),
+        max_length=100,
+        blank=True,
+        help_text=_("Azure: the Global-Batch deployment that Batch API requests name."),
+    )
 
     class Meta:
         verbose_name = _("endpoint model")
@@ -337,6 +345,13 @@ class Job(models.Model):
     # worker killed with calls in flight still counts them; Item.api_calls counts only
     # the calls whose outcome was recorded.
     requests_sent = models.PositiveBigIntegerField(_("API calls sent"), default=0)
+    # Batch API mode (conversions/batchapi.py): the requests go out as JSONL files of
+    # remote batches (RemoteBatch) at the Batch API's prices instead of one call each.
+    # One step works on such a job at a time: it holds the batch lock until
+    # batch_lock_until (renewed while it works; a killed step's lock simply expires).
+    batch_api = models.BooleanField(_("Batch API mode"), default=False)
+    batch_lock_owner = models.CharField(max_length=64, blank=True)
+    batch_lock_until = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("created by"),
@@ -385,6 +400,96 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return self.owner
+
+
+class RemoteBatchQuerySet(models.QuerySet):
+    def open(self) -> RemoteBatchQuerySet:
+        """Remote batches whose results are not recorded yet (any state)."""
+        return self.filter(collected_at__isnull=True)
+
+
+class RemoteBatch(models.Model):
+    """One Batch API batch of a job: its input file, the remote id, what came back.
+
+    The row and its items (Item.remote_batch, held under lease_owner "batch:<pk>") are
+    written before the file is uploaded, and the remote id as soon as the batch exists,
+    so a restart at any point finds every remote batch again (conversions/batchapi.py).
+    `state` is the remote status, or "preparing" before the remote batch exists;
+    collected_at is set once every result of it has been recorded.
+    """
+
+    class State(models.TextChoices):
+        PREPARING = "preparing", _("Preparing")
+        VALIDATING = "validating", _("Validating")
+        IN_PROGRESS = "in_progress", _("In progress")
+        FINALIZING = "finalizing", _("Finalizing")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+        EXPIRED = "expired", _("Expired")
+        CANCELLING = "cancelling", _("Cancelling")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    ENDED_STATES = (State.COMPLETED, State.FAILED, State.EXPIRED, State.CANCELLED)
+    CANCELLABLE_STATES = (State.VALIDATING, State.IN_PROGRESS, State.FINALIZING)
+
+    job = models.ForeignKey(
+        Job, verbose_name=_("job"), on_delete=models.CASCADE, related_name="remote_batches"
+    )
+    seq = models.PositiveIntegerField(_("number"))
+    follow_up = models.BooleanField(_("follow-up"), default=False)
+    remote_id = models.CharField(_("remote batch id"), max_length=200, blank=True, db_index=True)
+    model = models.CharField(_("model"), max_length=100)
+    input_file_id = models.CharField(_("input file"), max_length=200, blank=True)
+    output_file_id = models.CharField(_("output file"), max_length=200, blank=True)
+    error_file_id = models.CharField(_("error file"), max_length=200, blank=True)
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.PREPARING
+    )
+    requests = models.PositiveIntegerField(_("requests"), default=0)
+    input_bytes = models.PositiveBigIntegerField(_("input bytes"), default=0)
+    count_total = models.PositiveIntegerField(_("total"), default=0)
+    count_completed = models.PositiveIntegerField(_("completed"), default=0)
+    count_failed = models.PositiveIntegerField(_("failed"), default=0)
+    # Items with the same input as another item of this batch send no request of their
+    # own: {item id: custom_id of the request whose answer they take}.
+    followers = models.JSONField(default=dict, blank=True)
+    error_message = models.TextField(_("error"), blank=True)
+    create_attempted_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(_("cancel requested"), null=True, blank=True)
+    submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    collected_at = models.DateTimeField(_("results recorded"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = RemoteBatchQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("remote batch")
+        verbose_name_plural = _("remote batches")
+        ordering = ["job", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "seq"], name="remote_batch_job_seq_uniq")
+        ]
+        indexes = [
+            models.Index(
+                fields=["job"],
+                name="remote_batch_open_idx",
+                condition=Q(collected_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.remote_id or f"{self.job_id}/{self.seq}"
+
+    @property
+    def lease_owner(self) -> str:
+        """What its items' lease_owner says while the remote batch holds them."""
+        return f"batch:{self.pk}"
+
+    @property
+    def ended(self) -> bool:
+        return self.state in self.ENDED_STATES
 
 
 class ItemQuerySet(models.QuerySet):
@@ -459,6 +564,17 @@ class Item(models.Model):
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     lease_owner = models.CharField(_("lease owner"), max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(_("lease expires"), null=True, blank=True)
+    # Batch API mode: the remote batch that last took the item's request(s). While it
+    # holds them the item is running with lease_owner "batch:<id>" and no lease expiry,
+    # so no claim takes it and no cancel drops it before its answer is recorded.
+    remote_batch = models.ForeignKey(
+        RemoteBatch,
+        verbose_name=_("remote batch"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="items",
+    )
 
     result_latex = models.TextField(_("result LaTeX"), blank=True)
     result_labels = models.JSONField(_("result labels"), null=True, blank=True)

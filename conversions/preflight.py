@@ -1,6 +1,7 @@
 """Pre-flight checks: fail before any work when a job cannot run as configured.
 
-An HTTP call to the endpoint (GET /models), so it lives apart from the ORM workflows.
+HTTP calls to the endpoint (GET /models; GET /batches for Batch API mode), so it lives
+apart from the ORM workflows.
 The key is read here the same way the worker reads it (endpoint_api_key), so a check
 from the launch page or `convert` tells what a worker with the same environment will do.
 """
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from conversions.endpoints import endpoint_default
+from conversions.engine.batch import AZURE_URL, OPENAI_URL, BatchClient
 from conversions.engine.redact import redact
 from conversions.models import Endpoint, Job
 
@@ -66,6 +68,51 @@ def sdk_client(endpoint: Endpoint, *, api_key: str, timeout: float = 10.0) -> op
     )
 
 
+def batch_client(endpoint: Endpoint, *, api_key: str, timeout: float | None = None) -> BatchClient:
+    """The endpoint's files and batches API (engine.batch.BatchClient; no SDK retries)."""
+    client = sdk_client(endpoint, api_key=api_key, timeout=timeout or settings.OPENAI_TIMEOUT)
+    url = AZURE_URL if endpoint.kind == Endpoint.Kind.AZURE else OPENAI_URL
+    return BatchClient(client, url=url)
+
+
+def check_batch_api(*, endpoint: Endpoint) -> None:
+    """Fail unless the endpoint has the Batch API: GET /batches?limit=1 must answer (a
+    generic OpenAI-compatible server answers 404). Raises ConfigurationError."""
+    names = {"url": endpoint.url, "endpoint": endpoint.name}
+    client = batch_client(endpoint, api_key=endpoint_api_key(endpoint), timeout=10.0)
+    try:
+        supported = client.supported()
+    except openai.AuthenticationError:
+        raise ConfigurationError(
+            _("The API key was rejected by %(url)s (401, endpoint %(endpoint)s).") % names
+        ) from None
+    except (openai.APIConnectionError, openai.APITimeoutError):
+        raise ConfigurationError(
+            _(
+                "Cannot reach the API at %(url)s (endpoint %(endpoint)s): check its base URL "
+                "and the network."
+            )
+            % names
+        ) from None
+    except openai.APIStatusError as exc:
+        raise ConfigurationError(
+            _("The API at %(url)s answered %(status)s to GET /batches.")
+            % {"url": endpoint.url, "status": exc.status_code}
+        ) from None
+    finally:
+        client.close()
+    if not supported:
+        raise ConfigurationError(batch_api_missing_message(endpoint))
+
+
+def batch_api_missing_message(endpoint: Endpoint) -> str:
+    return _(
+        "The endpoint %(endpoint)s (%(url)s) has no Batch API: it does not serve GET "
+        "/batches. Run the job in realtime (without Batch API mode), or choose an endpoint "
+        "that has the Batch API (OpenAI, or Azure OpenAI with a Global-Batch deployment)."
+    ) % {"endpoint": endpoint.name, "url": endpoint.url}
+
+
 def check_endpoint(*, endpoint: Endpoint, model: str) -> None:
     """Fail unless the endpoint's key is set here, the server answers and knows the model.
 
@@ -116,15 +163,27 @@ def _server_message(exc: openai.APIStatusError, api_key: str) -> str:
     return redact(text, (api_key,))[:300] or "-"
 
 
-def check_backend_config(*, backend: str, model: str, endpoint: Endpoint | None = None) -> None:
-    """Fail before any work when an LLM backend cannot work: no key, no server, no model.
+def check_backend_config(
+    *, backend: str, model: str, endpoint: Endpoint | None = None, batch_api: bool = False
+) -> None:
+    """Fail before any work when an LLM backend cannot work: no key, no server, no model,
+    and in Batch API mode no Batch API.
 
     endpoint None: the default endpoint (conversions.endpoints.endpoint_default).
     """
     if backend not in Job.Backend.values:
         raise ConfigurationError(_("Unknown backend %(backend)s.") % {"backend": backend})
+    if batch_api and backend not in Job.LLM_BACKENDS:
+        raise ConfigurationError(
+            _(
+                "Batch API mode sends requests to a model: choose the openai or hybrid "
+                "backend (the rules backend makes no API calls)."
+            )
+        )
     if backend not in Job.LLM_BACKENDS:
         return
     if endpoint is None:
         endpoint = endpoint_default()
     check_endpoint(endpoint=endpoint, model=model)
+    if batch_api:
+        check_batch_api(endpoint=endpoint)

@@ -217,15 +217,17 @@ def outcome_result(
     mathml: str,
     labeling_job: bool,
     prices: Prices | None,
+    batch: bool = False,
     cache_key: str = "",
     rules_ms: float = 0.0,
 ) -> ItemResult:
     """What an engine Outcome means for its item: validated LaTeX, labels, or a failure.
 
     latency_ms adds the rules step that came before the call (hybrid), cost_usd the
-    tokens at `prices` (cached input at the cached price, pricing.cost) and
-    prompt_cache_saved_usd what the cached ones saved; cache_key is kept on a succeeded
-    conversion so it gets stored.
+    tokens at `prices` (cached input at the cached price, pricing.cost; a Batch API
+    answer, batch=True: the Batch API prices) and prompt_cache_saved_usd what the cached
+    ones saved; cache_key is kept on a succeeded conversion so it gets stored. Realtime
+    and Batch API answers both come here.
     """
     if labeling_job:
         result = ItemResult(
@@ -264,6 +266,7 @@ def outcome_result(
         tokens_in=outcome.tokens_in,
         tokens_out=outcome.tokens_out,
         tokens_cached=outcome.tokens_cached,
+        batch=batch,
     ).quantized()
     result.cost_usd = priced.usd
     result.prompt_cache_saved_usd = priced.saved_usd

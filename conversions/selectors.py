@@ -25,10 +25,10 @@ from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule, Task
 from django_q.status import Stat
 
-from conversions import labeling
+from conversions import labeling, pricing
 from conversions.engine.prompts import CONVERT_SYSTEM_PROMPT, ConversionTask, estimate_text_tokens
 from conversions.engine.types import WorkItem
-from conversions.models import Item, Job, LabelSchema, ModelPrice, Question
+from conversions.models import Item, Job, LabelSchema, ModelPrice, Question, RemoteBatch
 
 SAMPLE_MESSAGES = 5
 
@@ -249,7 +249,82 @@ def job_stats(*, job: Job) -> dict:
             if job.backend == Job.Backend.HYBRID
             else None
         ),
+        "batch_api": job_batch_api(job=job, agg=agg) if job.batch_api else None,
     }
+
+
+def job_batch_api(*, job: Job, agg: dict | None = None) -> dict:
+    """A Batch API job's remote batches (state, request counts, when submitted and ended)
+    and what it saved against realtime: the realtime price of the same tokens (cached
+    ones at the cached-input price, pricing.cost) minus what the items cost at the Batch
+    API prices. USD; None without a price for the model."""
+    if agg is None:
+        agg = Item.objects.filter(job_id=job.pk).aggregate(
+            tokens_in=Sum("tokens_in"),
+            tokens_out=Sum("tokens_out"),
+            tokens_cached=Sum("tokens_cached"),
+            cost=Sum("cost_usd"),
+        )
+    rows = []
+    for remote in job.remote_batches.order_by("seq"):
+        rows.append(
+            {
+                "seq": remote.seq,
+                "remote_id": remote.remote_id,
+                "state": remote.state,
+                "state_label": str(RemoteBatch.State(remote.state).label),
+                "follow_up": remote.follow_up,
+                "requests": remote.requests,
+                "total": remote.count_total,
+                "completed": remote.count_completed,
+                "failed": remote.count_failed,
+                "submitted_at": _local_iso(remote.submitted_at),
+                "ended_at": _local_iso(remote.ended_at),
+                "submitted": _local_text(remote.submitted_at),
+                "ended": _local_text(remote.ended_at),
+                "collected": remote.collected_at is not None,
+                "error": remote.error_message,
+            }
+        )
+    prices = pricing.prices_for(endpoint=job.endpoint, model=job.model)
+    cost = agg["cost"] or Decimal("0")
+    realtime = (
+        pricing.cost(
+            prices,
+            tokens_in=agg["tokens_in"] or 0,
+            tokens_out=agg["tokens_out"] or 0,
+            tokens_cached=agg["tokens_cached"] or 0,
+        ).usd
+        if prices is not None
+        else None
+    )
+    return {
+        "batches": rows,
+        "open": sum(1 for row in rows if not row["collected"]),
+        "realtime_cost_usd": _money(realtime) if realtime is not None else None,
+        "saved_vs_realtime_usd": _money(realtime - cost) if realtime is not None else None,
+    }
+
+
+def _local_iso(value) -> str | None:
+    return timezone.localtime(value).isoformat(timespec="seconds") if value else None
+
+
+def _local_text(value) -> str:
+    """A time as the pages show it: TIME_ZONE (Asia/Seoul), to the second."""
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def batch_jobs_to_poll() -> list[int]:
+    """The Batch API jobs a poll takes a step on: queued or running ones, and any other
+    (paused, cancelled, failed) with a remote batch whose results are not recorded."""
+    open_jobs = RemoteBatch.objects.open().values("job_id")
+    return list(
+        Job.objects.filter(batch_api=True)
+        .filter(Q(status__in=Job.ACTIVE_STATUSES) | Q(pk__in=open_jobs))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def job_progress(*, job: Job) -> dict:
@@ -656,11 +731,20 @@ def _typical_output_tokens(kind: str, mathml: str) -> int:
 
 
 def launch_estimate(
-    questions: QuerySet[Question], *, kind: str, backend: str, model: str, schema=None, count: int
+    questions: QuerySet[Question],
+    *,
+    kind: str,
+    backend: str,
+    model: str,
+    schema=None,
+    count: int,
+    batch_api: bool = False,
 ) -> dict:
-    """Tokens and cost of running `count` questions, from a sample of them."""
+    """Tokens and cost of running `count` questions, from a sample of them; in Batch API
+    mode at the model's batch price (ModelPrice.batch_discount of the realtime one)."""
     llm = backend in Job.LLM_BACKENDS
     estimate: dict[str, Any] = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
+    estimate["batch_api"] = batch_api and llm
     estimate.update(model=model, price=None, tokens_in=0, tokens_out=0, tokens_out_max=0)
     estimate.update(cost_usd=None, cost_max_usd=None)
     task = _task(kind, schema)
@@ -688,7 +772,10 @@ def launch_estimate(
     )
     price = ModelPrice.objects.for_model(model)
     if price is not None:
+        factor = price.batch_discount if estimate["batch_api"] else Decimal(1)
         estimate["price"] = price
-        estimate["cost_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out"])
-        estimate["cost_max_usd"] = price.cost(estimate["tokens_in"], estimate["tokens_out_max"])
+        estimate["cost_usd"] = factor * price.cost(estimate["tokens_in"], estimate["tokens_out"])
+        estimate["cost_max_usd"] = factor * price.cost(
+            estimate["tokens_in"], estimate["tokens_out_max"]
+        )
     return estimate

@@ -1,5 +1,5 @@
 """django-q2 entry points, called by their dotted names (queued by services, or named by
-schedules), so the names stay; the work lives in worker.py, services and results.py."""
+schedules), so the names stay; the work lives in worker.py, batchapi.py, services."""
 
 from __future__ import annotations
 
@@ -9,27 +9,24 @@ import threading
 
 from django.conf import settings
 
-from conversions import selectors, services
+from conversions import batchapi, selectors, services
 from conversions.apps import freeze_loaded_objects
 from conversions.engine import runner
 from conversions.joblog import JobLog
 from conversions.models import Job
 from conversions.worker import JobWorker, cluster_id, worker_id
 
-# Hand-ons before a task runs on a cluster that already runs its job (job_run_place).
-MAX_HOPS = 10
+MAX_HOPS = 10  # hand-ons before a task runs on a cluster that runs its job (job_run_place)
 
 
 def job_run(job_id: int, share: int = 1, hops: int = 0) -> str:
-    """The django-q2 task: work on a job for up to MATHCONV_TASK_BUDGET_SECONDS.
-
-    share: how many tasks work on the job side by side; this one takes that share of
-    the job's concurrency (services.job_parallel_tasks). hops: how often this task was
-    handed on to spread the job over clusters. Returns what became of the run.
-    """
+    """Work on a job for up to MATHCONV_TASK_BUDGET_SECONDS; share: tasks side by side on it
+    (services.job_parallel_tasks), hops: how often it was handed on to another cluster."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return f"job {job_id} does not exist"
+    if job.batch_api:  # one step: submit, poll, collect, cancel (batchapi.job_step)
+        return batchapi.job_step(job_id)
     if job.status not in Job.ACTIVE_STATUSES:
         return f"job {job_id} is {job.status}: nothing to do"
     owner, cluster = worker_id(), cluster_id()
@@ -61,6 +58,11 @@ def jobs_reconcile() -> str:
     return f"re-queued jobs {requeued}" if requeued else "nothing to do"
 
 
+def batches_poll() -> str:
+    """The remote batches' poller (a schedule, and each qcluster): batchapi.batches_poll."""
+    return batchapi.batches_poll()
+
+
 def notification_send(notification_id: int) -> str:
     """Deliver a job's notification (services.notification_deliver: claim, send, retry)."""
     return services.notification_deliver(notification_id=notification_id)
@@ -78,7 +80,9 @@ def job_run_inline(
     on_progress=None,
     console_level: int = logging.INFO,
 ) -> str:
-    """Run a job to its end in this process (`convert --wait`, `demo`); `stop` pauses it."""
+    """Run a job to its end here (`convert --wait`, `demo`); `stop` pauses (or stops waiting)."""
+    if job.batch_api:
+        return batchapi.run_inline(job, stop=stop, on_progress=on_progress)
     if not services.job_start(job=job):
         return f"job {job.pk} is {job.status}: nothing to do"
     with JobLog(job.pk, console_level=console_level) as joblog:
@@ -87,9 +91,7 @@ def job_run_inline(
 
 
 def warm_worker(sender, proc_name: str = "", **kwargs) -> None:
-    """Ready a new worker process: load the engine and its TLS settings (~40 ms of CPU),
-    then freeze everything loaded (~150k objects) out of the garbage collector's sight: a
-    full collection holds the GIL ~50 ms, latency on every call in flight of the engine."""
+    """Ready a new worker: load TLS settings (~40 ms), freeze ~150k objects from the GC (~50 ms)."""
     # The sentinel that forked this worker ignores SIGTERM (our qcluster command); a
     # worker ends at once on it, as before, and its leased items are claimed again.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

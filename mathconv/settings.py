@@ -298,6 +298,13 @@ MATHCONV_TASK_BUDGET_SECONDS = env_int("MATHCONV_TASK_BUDGET_SECONDS", 600)
 # An LLM job with max_concurrent C runs as ceil(C / this) tasks side by side (at most one
 # per cluster worker), so that one process's CPU does not cap its throughput.
 MATHCONV_CONCURRENCY_PER_TASK = env_int("MATHCONV_CONCURRENCY_PER_TASK", 25)
+# Batch API mode (conversions/batchapi.py): open remote batches are polled by the
+# "mathconv: poll remote batches" schedule every minute and, when this is shorter, by
+# every qcluster every MATHCONV_BATCH_POLL_SECONDS; a file holds at most this many
+# requests and bytes (OpenAI's limits: 50,000 requests, 200 MB), larger jobs are split.
+MATHCONV_BATCH_POLL_SECONDS = env_int("MATHCONV_BATCH_POLL_SECONDS", 60)
+MATHCONV_BATCH_MAX_REQUESTS = env_int("MATHCONV_BATCH_MAX_REQUESTS", 50_000)
+MATHCONV_BATCH_MAX_BYTES = env_int("MATHCONV_BATCH_MAX_BYTES", 200_000_000)
 
 # --- notifications ------------------------------------------------------------------
 # When a job ends (or pauses itself), a message goes to each configured channel: e-mail

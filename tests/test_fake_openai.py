@@ -28,6 +28,7 @@ from mathconv_dev.fakeopenai import (
     wrong_latex,
 )
 from mathconv_dev.management.commands.fake_openai import Command as FakeOpenAICommand
+from tests.jobutil import wait_until
 
 MATHML = (
     "<math><mfrac><mn>1</mn><msup><mi>x</mi><mn>2</mn></msup></mfrac>"
@@ -320,6 +321,12 @@ def test_every_option_round_trips_through_the_command_line():
         prompt_cache=True,
         echo_key=True,
         models=("gpt-a", "gpt-b"),
+        batches_api=False,
+        batch_delay=0.5,
+        batch_failure_rate=0.03,
+        batch_expiry_rate=0.02,
+        batch_cancel_delay=2.0,
+        batch_max_requests=100,
     )
     defaults = FakeOptions()
     # Each field differs from its default, so each one has to travel as a flag.
@@ -366,6 +373,126 @@ def test_a_truncated_body_is_cut_off_and_the_connection_closed(fake_openai):
         convert(fake_openai)
     stats = fake_openai.stats()
     assert (stats["truncated"], stats["ok"]) == (1, 0)
+
+
+# --- the files and batches API --------------------------------------------------------------
+
+
+def batch_lines(count: int, *, model: str = "gpt-4.1-mini", start: int = 0) -> bytes:
+    task = ConversionTask()
+    lines = []
+    for n in range(start, start + count):
+        item = WorkItem(item_id=n, ref=str(n), mathml=f"<math><mn>{n}</mn><mi>x</mi></math>")
+        body = {"model": model, "messages": task.build_messages(item)}
+        body["response_format"] = task.response_format()
+        line = {"custom_id": f"r{n}", "method": "POST", "url": "/v1/chat/completions"}
+        lines.append(json.dumps({**line, "body": body}))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def submit(client: openai.OpenAI, content: bytes, **metadata: str):
+    uploaded = client.files.create(file=("in.jsonl", content), purpose="batch")
+    return client.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata=metadata or None,
+    )
+
+
+def wait_for(client: openai.OpenAI, batch_id: str, status: str):
+    def ended():
+        found = client.batches.retrieve(batch_id)
+        return found if found.status == status else None
+
+    return wait_until(ended, timeout=20)
+
+
+def test_the_batch_api_answers_every_line_in_any_order_and_counts_them(fake_openai):
+    fake_openai.configure(batch_delay=0.3, batch_failure_rate=0.2, batch_expiry_rate=0.1)
+    client = openai.OpenAI(api_key="k", base_url=fake_openai.base_url, max_retries=0)
+    content = batch_lines(40)
+    created = submit(client, content, tag="t1")
+    assert created.status == "validating" and created.request_counts.total == 40
+    uploaded = client.files.retrieve(created.input_file_id)
+    assert (uploaded.purpose, uploaded.bytes) == ("batch", len(content))
+    assert client.files.content(created.input_file_id).content == content
+    assert [b.id for b in client.batches.list(limit=5)] == [created.id]
+
+    done = wait_for(client, created.id, "expired")  # some requests never ran
+    counts = done.request_counts
+    assert counts.total == 40 and counts.completed + counts.failed == 40
+    output = client.files.content(done.output_file_id).text.splitlines()
+    errors = client.files.content(done.error_file_id).text.splitlines()
+    answered = [json.loads(line) for line in output]
+    assert len(answered) == counts.completed and 20 <= counts.completed < 40
+    ids = [line["custom_id"] for line in answered]
+    assert ids != sorted(ids, key=lambda c: int(c[1:]))  # output order is not input order
+    for line in answered:
+        n = int(line["custom_id"][1:])
+        content = line["response"]["body"]["choices"][0]["message"]["content"]
+        assert json.loads(content) == {
+            "latex": expected_latex(f"<math><mn>{n}</mn><mi>x</mi></math>")
+        }
+    failed = [json.loads(line) for line in errors]
+    codes = {
+        (line["error"] or {}).get("code") or line["response"]["status_code"] for line in failed
+    }
+    assert codes == {"batch_expired", 500}
+    stats = fake_openai.stats()
+    assert (stats["files_uploaded"], stats["batches_created"], stats["batch_requests"]) == (
+        1,
+        1,
+        40,
+    )
+    assert stats["batch_ok"] == counts.completed
+    assert stats["batch_failed"] + stats["batch_expired"] == counts.failed
+    assert (
+        sum(stats["per_input"].values()) == 40
+        and sum(stats["per_input_ok"].values()) == counts.completed
+    )
+    assert stats["requests"] == 0
+
+
+def test_a_cancelled_batch_returns_what_finished_while_cancelling(fake_openai):
+    fake_openai.configure(batch_delay=2.0, batch_cancel_delay=0.5)
+    client = openai.OpenAI(api_key="k", base_url=fake_openai.base_url, max_retries=0)
+    created = submit(client, batch_lines(20))
+    cancelling = client.batches.cancel(created.id)
+    assert cancelling.status == "cancelling" and cancelling.cancelling_at
+    done = wait_for(client, created.id, "cancelled")
+    assert 0 < done.request_counts.completed < 20
+    errors = [
+        json.loads(line) for line in client.files.content(done.error_file_id).text.splitlines()
+    ]
+    assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
+    with pytest.raises(openai.ConflictError):
+        client.batches.cancel(created.id)  # ended: nothing to cancel
+
+
+def test_a_batch_file_that_breaks_the_rules_fails_validation(fake_openai):
+    fake_openai.configure(batch_max_requests=10)
+    client = openai.OpenAI(api_key="k", base_url=fake_openai.base_url, max_retries=0)
+    mixed = batch_lines(3) + batch_lines(2, model="gpt-4o-mini", start=3)
+    repeated = batch_lines(2) + batch_lines(1)
+    for content, code in (
+        (mixed, "mixed_models"),
+        (repeated, "duplicate_custom_id"),
+        (batch_lines(11), "too_many_requests"),
+    ):
+        failed = submit(client, content)
+        assert failed.status == "failed" and failed.failed_at
+        assert code in {error.code for error in failed.errors.data}
+    assert fake_openai.stats()["batch_requests"] == 0  # nothing was run
+
+
+def test_without_the_batch_api_files_and_batches_are_404(fake_openai):
+    fake_openai.configure(batches_api=False)
+    client = openai.OpenAI(api_key="k", base_url=fake_openai.base_url, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        client.batches.list(limit=1)
+    with pytest.raises(openai.NotFoundError):
+        client.files.create(file=("in.jsonl", batch_lines(1)), purpose="batch")
 
 
 def test_a_port_in_use_is_one_line_not_a_traceback():

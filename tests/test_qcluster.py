@@ -102,3 +102,20 @@ def test_a_busy_cluster_exits_on_sigterm_and_the_job_can_go_on(llm, tmp_path, se
     finally:
         stop_group(proc)
     assert job.items.filter(status="succeeded").count() == 40
+
+
+def test_a_cluster_polling_remote_batches_every_second_exits_on_sigterm_too(tmp_path):
+    # Its own process then queues the remote batches' poller every second
+    # (conversions.batchapi.poll_ticker) while the cluster runs.
+    log = tmp_path / "qcluster.log"
+    proc = start_cluster(log, MATHCONV_BATCH_POLL_SECONDS="1")
+    time.sleep(2)  # a few ticks
+    assert stop_group(proc) == 0, log.read_text()[-2000:]
+    assert "has stopped" in log.read_text()
+    wait_until(lambda: not group_alive(proc.pid), timeout=30)
+
+    # SIGTERM to the command's process alone (a terminal's kill): the same.
+    proc = start_cluster(tmp_path / "qcluster-2.log", MATHCONV_BATCH_POLL_SECONDS="1")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    wait_until(lambda: not group_alive(proc.pid), timeout=30)

@@ -254,8 +254,11 @@ def job_page_data(job: Job, *, series: bool = True) -> dict:
         "series": selectors.job_throughput_series(job=job) if series else None,
         "failures_url": reverse("admin:conversions_item_failures") + f"?job={job.pk}",
         # The page stops polling only once nothing of the job moves any more: a
-        # cancelled job's items in flight still end (cancelled or finished) after it.
-        "final": job.is_final and not unfinished,
+        # cancelled job's items in flight still end (cancelled or finished) after it,
+        # and a cancelled Batch API job changes while its remote batches are cancelling.
+        "final": job.is_final
+        and not unfinished
+        and not (stats["batch_api"] and stats["batch_api"]["open"]),
     }
 
 

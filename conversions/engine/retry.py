@@ -106,13 +106,17 @@ def backoff_delay(
 
 
 def _error_text(exc: openai.APIStatusError) -> str:
-    body = exc.body
+    return _body_error_text(exc.body) or exc.message
+
+
+def _body_error_text(body: object) -> str:
+    """The message (and code) of an OpenAI-shaped error body, "" when there is none."""
     if isinstance(body, Mapping):
         inner = body.get("error", body)
         if isinstance(inner, Mapping) and inner.get("message"):
             code = inner.get("code") or inner.get("type")
             return f"{inner['message']} ({code})" if code else str(inner["message"])
-    return exc.message
+    return ""
 
 
 def _body_excerpt(body: object, limit: int = 500) -> str:
@@ -122,8 +126,7 @@ def _body_excerpt(body: object, limit: int = 500) -> str:
     return text[:limit]
 
 
-def _error_code(exc: openai.APIStatusError) -> str:
-    body = exc.body
+def _body_error_code(body: object) -> str:
     if isinstance(body, Mapping):
         inner = body.get("error", body)
         if isinstance(inner, Mapping):
@@ -182,6 +185,25 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
+def classify_status(
+    status: int, body: object, *, message: str = "", retry_after_s: float | None = None
+) -> Failure:
+    """An HTTP error answer as data (a call's exception, or a Batch API result line's
+    response): 429 rate limit, 408 timeout, 409 and 5xx retryable API errors, any other
+    status an API error that is not retried. body is the parsed error body."""
+    message = f"HTTP {status}: {message or _body_error_text(body) or 'error'}"
+    excerpt = _body_excerpt(body)
+    if status == 429:
+        # An exhausted quota is not going to come back by waiting a few seconds.
+        retryable = _body_error_code(body) != "insufficient_quota"
+        return Failure(ErrorCategory.RATE_LIMIT, message, retryable, status, retry_after_s, excerpt)
+    if status == 408:
+        return Failure(ErrorCategory.TIMEOUT, message, True, status, retry_after_s, excerpt)
+    if status == 409 or status >= 500:
+        return Failure(ErrorCategory.API_ERROR, message, True, status, retry_after_s, excerpt)
+    return Failure(ErrorCategory.API_ERROR, message, False, status, None, excerpt)
+
+
 def classify(exc: BaseException) -> Failure:
     """Turn an exception from one API call into data: category, message, retry or not."""
     unreachable = _unreachable_cause(exc)
@@ -205,22 +227,13 @@ def classify(exc: BaseException) -> Failure:
         detail = f": {type(cause).__name__}" if cause else ""
         return Failure(ErrorCategory.API_ERROR, f"connection error{detail}", retryable=True)
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
         headers = exc.response.headers if exc.response is not None else None
-        retry_after = retry_after_from_headers(headers)
-        message = f"HTTP {status}: {_error_text(exc)}"
-        excerpt = _body_excerpt(exc.body)
-        if status == 429:
-            # An exhausted quota is not going to come back by waiting a few seconds.
-            retryable = _error_code(exc) != "insufficient_quota"
-            return Failure(
-                ErrorCategory.RATE_LIMIT, message, retryable, status, retry_after, excerpt
-            )
-        if status == 408:
-            return Failure(ErrorCategory.TIMEOUT, message, True, status, retry_after, excerpt)
-        if status == 409 or status >= 500:
-            return Failure(ErrorCategory.API_ERROR, message, True, status, retry_after, excerpt)
-        return Failure(ErrorCategory.API_ERROR, message, False, status, None, excerpt)
+        return classify_status(
+            exc.status_code,
+            exc.body,
+            message=_error_text(exc),
+            retry_after_s=retry_after_from_headers(headers),
+        )
     if isinstance(exc, openai.APIResponseValidationError):
         return Failure(ErrorCategory.INVALID_OUTPUT, f"unreadable response: {exc}", True)
     if isinstance(exc, openai.APIError):

@@ -417,11 +417,11 @@ class _Pool:
         else:
             self.limiter.settle(estimate, estimate)
 
-        content, unusable = _read_choice(completion)
+        content, unusable = read_choice(completion)
         progress.response_excerpt = self._excerpt(content or "")
         if unusable is not None:
             return unusable, None
-        assert content is not None  # no failure: a text (_read_choice)
+        assert content is not None  # no failure: a text (read_choice)
         try:
             return None, self.task.parse(item, content)
         except InvalidOutput as exc:
@@ -518,7 +518,7 @@ def _not_retryable(failure: Failure, message: str | None = None) -> Failure:
     return dataclasses.replace(failure, message=message or failure.message, retryable=False)
 
 
-def _read_choice(completion: object) -> tuple[str | None, Failure | None]:
+def read_choice(completion: object) -> tuple[str | None, Failure | None]:
     """The first choice's content from a chat.completion body, or why there is none."""
     choices = completion.get("choices") if isinstance(completion, dict) else None
     if not choices or not isinstance(choices[0], dict):

@@ -1,6 +1,8 @@
 """Write-side workflows, by concern: jobs (create, steer, retry, reconcile), items
-(claim, lease, record), notifications (the outbox of job messages) and recurring jobs
-(schedules). Plain sync ORM code with keyword-only arguments.
+(claim, lease, record), Batch API remote batches (batches.py: the step lock, remote
+batch rows and the items they hold; conversions/batchapi.py imports them from there),
+notifications (the outbox of job messages) and recurring jobs (schedules).
+Plain sync ORM code with keyword-only arguments.
 
 Reads live in conversions/selectors.py, the HTTP pre-flight check in preflight.py,
 raw SQL in rowwrite.py, prices on ModelPrice.objects.for_model, files in exporting.py.

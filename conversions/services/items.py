@@ -121,6 +121,7 @@ CLAIM_FIELDS = [
     "question__text",
     "question__latex",
     "question__latex_locked",
+    "result_formulas",  # a stem's formulas answered by an earlier remote batch
 ]
 
 

@@ -59,8 +59,20 @@ def job_create(
     kind, backend = chosen.kind, chosen.backend
     if chosen.batch_size < 1 or chosen.max_concurrent < 1:
         raise ConfigurationError(_("Batch size and concurrency must be at least 1."))
+    if chosen.batch_api and backend not in Job.LLM_BACKENDS:
+        raise ConfigurationError(
+            _(
+                "Batch API mode sends requests to a model: choose the openai or hybrid "
+                "backend (the rules backend makes no API calls)."
+            )
+        )
     if check_config:
-        check_backend_config(backend=backend, model=chosen.model, endpoint=chosen.endpoint)
+        check_backend_config(
+            backend=backend,
+            model=chosen.model,
+            endpoint=chosen.endpoint,
+            batch_api=chosen.batch_api,
+        )
     if kind == Job.Kind.LABEL and chosen.label_schema is None:
         raise ConfigurationError(_("A labeling job needs a label schema."))
     if kind == Job.Kind.LABEL and backend != Job.Backend.OPENAI:
@@ -176,8 +188,8 @@ def job_parallel_tasks(*, job: Job) -> int:
     At most one task per worker of the running clusters (selectors.cluster_workers), not
     per worker this process would have: the web process that queues a job runs none.
     """
-    if job.backend not in Job.LLM_BACKENDS:
-        return 1
+    if job.backend not in Job.LLM_BACKENDS or job.batch_api:
+        return 1  # a Batch API job's one step at a time writes files, it does not call
     per_task = max(1, settings.MATHCONV_CONCURRENCY_PER_TASK)
     workers = max(1, selectors.cluster_workers())
     return max(1, min(workers, math.ceil(job.max_concurrent / per_task)))
@@ -282,7 +294,9 @@ def job_cancel(*, job: Job) -> bool:
     """Cancel a job: items not started become cancelled (category cancelled).
 
     Items a live worker holds are its to finish or cancel; items whose worker died
-    (lease expired) are cancelled here.
+    (lease expired) are cancelled here. A Batch API job's items in remote batches wait
+    for them: a task is queued that cancels the remote batches and records what they
+    still return (conversions/batchapi.py).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -299,6 +313,8 @@ def job_cancel(*, job: Job) -> bool:
                     | Q(status=Item.Status.RUNNING, lease_expires_at__lt=now)
                 )
             )
+            if job.batch_api:
+                job_enqueue(job=job, tasks=1)
     job.refresh_from_db()
     return bool(changed)
 
@@ -405,7 +421,8 @@ def jobs_reconcile() -> list[int]:
     now = timezone.now()
     stale = now - lease_duration()
     requeued = []
-    candidates = Job.objects.filter(status__in=Job.ACTIVE_STATUSES).filter(
+    # Batch API jobs are driven by the remote batches' poller (batchapi.batches_poll).
+    candidates = Job.objects.filter(status__in=Job.ACTIVE_STATUSES, batch_api=False).filter(
         Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, updated_at__lt=stale)
     )
     waiting = selectors.jobs_waiting_in_queue(now) if candidates else set()
@@ -425,7 +442,9 @@ def jobs_reconcile() -> list[int]:
     # Jobs that still have a live run but lost others (a killed cluster): their live
     # runs replace the dead ones themselves; this catches what they have not yet.
     partly_dead = (
-        JobRun.objects.filter(heartbeat_at__lt=stale, job__status__in=Job.ACTIVE_STATUSES)
+        JobRun.objects.filter(
+            heartbeat_at__lt=stale, job__status__in=Job.ACTIVE_STATUSES, job__batch_api=False
+        )
         .values_list("job_id", flat=True)
         .distinct()
     )

@@ -79,6 +79,26 @@ class FakeOptions:
         "(for the tests that the key reaches no database, log or page).",
     )
     models: tuple[str, ...] = _option(DEFAULT_MODELS, "Comma-separated model ids the server knows.")
+    batches_api: bool = _option(
+        True,
+        "Serve the files and batches API (--no-batches-api: answer 404 there, as a generic "
+        "OpenAI-compatible server does).",
+    )
+    batch_delay: float = _option(
+        2.0, "Seconds from creating a batch until its requests are done (evenly spread)."
+    )
+    batch_failure_rate: float = _option(
+        0.0, "Share of a batch's requests that fail (a 500 in its error file)."
+    )
+    batch_expiry_rate: float = _option(
+        0.0,
+        "Share of a batch's requests that never run: the batch ends expired, with them in "
+        "its error file (batch_expired).",
+    )
+    batch_cancel_delay: float = _option(
+        1.0, "Seconds a cancelled batch stays cancelling; requests finished by then are returned."
+    )
+    batch_max_requests: int = _option(50_000, "Requests allowed in one batch's input file.")
 
     def update(self, values: dict) -> None:
         """Set the named fields (dashes or underscores); ValueError on an unknown name."""

@@ -6,8 +6,9 @@
 The options are the fields of `FakeOptions` (options.py). It speaks enough of the real
 API for the official SDK: POST /v1/chat/completions with response_format json_schema
 (strict), GET /v1/models, usage counts, x-ratelimit-* headers, OpenAI-shaped error bodies,
-401 without a bearer token, 404 model_not_found. It can be told to be slow (--latency is
-the response time, this server's own work included), to rate-limit (429 with Retry-After
+401 without a bearer token, 404 model_not_found; the files and batches API (batches.py;
+--no-batches-api answers 404 there). It can be told to be slow (--latency is the
+response time, this server's own work included), to rate-limit (429 with Retry-After
 above --rpm in a sliding window), to fail (500/503), to hang until the client gives up,
 to answer with malformed JSON, or to answer wrongly.
 
@@ -26,8 +27,9 @@ digit left out), "fake:garbage" (each with an optional *N); a forced
 429 asks the client to wait --retry-after seconds.
 
 Azure OpenAI's scheme is spoken too: POST /openai/deployments/{deployment}/chat/completions
-?api-version=V and GET /openai/models?api-version=V, with an `api-key` header (the
-deployment stands for the model; without api-version the answer is Azure's 404).
+?api-version=V, GET /openai/models?api-version=V, and the files and batches API under
+/openai/files and /openai/batches, with an `api-key` header (the deployment stands for
+the model; without api-version the answer is Azure's 404).
 
 Prompt caching: every answer reports usage.prompt_tokens_details.cached_tokens, either a
 fixed --cached-tokens or, with --prompt-cache, what OpenAI's cache would (the longest
@@ -73,6 +75,7 @@ from mathconv_dev.fakeopenai.answers import (
     seeded,
     wrong_latex,
 )
+from mathconv_dev.fakeopenai.batches import BatchService
 from mathconv_dev.fakeopenai.options import FakeOptions
 from mathconv_dev.fakeopenai.protocol import (
     DIRECTIVE,
@@ -86,7 +89,7 @@ from mathconv_dev.fakeopenai.protocol import (
 
 log = logging.getLogger("mathconv_dev.fakeopenai")
 
-MAX_BODY_BYTES = 8_000_000
+MAX_BODY_BYTES = 210_000_000  # a Batch API input file is up to 200 MB
 RECENT_REQUESTS = 50  # how many requests GET /_stats describes ("recent")
 CACHE_MIN_TOKENS = 1024  # OpenAI's prompt cache: prefixes from 1,024 tokens ...
 CACHE_STEP_TOKENS = 128  # ... in steps of 128 tokens
@@ -119,12 +122,27 @@ class _Window:
 _TRUNCATE = "x-fake-truncate"  # an internal marker: cut this answer's body off halfway
 
 
+@dataclass(frozen=True)
+class _ChatRequest:
+    """A checked chat completion request and what the answers are keyed on."""
+
+    request: dict
+    model: str
+    schema: dict | None
+    user_text: str
+    source: str  # the MathML between the prompt's markers, else the user text
+    key: str  # input_key(source): per-input counters and fault decisions
+    prompt_tokens: int
+    max_out: int
+
+
 class FakeOpenAI:
     """The server's state (options, counters, rate-limit windows) and its request handler."""
 
     def __init__(self, options: FakeOptions | None = None) -> None:
         self.options = options or FakeOptions()
         self._connections: weakref.WeakSet = weakref.WeakSet()
+        self.batches = BatchService(self)
         self.reset()
 
     def reset(self) -> None:
@@ -140,6 +158,7 @@ class FakeOpenAI:
         self.prefix_digests: Counter[str] = Counter()
         self.recent: deque = deque(maxlen=RECENT_REQUESTS)
         self.cached_prefixes: set[str] = set()
+        self.batches.reset()
 
     def stats(self) -> dict:
         """Counters since the last reset; per_input and per_input_ok by input_key()."""
@@ -162,6 +181,13 @@ class FakeOpenAI:
                     "with_temperature",
                     "with_prompt_cache_key",
                     "cached_tokens",
+                    "files_uploaded",
+                    "batches_created",
+                    "batch_requests",
+                    "batch_ok",
+                    "batch_failed",
+                    "batch_expired",
+                    "batch_cancelled",
                 )
             },
             "per_input": dict(self.per_input),
@@ -187,8 +213,13 @@ class FakeOpenAI:
         if transport is not None and transport not in self._connections:
             self._connections.add(transport)
             self.counters["connections"] += 1
+        form = None
         try:
-            body = await request.read()
+            if request.content_type == "multipart/form-data":
+                form = await request.post()  # a file upload
+                body = b""
+            else:
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             response: web.StreamResponse = web.json_response(
                 {"error": {"message": "body too large"}}, status=413
@@ -205,8 +236,18 @@ class FakeOpenAI:
                 }
             )
         status, headers, payload = await self._dispatch(
-            request.method, request.path, request.headers, body, received, request.query
+            request.method,
+            request.path,
+            request.headers,
+            body,
+            received,
+            query=request.query,
+            form=form,
         )
+        if isinstance(payload, bytes):  # a file's content
+            return web.Response(
+                status=status, body=payload, content_type="application/octet-stream"
+            )
         if headers.pop(_TRUNCATE, None):
             # Content-Length promises the whole body; half of it comes, then the connection
             # closes: what a proxy dropping the connection mid-answer looks like.
@@ -233,22 +274,30 @@ class FakeOpenAI:
         headers: Mapping[str, str],
         body: bytes,
         received: float,
+        *,
         query: Mapping[str, str] | None = None,
+        form=None,
     ) -> tuple[int, dict, object]:
         path = path.rstrip("/")
         try:
-            azure = AZURE_CHAT.fullmatch(path)
-            if (azure and method == "POST") or (path == "/openai/models" and method == "GET"):
+            if path.startswith("/openai/"):  # Azure OpenAI's scheme
                 if not (query or {}).get("api-version"):
                     raise ApiError(404, "Resource not found", "invalid_request_error", "404")
                 self._authorize(headers, azure=True)
-                if azure is None:  # Azure lists the models it offers, not the deployments
+                azure = AZURE_CHAT.fullmatch(path)
+                if azure and method == "POST":
+                    return await self._chat(body, received, deployment=azure.group(1))
+                if path == "/openai/models" and method == "GET":
+                    # Azure lists the models it offers, not the deployments
                     return (
                         200,
                         {},
                         {"object": "list", "data": [self._model(m) for m in self.options.models]},
                     )
-                return await self._chat(body, received, deployment=azure.group(1))
+                path = "/v1" + path.removeprefix("/openai")  # /openai/files -> /v1/files
+                if path.startswith(("/v1/files", "/v1/batches")):
+                    return 200, {}, self._batch_api(method, path, body, query or {}, form)
+                raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
             if path == "/_stats" and method == "GET":
                 return 200, {}, self.stats()
             if path == "/_reset" and method == "POST":
@@ -270,6 +319,8 @@ class FakeOpenAI:
                 return 200, {}, self._model(self._known_model(path.rsplit("/", 1)[1]))
             if path == "/v1/chat/completions" and method == "POST":
                 return await self._chat(body, received)
+            if path.startswith(("/v1/files", "/v1/batches")):
+                return 200, {}, self._batch_api(method, path, body, query or {}, form)
             raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
         except ApiError as error:
             if error.status == 401:
@@ -295,8 +346,30 @@ class FakeOpenAI:
                 },
             )
 
+    def _batch_api(self, method: str, path: str, body: bytes, query, form) -> object:
+        """The files and batches API (batches.py); bytes for a file's content."""
+        if not self.options.batches_api:
+            raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+        batches = self.batches
+        parts = path.split("/")[2:]  # ["files", id, "content"], ["batches", id, "cancel"]
+        if parts == ["files"] and method == "POST":
+            return batches.upload(form)
+        if parts[0] == "files" and len(parts) == 2 and method == "GET":
+            return batches.file(parts[1]).json()
+        if parts[0] == "files" and parts[2:] == ["content"] and method == "GET":
+            return batches.file(parts[1]).content
+        if parts == ["batches"] and method == "POST":
+            return batches.create(json.loads(body or b"{}"))
+        if parts == ["batches"] and method == "GET":
+            return batches.listing(query)
+        if parts[0] == "batches" and len(parts) == 2 and method == "GET":
+            return batches.batch(parts[1])
+        if parts[0] == "batches" and parts[2:] == ["cancel"] and method == "POST":
+            return batches.cancel(parts[1])
+        raise ApiError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+
     def _authorize(self, headers: Mapping[str, str], *, azure: bool = False) -> None:
-        if azure and headers.get("api-key", "").strip():
+        if azure and headers.get("api-key", "").strip():  # Azure OpenAI's header
             return
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -323,15 +396,10 @@ class FakeOpenAI:
 
     # -- chat completions ---------------------------------------------------------------
 
-    async def _chat(
-        self, body: bytes, received: float, deployment: str = ""
-    ) -> tuple[int, dict, object]:
-        options = self.options
-        request = json.loads(body)
+    def _chat_request(self, request: object) -> _ChatRequest:
+        """A chat completion request checked as the API checks it (ApiError if not)."""
         if not isinstance(request, dict):
             raise bad_request("The request body must be a JSON object.")
-        if deployment:  # Azure: the deployment in the URL is the model
-            request["model"] = deployment
         if not request.get("model"):
             raise bad_request("you must provide a model parameter", "model")
         messages = request.get("messages")
@@ -341,36 +409,133 @@ class FakeOpenAI:
             raise bad_request("Invalid 'messages': every message needs a role.", "messages")
         model = self._known_model(request["model"])
         schema = response_schema(request)
-
         user_texts = [message_text(m.get("content")) for m in messages if m["role"] == "user"]
         user_text = user_texts[-1] if user_texts else ""
         source = request_input(user_text)
-        key = input_key(source)
-        prompt_tokens = sum(count_tokens(message_text(m.get("content"))) + 4 for m in messages)
-        max_out = int(request.get("max_completion_tokens") or request.get("max_tokens") or 0)
+        return _ChatRequest(
+            request=request,
+            model=model,
+            schema=schema,
+            user_text=user_text,
+            source=source,
+            key=input_key(source),
+            prompt_tokens=sum(count_tokens(message_text(m.get("content"))) + 4 for m in messages),
+            max_out=int(request.get("max_completion_tokens") or request.get("max_tokens") or 0),
+        )
 
-        self.counters["requests"] += 1
-        self.per_input[key] += 1
-        self.params.update(request.keys())
-        cache_key = request.get("prompt_cache_key")
-        if cache_key is not None:
-            self.counters["with_prompt_cache_key"] += 1
-            self.prompt_cache_keys[str(cache_key)] += 1
-        self.prefix_digests[_digest(messages[:-1])] += 1
-        if "temperature" in request:
+    def _check_temperature(self, chat: _ChatRequest) -> None:
+        if "temperature" in chat.request:
             self.counters["with_temperature"] += 1
-            if options.reject_temperature:
+            if self.options.reject_temperature:
                 raise bad_request(
                     "Unsupported parameter: 'temperature' is not supported with this model.",
                     "temperature",
                     "unsupported_parameter",
                 )
+
+    def _completion(self, chat: _ChatRequest, decision: str | int | None, attempt: int) -> dict:
+        """The chat.completion body answering this request (decision: wrong, drop,
+        garbage or None)."""
+        options = self.options
+        key, source = chat.key, chat.source
+        rng = seeded(options.seed, key, "answer")
+        wrong = decision == "wrong"
+        answer: object
+        if chat.schema is None or is_conversion_schema(chat.schema):
+            latex = expected_latex(source)
+            if wrong:
+                latex = wrong_latex(latex, seeded(options.seed, key, attempt, "wrong"))
+            elif decision == "drop":
+                latex = dropped_latex(latex)
+            answer = {"latex": latex}
+        else:
+            answer = schema_instance(chat.schema, rng, wrong=wrong)
+        content = json.dumps(answer, ensure_ascii=False)
+        if decision == "garbage":
+            self.counters["garbage"] += 1
+            content = content[: max(1, len(content) // 2)]
+        elif wrong:
+            self.counters["wrong"] += 1
+        completion_tokens = count_tokens(content)
+        finish_reason = "stop"
+        if chat.max_out and completion_tokens > chat.max_out:
+            completion_tokens, finish_reason = chat.max_out, "length"
+        prompt_tokens = chat.prompt_tokens
+        cached_tokens = min(options.cached_tokens, prompt_tokens)
+        if options.prompt_cache:
+            cache_key = str(chat.request.get("prompt_cache_key") or "")
+            cached_tokens = min(
+                prompt_tokens, cached_tokens + self._prompt_cache(chat.request, cache_key)
+            )
+        self.counters["cached_tokens"] += cached_tokens
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": chat.model,
+            "system_fingerprint": "fp_fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached_tokens},
+            },
+        }
+
+    def _prompt_cache(self, request: dict, cache_key: str) -> int:
+        """Tokens of this prompt's longest prefix an earlier request already began with.
+
+        The prompt is the response format, then each message's role and content, at the
+        server's four characters a token; prefixes count from 1,024 tokens in steps of
+        128, each remembered under the request's prompt_cache_key (OpenAI's cache).
+        """
+        text = json.dumps(request.get("response_format"), sort_keys=True) + "".join(
+            f"<|{m['role']}|>{message_text(m.get('content'))}" for m in request["messages"]
+        )
+        total = count_tokens(text)
+        hit = 0
+        if len(self.cached_prefixes) > CACHE_MAX_PREFIXES:
+            self.cached_prefixes.clear()
+        for tokens in range(CACHE_MIN_TOKENS, total + 1, CACHE_STEP_TOKENS):
+            digest = hashlib.sha256(f"{cache_key}\x00{text[: tokens * 4]}".encode()).hexdigest()
+            if digest in self.cached_prefixes:
+                hit = tokens
+            else:
+                self.cached_prefixes.add(digest)
+        return hit
+
+    async def _chat(
+        self, body: bytes, received: float, deployment: str = ""
+    ) -> tuple[int, dict, object]:
+        options = self.options
+        request = json.loads(body)
+        if deployment and isinstance(request, dict):  # Azure: the deployment is the model
+            request["model"] = deployment
+        chat = self._chat_request(request)
+        key = chat.key
+        self.counters["requests"] += 1
+        self.per_input[key] += 1
+        self.params.update(chat.request.keys())
+        cache_key = chat.request.get("prompt_cache_key")
+        if cache_key is not None:
+            self.counters["with_prompt_cache_key"] += 1
+            self.prompt_cache_keys[str(cache_key)] += 1
+        self.prefix_digests[_digest(chat.request["messages"][:-1])] += 1
+        self._check_temperature(chat)
         self._storm(received)
-        limit_headers = self._rate_limit(prompt_tokens + max_out)
+        limit_headers = self._rate_limit(chat.prompt_tokens + chat.max_out)
 
         attempt = self.attempts[key]
         self.attempts[key] += 1
-        decision = self._decide(key, attempt, user_text)
+        decision = self._decide(key, attempt, chat.user_text)
         delay = options.latency + (random.uniform(0, options.jitter) if options.jitter else 0)
         # --latency is the response time, this server's own work included.
         answer_at = None if decision == "hang" else received + delay
@@ -403,38 +568,10 @@ class FakeOpenAI:
                 "server_error" if decision >= 500 else "invalid_request_error",
                 headers=limit_headers,
             )
-
-        rng = seeded(options.seed, key, "answer")
-        wrong = decision == "wrong"
-        answer: object
-        if schema is None or is_conversion_schema(schema):
-            latex = expected_latex(source)
-            if wrong:
-                latex = wrong_latex(latex, seeded(options.seed, key, attempt, "wrong"))
-            elif decision == "drop":
-                latex = dropped_latex(latex)
-            answer = {"latex": latex}
-        else:
-            answer = schema_instance(schema, rng, wrong=wrong)
-        content = json.dumps(answer, ensure_ascii=False)
-        if decision == "garbage":
-            self.counters["garbage"] += 1
-            content = content[: max(1, len(content) // 2)]
-        elif wrong:
-            self.counters["wrong"] += 1
-        completion_tokens = count_tokens(content)
-        finish_reason = "stop"
-        if max_out and completion_tokens > max_out:
-            completion_tokens, finish_reason = max_out, "length"
+        completion = self._completion(chat, decision, attempt)
         truncate = decision == "truncate"
         if truncate:
             self.counters["truncated"] += 1
-        cached_tokens = min(options.cached_tokens, prompt_tokens)
-        if options.prompt_cache:
-            cached_tokens = min(
-                prompt_tokens, cached_tokens + self._prompt_cache(request, str(cache_key or ""))
-            )
-        self.counters["cached_tokens"] += cached_tokens
         if answer_at is not None:
             await _sleep_until(answer_at)
         if not truncate:  # a cut-off body is no answer
@@ -448,50 +585,8 @@ class FakeOpenAI:
                 **limit_headers,
                 **({_TRUNCATE: "1"} if truncate else {}),
             },
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": "fp_fake",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": None},
-                        "logprobs": None,
-                        "finish_reason": finish_reason,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                    "prompt_tokens_details": {"cached_tokens": cached_tokens},
-                },
-            },
+            completion,
         )
-
-    def _prompt_cache(self, request: dict, cache_key: str) -> int:
-        """Tokens of this prompt's longest prefix an earlier request already began with.
-
-        The prompt is the response format, then each message's role and content, at the
-        server's four characters a token; prefixes count from 1,024 tokens in steps of
-        128, each remembered under the request's prompt_cache_key (OpenAI's cache).
-        """
-        text = json.dumps(request.get("response_format"), sort_keys=True) + "".join(
-            f"<|{m['role']}|>{message_text(m.get('content'))}" for m in request["messages"]
-        )
-        total = count_tokens(text)
-        hit = 0
-        if len(self.cached_prefixes) > CACHE_MAX_PREFIXES:
-            self.cached_prefixes.clear()
-        for tokens in range(CACHE_MIN_TOKENS, total + 1, CACHE_STEP_TOKENS):
-            digest = hashlib.sha256(f"{cache_key}\x00{text[: tokens * 4]}".encode()).hexdigest()
-            if digest in self.cached_prefixes:
-                hit = tokens
-            else:
-                self.cached_prefixes.add(digest)
-        return hit
 
     def _storm(self, now: float) -> None:
         """Answer 429 to everything during a storm (storm_every / storm_length)."""

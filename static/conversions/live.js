@@ -100,6 +100,31 @@
     }
   }
 
+  function renderBatchApi(stats) {
+    const batch = stats.batch_api;
+    const body = byId("mc-remote-batches-body");
+    if (!batch || !body) {
+      return;
+    }
+    const dollars = (value) => (value === null || value === undefined ? dash : `$${Number(value).toFixed(6)}`);
+    setText("mc-batch-realtime", dollars(batch.realtime_cost_usd));
+    setText("mc-batch-saved", dollars(batch.saved_vs_realtime_usd));
+    const followUp = body.dataset.followUp || "follow-up";
+    const rows = batch.batches.map((row) => {
+      const tr = document.createElement("tr");
+      cell(tr, row.follow_up ? `${row.seq} (${followUp})` : String(row.seq));
+      cell(tr, row.remote_id || dash);
+      cell(tr, row.state_label);
+      cell(tr, number(row.requests));
+      cell(tr, number(row.completed));
+      cell(tr, number(row.failed));
+      cell(tr, row.submitted || dash);
+      cell(tr, row.ended || dash);
+      return tr;
+    });
+    body.replaceChildren(...rows);
+  }
+
   function renderChart(series) {
     const svg = byId("mc-throughput");
     if (!svg || !window.mcCharts) {
@@ -161,6 +186,7 @@
     byId("mc-error").hidden = !stats.error;
     renderCounts(stats);
     renderFailures(stats);
+    renderBatchApi(stats);
     if (data.series) {
       renderChart(data.series);
     }

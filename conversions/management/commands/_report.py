@@ -183,6 +183,15 @@ def format_stats(stats: dict, *, exports: bool = True) -> str:
             else ""
         ),
     ]
+    batch = stats.get("batch_api")
+    if batch:
+        lines.append("  " + batch_api_line(batch))
+        for row in batch["batches"]:
+            lines.append(
+                f"    {row['seq']:>3} {row['remote_id'] or '-'}  {row['state']}"
+                f"  {row['completed']}/{row['total']} done, {row['failed']} failed"
+                f"  submitted {row['submitted'] or '-'}"
+            )
     for category, failure in sorted(stats["failures"].items()):
         samples = " | ".join(s[:120] for s in failure["samples"][:3])
         lines.append(
@@ -195,6 +204,22 @@ def format_stats(stats: dict, *, exports: bool = True) -> str:
         lines.append(_("  log         %(path)s") % {"path": log_path(stats["job"])})
         lines.append(_("  exports     %(path)s") % {"path": export_dir(job_id=stats["job"])})
     return "\n".join(lines)
+
+
+def batch_api_line(batch: dict) -> str:
+    """A Batch API job's remote batches and what they saved against realtime."""
+    realtime = batch["realtime_cost_usd"]
+    saved = (
+        _("realtime price $%(realtime).6f, saved $%(saved).6f")
+        % {"realtime": realtime, "saved": batch["saved_vs_realtime_usd"]}
+        if realtime is not None
+        else _("no realtime price for this model")
+    )
+    return _("Batch API: %(n)s remote batch(es), %(open)s open; %(saved)s") % {
+        "n": len(batch["batches"]),
+        "open": batch["open"],
+        "saved": saved,
+    }
 
 
 @contextmanager

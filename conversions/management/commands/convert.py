@@ -138,6 +138,15 @@ class Command(TranslatedCommand):
             ),
         )
         parser.add_argument(
+            "--batch-api",
+            action="store_true",
+            help=_(
+                "Batch API mode: send the requests as Batch API files (half the price, "
+                "results within 24 hours) instead of one call each. Needs an endpoint "
+                "with the Batch API and the openai or hybrid backend."
+            ),
+        )
+        parser.add_argument(
             "--wait",
             action="store_true",
             help=_(
@@ -154,6 +163,13 @@ class Command(TranslatedCommand):
         inline = opts["wait"] and not selectors.cluster_alive()
         job = create_job(opts, enqueue=not inline)
         self.stdout.write(created_line(job))
+        if job.batch_api:
+            self.stdout.write(
+                _(
+                    "Batch API mode: the requests go out as Batch API files (results within "
+                    "24 hours); the job page lists its remote batches."
+                )
+            )
         if not opts["wait"]:
             self.stdout.write(
                 _(
@@ -232,6 +248,7 @@ def job_settings(opts: dict) -> JobSettings:
         name=opts["name"],
         limit=opts["limit"],
         endpoint=endpoint_option(opts.get("endpoint") or ""),
+        batch_api=opts.get("batch_api", False),
         few_shot=bool(opts.get("few_shot")),
     )
 
@@ -282,7 +299,15 @@ def run_with_progress(job: Job, out) -> str:
     with _StopOnSignal() as stop:
         outcome = job_run_inline(job, stop=stop, on_progress=bar.draw, console_level=logging.ERROR)
     bar.end(job)
-    if stop.is_set():
+    if stop.is_set() and job.batch_api:
+        out.write(
+            _(
+                "Stopped waiting. The remote batches of job %(job)s go on: a running qcluster "
+                "collects them, or run `python manage.py job poll %(job)s` later."
+            )
+            % {"job": job.pk}
+        )
+    elif stop.is_set():
         out.write(_("Paused. Resume with `python manage.py job resume %(job)s`.") % {"job": job.pk})
     return outcome
 

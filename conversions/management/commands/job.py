@@ -1,5 +1,6 @@
-"""`manage.py job pause|resume|cancel|retry|stats|export JOB`: steer a job from the CLI.
+"""`manage.py job pause|resume|cancel|retry|stats|export|poll JOB`: steer a job from the CLI.
 
+poll takes one step on a Batch API job now, as the poller does (conversions/batchapi.py).
 Every line it prints is translated (gettext): LANGUAGE_CODE=ko prints Korean.
 """
 
@@ -11,7 +12,7 @@ from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from conversions import exporting, selectors, services
+from conversions import batchapi, exporting, selectors, services
 from conversions.endpoints import endpoint_option
 from conversions.management.commands._report import (
     TranslatedCommand,
@@ -21,12 +22,13 @@ from conversions.management.commands._report import (
 )
 from conversions.models import Item, Job
 
-ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export")
+ACTIONS = ("pause", "resume", "cancel", "retry", "stats", "export", "poll")
 
 
 class Command(TranslatedCommand):
     help = gettext_lazy(
-        "Pause, resume, cancel or retry a job, print its stats, or export its results."
+        "Pause, resume, cancel or retry a job, print its stats, export its results, or poll "
+        "a Batch API job's remote batches now."
     )
 
     def add_arguments(self, parser):
@@ -113,6 +115,11 @@ class Command(TranslatedCommand):
                 _("Job %(job)s: %(n)s item(s) queued again; job is %(status)s.")
                 % {"job": job.pk, "n": count, "status": status_label(job.status)}
             )
+        elif action == "poll":
+            if not job.batch_api:
+                raise CommandError(_("Job %(job)s is not a Batch API job.") % {"job": job.pk})
+            outcome = batchapi.job_step(job.pk)
+            self.stdout.write(_("Job %(job)s: %(outcome)s") % {"job": job.pk, "outcome": outcome})
         elif action == "stats":
             stats = selectors.job_stats(job=job)
             if opts["json"]:

@@ -123,6 +123,15 @@ class Command(TranslatedCommand):
             help=_("Tokens per minute allowed on the endpoint."),
         )
         parser.add_argument(
+            "--batch-api",
+            action="store_true",
+            help=_(
+                "Batch API mode: send the requests as Batch API files (half the price, "
+                "results within 24 hours); the command waits for them. Interrupted, run it "
+                "again to wait on."
+            ),
+        )
+        parser.add_argument(
             "--endpoint",
             default="",
             help=_(
@@ -144,7 +153,7 @@ class Command(TranslatedCommand):
         model = opts["model"] or default_model(kind=Job.Kind.LABEL, backend=Job.Backend.OPENAI)
         # Refused before the rows are imported: a run that cannot label changes nothing.
         # The endpoint the job will run on, not this shell's default one.
-        check_config(model, endpoint_option(opts.get("endpoint") or ""))
+        check_config(model, endpoint_option(opts.get("endpoint") or ""), opts["batch_api"])
         self.stdout.write("\n".join(import_rows(path, opts["encoding"])))
         refs = csv_question_ids(path, opts["encoding"])[: opts["limit"] or None]
         job, message = job_for_run(path, refs, schema=schema, model=model, opts=opts)
@@ -168,6 +177,14 @@ class Command(TranslatedCommand):
         if job is not None and job.status == Job.Status.FAILED:
             raise CommandError(
                 _("Job %(job)s failed: %(error)s") % {"job": job.pk, "error": job.error_message}
+            )
+        if job is not None and job.batch_api and job.status in Job.ACTIVE_STATUSES:
+            raise CommandError(
+                _(
+                    "Stopped waiting for the Batch API: run the same command again to wait "
+                    "on and write the labels that came back."
+                ),
+                returncode=130,
             )
         if job is not None and job.status == Job.Status.PAUSED:
             raise CommandError(
@@ -213,6 +230,7 @@ def run_key(path: Path, *, schema: LabelSchema, model: str, opts: dict) -> dict:
         "model": model,
         "limit": opts["limit"],
         "mode": opts["mode"],
+        "batch_api": opts.get("batch_api", False),
     }
 
 
@@ -269,9 +287,11 @@ def questions_in(pks: list[int]) -> QuestionQuerySet:
     return Question.objects.filter(condition)
 
 
-def check_config(model: str, endpoint: Endpoint | None = None) -> None:
+def check_config(model: str, endpoint: Endpoint | None = None, batch_api: bool = False) -> None:
     try:
-        check_backend_config(backend=Job.Backend.OPENAI, model=model, endpoint=endpoint)
+        check_backend_config(
+            backend=Job.Backend.OPENAI, model=model, endpoint=endpoint, batch_api=batch_api
+        )
     except services.ConfigurationError as exc:
         raise CommandError(str(exc)) from None
 
@@ -291,6 +311,7 @@ def create_job(key: dict, pks: list[int], *, schema: LabelSchema, model: str, op
                 label_schema=schema,
                 name=_("label %(file)s") % {"file": Path(key["input_csv"]).name},
                 endpoint=endpoint_option(opts.get("endpoint") or ""),
+                batch_api=opts.get("batch_api", False),
             ),
             questions=questions_in(pks),
             selection={
@@ -311,7 +332,7 @@ def job_for_run(
     key = run_key(path, schema=schema, model=model, opts=opts)
     job = resumable_job(key, schema=schema, model=model)
     if job is not None:
-        check_config(model, job.endpoint)
+        check_config(model, job.endpoint, job.batch_api)
         services.job_resume(job=job)
         return job, _("Continuing job %(job)s: %(n)s rows left to label.") % {
             "job": job.pk,

@@ -14,14 +14,22 @@ signalled. Workers get the default action back when they start
 (conversions.apps.warm_worker), so a group SIGTERM still ends a running task at once;
 its items are claimed again when their lease expires.
 
+While its cluster runs, the command's own process queues the remote batches' poller
+every MATHCONV_BATCH_POLL_SECONDS when that is shorter than the poller schedule's
+minute (conversions.batchapi.poll_ticker): a Batch API job is picked up again at once
+by a cluster that was restarted.
+
 This command shadows django-q2's own (conversions comes before django_q in
 INSTALLED_APPS for that reason).
 """
 
+import multiprocessing
 import signal
 
 from django_q import cluster
 from django_q.management.commands.qcluster import Command as DjangoQClusterCommand
+
+from conversions.batchapi import poll_ticker
 
 
 class GroupSignalSentinel(cluster.Sentinel):
@@ -39,3 +47,6 @@ class Command(DjangoQClusterCommand):
         # Cluster.start() looks the sentinel class up in its module when it starts it.
         cluster.Sentinel = GroupSignalSentinel
         super().handle(*args, **options)
+        # The cluster's sentinel is this process's child until the cluster stops (a
+        # signal's handler stops it here, or it dies); --run-once stopped it already.
+        poll_ticker(alive=lambda: bool(multiprocessing.active_children()))
