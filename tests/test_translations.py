@@ -6,6 +6,7 @@ locale/ is not touched), and compared with locale/ko/LC_MESSAGES/django.po by GN
 gettext's `msgcmp`, which reports every msgid that is missing, untranslated or fuzzy.
 """
 
+import gettext
 import os
 import re
 import shutil
@@ -92,3 +93,14 @@ def test_korean_admin_names_the_site_and_the_queue_in_korean(client):
     page = client.get("/admin/django_q/success/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
     assert "볼 성공한 태스크 선택" in page
     assert "보기위한" not in page
+
+
+def test_the_compiled_catalog_is_the_catalog(tmp_path):
+    """django.mo holds exactly what django.po says (compilemessages skips a .mo that is
+    newer than its .po, so a merge can leave a stale one that Django then serves)."""
+    fresh = tmp_path / "django.mo"
+    subprocess.run(["msgfmt", "--check", "-o", str(fresh), str(KO_PO)], check=True)
+    with fresh.open("rb") as new, KO_PO.with_suffix(".mo").open("rb") as shipped:
+        expected = gettext.GNUTranslations(new)._catalog  # type: ignore[attr-defined]
+        actual = gettext.GNUTranslations(shipped)._catalog  # type: ignore[attr-defined]
+    assert actual == expected, sorted(set(expected.items()) ^ set(actual.items()))[:5]
