@@ -991,6 +991,22 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
                 parts.append(_CJK_ANGLES[_text(kid)])
                 i += 1
                 continue
+        elif v is None and raw is not None and len(raw) == 1 and not kid.keys():
+            # An attribute-free one-character <mi> or <mo> (most of a row), written here as
+            # _mi's and _mo's own fast paths would write it.
+            if tag == "mo":
+                text = texts[i] or ""
+                if len(text) == 1:
+                    primes = sym.PRIMES.get(text)
+                    parts.append("\\prime" * len(primes) if primes is not None else _symbol(text))
+                    i += 1
+                    continue
+            else:
+                text = _text(kid)
+                if text in _ASCII_LETTERS:
+                    parts.append(text)
+                    i += 1
+                    continue
         parts.append(_conv(kid, v))
         i += 1
     return parts
