@@ -395,7 +395,7 @@ def _symbol(c: str) -> str:
     latex = _SYMBOLS.get(c)
     if latex is None:
         latex = _symbol_of(c)
-        if len(_SYMBOLS) < _MEMO_SIZE:
+        if len(_SYMBOLS) < _MEMO_SIZE and len(c) == 1:
             _SYMBOLS[c] = latex
     return latex
 
@@ -525,7 +525,7 @@ def _ident_char(c: str, variant: str) -> str:
     latex = _IDENT_CHARS.get(key)
     if latex is None:
         latex = _ident_char_of(c, variant)
-        if len(_IDENT_CHARS) < _MEMO_SIZE:
+        if len(_IDENT_CHARS) < _MEMO_SIZE and len(variant) < 40:  # (variants are short words)
             _IDENT_CHARS[key] = latex
     return latex
 
