@@ -396,7 +396,7 @@ def _symbol(c: str) -> str:
     latex = _SYMBOLS.get(c)
     if latex is None:
         latex = _symbol_of(c)
-        if len(_SYMBOLS) < _MEMO_SIZE:
+        if len(_SYMBOLS) < _MEMO_SIZE and len(c) == 1:
             _SYMBOLS[c] = latex
     return latex
 
@@ -526,7 +526,7 @@ def _ident_char(c: str, variant: str) -> str:
     latex = _IDENT_CHARS.get(key)
     if latex is None:
         latex = _ident_char_of(c, variant)
-        if len(_IDENT_CHARS) < _MEMO_SIZE:
+        if len(_IDENT_CHARS) < _MEMO_SIZE and len(variant) < 40:  # (variants are short words)
             _IDENT_CHARS[key] = latex
     return latex
 
@@ -1001,6 +1001,22 @@ def _row_parts(kids: list[etree._Element], v: str | None, middle: bool = False) 
                 parts.append(_CJK_ANGLES[_text(kid)])
                 i += 1
                 continue
+        elif v is None and raw is not None and len(raw) == 1 and not kid.keys():
+            # An attribute-free one-character <mi> or <mo> (most of a row), written here as
+            # _mi's and _mo's own fast paths would write it.
+            if tag == "mo":
+                text = texts[i] or ""
+                if len(text) == 1:
+                    primes = sym.PRIMES.get(text)
+                    parts.append("\\prime" * len(primes) if primes is not None else _symbol(text))
+                    i += 1
+                    continue
+            else:
+                text = _text(kid)
+                if text in _ASCII_LETTERS:
+                    parts.append(text)
+                    i += 1
+                    continue
         parts.append(_conv(kid, v))
         i += 1
     return parts
