@@ -82,18 +82,8 @@ def check_batch_api(*, endpoint: Endpoint) -> None:
     client = batch_client(endpoint, api_key=endpoint_api_key(endpoint), timeout=10.0)
     try:
         supported = client.supported()
-    except openai.AuthenticationError:
-        raise ConfigurationError(
-            _("The API key was rejected by %(url)s (401, endpoint %(endpoint)s).") % names
-        ) from None
-    except (openai.APIConnectionError, openai.APITimeoutError):
-        raise ConfigurationError(
-            _(
-                "Cannot reach the API at %(url)s (endpoint %(endpoint)s): check its base URL "
-                "and the network."
-            )
-            % names
-        ) from None
+    except (openai.AuthenticationError, openai.APIConnectionError) as exc:
+        raise _unusable(exc, names) from None
     except openai.APIStatusError as exc:
         raise ConfigurationError(
             _("The API at %(url)s answered %(status)s to GET /batches.")
@@ -103,6 +93,19 @@ def check_batch_api(*, endpoint: Endpoint) -> None:
         client.close()
     if not supported:
         raise ConfigurationError(batch_api_missing_message(endpoint))
+
+
+def _unusable(exc: openai.OpenAIError, names: dict[str, str]) -> ConfigurationError:
+    """A probe's refusal (401) or an unreachable server as the message that names the fix;
+    APITimeoutError is an APIConnectionError."""
+    if isinstance(exc, openai.AuthenticationError):
+        message = _("The API key was rejected by %(url)s (401, endpoint %(endpoint)s).")
+    else:
+        message = _(
+            "Cannot reach the API at %(url)s (endpoint %(endpoint)s): check its base URL "
+            "and the network."
+        )
+    return ConfigurationError(message % names)
 
 
 def batch_api_missing_message(endpoint: Endpoint) -> str:
@@ -125,18 +128,8 @@ def check_endpoint(*, endpoint: Endpoint, model: str) -> None:
     client = sdk_client(endpoint, api_key=api_key)
     try:
         available = {m.id for m in client.models.list()}
-    except openai.AuthenticationError:
-        raise ConfigurationError(
-            _("The API key was rejected by %(url)s (401, endpoint %(endpoint)s).") % names
-        ) from None
-    except (openai.APIConnectionError, openai.APITimeoutError):
-        raise ConfigurationError(
-            _(
-                "Cannot reach the API at %(url)s (endpoint %(endpoint)s): check its base URL "
-                "and the network."
-            )
-            % names
-        ) from None
+    except (openai.AuthenticationError, openai.APIConnectionError) as exc:
+        raise _unusable(exc, names) from None
     except openai.APIStatusError as exc:
         raise ConfigurationError(
             _("The API at %(url)s answered %(status)s to GET /models: %(message)s")
