@@ -7,11 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
 
-from conversions.models import ModelPrice, Question
+from django.db.models import Count
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from conversions.models import Job, ModelPrice, Question
 from mathconv_dev.fakeopenai import FakeServer
 from tests.settings import subprocess_env
 
@@ -65,17 +70,24 @@ class Cluster:
     def __init__(self, **env: str) -> None:
         self.env = subprocess_env(**env)
         self.proc: subprocess.Popen | None = None
+        # Its log, so that a failing test can say what the cluster did (log_tail).
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the object)
 
     def start(self) -> Cluster:
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
             env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
+
+    def log_tail(self, lines: int = 60) -> str:
+        self.log.seek(0)
+        text = self.log.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def kill(self) -> None:
         """SIGKILL the whole cluster (sentinel, pusher, workers) like a crashed machine."""
@@ -95,12 +107,39 @@ class Cluster:
             self.proc.wait()
 
 
-def wait_until(condition, timeout: float = 60.0, interval: float = 0.1):
-    """Poll until condition() is truthy; return its value, or fail after timeout."""
+def wait_until(condition, timeout: float = 60.0, interval: float = 0.1, explain=None):
+    """Poll until condition() is truthy; return its value, or fail after timeout.
+
+    explain: a callable whose text (the state, the clusters' logs) the failure carries.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+    detail = f"\n{explain()}" if explain else ""
+    raise AssertionError(f"condition not met within {timeout} s{detail}")
+
+
+def queue_state(job, clusters=()) -> str:
+    """What a stuck queue test needs to be understood: the job, its items, runs and
+    queued tasks, and the tail of each cluster's log."""
+    job = Job.objects.get(pk=job.pk)
+    lines = [
+        f"now={timezone.now():%H:%M:%S.%f} job status={job.status} heartbeat={job.heartbeat_at}",
+        f"items: {dict(job.items.values_list('status').annotate(n=Count('id')))}",
+        "running: "
+        + "; ".join(
+            f"{owner} until {until:%H:%M:%S} x{n}"
+            for owner, until, n in job.items.filter(status="running")
+            .values_list("lease_owner", "lease_expires_at")
+            .annotate(n=Count("id"))
+        ),
+        "runs: "
+        + "; ".join(f"{r.owner}@{r.cluster} {r.heartbeat_at:%H:%M:%S}" for r in job.runs.all()),
+        f"queued tasks: {OrmQ.objects.count()}",
+    ]
+    for n, cluster in enumerate(clusters):
+        lines += [f"--- cluster {n} log ---", cluster.log_tail()]
+    return "\n".join(lines)

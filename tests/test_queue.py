@@ -14,7 +14,7 @@ from conversions import selectors, services
 from conversions.jobsettings import JobSettings
 from conversions.models import Item, Job, Question
 from mathconv_dev.fakeopenai import input_key
-from tests.jobutil import API_KEY, Cluster, make_questions, wait_until
+from tests.jobutil import API_KEY, Cluster, make_questions, queue_state, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -200,7 +200,12 @@ def test_a_jobs_tasks_run_on_two_clusters_and_one_kill_does_not_stop_the_job(llm
         # The other cluster's task goes on while the dead task's items are still leased.
         wait_until(lambda: finished(job) >= done_at_kill + 20, timeout=60)
         assert job.items.filter(pk__in=held, status="running", lease_owner=victim.owner).exists()
-        wait_until(lambda: Job.objects.get(pk=job.pk).is_final, timeout=180, interval=0.5)
+        wait_until(
+            lambda: Job.objects.get(pk=job.pk).is_final,
+            timeout=180,
+            interval=0.5,
+            explain=lambda: queue_state(job, clusters),
+        )
     finally:
         for running in clusters:
             running.stop()
