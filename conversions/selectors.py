@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, CharField, Count, F, Func, Max, Q, QuerySet, Sum, Value
+from django.db.models import Avg, CharField, Count, F, Func, Max, Min, Q, QuerySet, Sum, Value
 from django.db.models.functions import Length, TruncDate
 from django.utils import timezone
 from django.utils.text import Truncator
@@ -538,6 +538,24 @@ def cluster_workers() -> int:
     if running:
         return sum(running.values())
     return int(settings.Q_CLUSTER.get("workers", 1))
+
+
+def items_orphaned_until(*, job: Job, owner: str, missed_s: float):
+    """When the job's items held by a worker that looks dead become claimable, or None.
+
+    Items are orphaned when another owner holds them running and has not renewed their
+    lease for `missed_s` seconds (a live worker renews every lease/4 s, worker.py):
+    its process was killed. Returns the earliest lease_expires_at (an aware datetime)
+    among them; services.items_claim takes them once it has passed.
+    """
+    renewed_after = timezone.now() + timedelta(seconds=settings.MATHCONV_LEASE_SECONDS - missed_s)
+    return (
+        Item.objects.filter(
+            job_id=job.pk, status=Item.Status.RUNNING, lease_expires_at__lt=renewed_after
+        )
+        .exclude(lease_owner=owner)
+        .aggregate(until=Min("lease_expires_at"))["until"]
+    )
 
 
 def other_cluster_alive(cluster: str) -> bool:

@@ -356,6 +356,26 @@ class JobWorker:
             exporting.batch_export(job=self.job, batch_no=batch_no)
         self.batches_done = []
 
+    def _wait_for_orphans(self) -> bool:
+        """Nothing left to claim: if a killed worker's items are what keeps the job from
+        ending, wait (ticking) until their lease expires and say so, so that the run
+        claims them. Without this the last live run would leave, and the job would wait
+        for the reconciler (up to a minute more, or forever where its schedule is gone).
+        Returns False at once while the other holders renew their leases."""
+        until = selectors.items_orphaned_until(
+            job=self.job, owner=self.owner, missed_s=2 * self.renew_every + 1
+        )
+        if until is None:
+            return False
+        self.log.job("waiting for the lease of a stopped worker's items (until %s)", until)
+        while True:
+            self._tick()
+            if self.stop_reason or self._over_budget():
+                return False
+            time.sleep(0.2)  # also between two tries when a claim found them taken
+            if timezone.now() > until:
+                return True
+
     def _claim(self) -> services.Batch | None:
         # Near the end of a job shared by several tasks, claims shrink to this task's
         # share of what is left, down to half its pool (services.items_claim).
@@ -448,6 +468,8 @@ class JobWorker:
                 return
             batch = self._claim()
             if batch is None:
+                if self._wait_for_orphans():
+                    continue
                 return
             for item in batch.items:
                 result = self._skip_locked(item) or self._rules(item)
@@ -516,6 +538,9 @@ class JobWorker:
             while self.backlog and runner.submit(self.backlog[0].work_item(), timeout=0):
                 self.backlog.popleft()
             if not self.in_flight and (exhausted or self._over_budget()):
+                if exhausted and not self.unreachable and self._wait_for_orphans():
+                    exhausted = False
+                    continue
                 break
             wait = 0.02 if self.in_flight else 0.0
             for outcome in runner.poll(timeout=wait):

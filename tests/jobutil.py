@@ -71,22 +71,26 @@ class Cluster:
         self.env = subprocess_env(**env)
         self.proc: subprocess.Popen | None = None
         # Its log, so that a failing test can say what the cluster did (log_tail).
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the object)
+        fd, self.log_path = tempfile.mkstemp(prefix="mathconv-cluster-", suffix=".log")
+        os.close(fd)
 
     def start(self) -> Cluster:
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "manage.py", "qcluster"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def log_tail(self, lines: int = 60) -> str:
-        self.log.seek(0)
-        text = self.log.read().decode(errors="replace")
+        try:
+            text = Path(self.log_path).read_text(errors="replace")
+        except FileNotFoundError:
+            return "(stopped: log removed)"
         return "\n".join(text.splitlines()[-lines:])
 
     def kill(self) -> None:
@@ -105,6 +109,8 @@ class Cluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.log_path)
 
 
 def wait_until(condition, timeout: float = 60.0, interval: float = 0.1, explain=None):

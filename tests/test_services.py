@@ -15,6 +15,7 @@ from conversions.jobsettings import JobSettings
 from conversions.models import Endpoint, Item, Job, Question
 from conversions.preflight import check_backend_config
 from conversions.results import ItemResult
+from conversions.tasks import job_run_inline
 from tests.jobutil import make_questions
 
 pytestmark = pytest.mark.django_db
@@ -419,3 +420,29 @@ def test_a_run_that_stopped_beating_is_replaced_once_and_its_job_reconciled(
     with django_capture_on_commit_callbacks(execute=True):
         assert services.jobs_reconcile() == [job.pk]
     assert OrmQ.objects.count() == 2 and not job.runs.exists()
+
+
+def test_the_last_live_run_takes_a_killed_workers_items_once_their_lease_expires(settings):
+    # Two runs shared a job; one was SIGKILLed holding 2 items and renews nothing any
+    # more. The survivor runs out of pending items first: it must not leave the job to
+    # the reconciler (a minute later, or never where its schedule was lost) but wait out
+    # the lease and finish the items itself.
+    settings.MATHCONV_LEASE_SECONDS = 3
+    job = rules_job(6)
+    services.items_claim(job=job, owner="killed", limit=2)
+    held = set(job.items.filter(lease_owner="killed").values_list("pk", flat=True))
+    # Last renewed 2.5 s ago (a live worker renews every lease/4 s): it expires in 0.5 s.
+    job.items.filter(pk__in=held).update(lease_expires_at=timezone.now() + timedelta(seconds=0.5))
+    Schedule.objects.all().delete()  # no reconciler: the run alone must end the job
+    assert job_run_inline(job) == Job.Status.COMPLETED
+    assert job.items.filter(status=Item.Status.SUCCEEDED).count() == 6
+    assert set(job.items.filter(attempts=2).values_list("pk", flat=True)) == held
+
+
+def test_a_run_does_not_wait_for_items_a_live_worker_keeps_renewing(settings):
+    settings.MATHCONV_LEASE_SECONDS = 30
+    job = rules_job(4)
+    services.items_claim(job=job, owner="alive", limit=1)  # a fresh lease, renewed just now
+    assert selectors.items_orphaned_until(job=job, owner="me", missed_s=8) is None
+    assert job_run_inline(job) == "done (other workers finish the job)"
+    assert job.items.filter(status=Item.Status.RUNNING, lease_owner="alive").count() == 1
