@@ -28,11 +28,7 @@ def endpoint_default() -> Endpoint:
     """
     base_url = settings.OPENAI_BASE_URL or ""
     with transaction.atomic():
-        found = (
-            Endpoint.objects.filter(base_url=base_url, key_env="OPENAI_API_KEY")
-            .order_by("id")
-            .first()
-        )
+        found = endpoint_from_environment()
         if found is not None:
             return found
         name = DEFAULT_NAME
@@ -47,6 +43,16 @@ def endpoint_default() -> Endpoint:
             },
         )
     return endpoint
+
+
+def endpoint_from_environment() -> Endpoint | None:
+    """The endpoint endpoint_default would return, if it exists already (read only: the
+    launch page's estimate looks it up without creating it)."""
+    return (
+        Endpoint.objects.filter(base_url=settings.OPENAI_BASE_URL or "", key_env="OPENAI_API_KEY")
+        .order_by("id")
+        .first()
+    )
 
 
 def endpoint_named(name: str) -> Endpoint | None:

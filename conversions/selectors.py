@@ -28,7 +28,7 @@ from django_q.status import Stat
 from conversions import labeling, pricing
 from conversions.engine.prompts import CONVERT_SYSTEM_PROMPT, ConversionTask, estimate_text_tokens
 from conversions.engine.types import WorkItem
-from conversions.models import Item, Job, LabelSchema, ModelPrice, Question, RemoteBatch
+from conversions.models import Endpoint, Item, Job, LabelSchema, ModelPrice, Question, RemoteBatch
 
 SAMPLE_MESSAGES = 5
 
@@ -134,8 +134,8 @@ def _llm_cost_per_item(job: Job, items: QuerySet[Item], agg: dict) -> Decimal | 
         )
     if agg["n"]:
         return agg["cost"] / agg["n"]
-    price = ModelPrice.objects.for_model(job.model)
-    if price is None:
+    prices = pricing.prices_for(endpoint=job.endpoint, model=job.model)
+    if prices is None:
         return None
     sizes = items.aggregate(
         mathml=Avg(Length("question__mathml")), latex=Avg(Length("result_latex"))
@@ -143,7 +143,9 @@ def _llm_cost_per_item(job: Job, items: QuerySet[Item], agg: dict) -> Decimal | 
     # About four characters per token, plus the JSON wrapping of the answer.
     tokens_in = (len(CONVERT_SYSTEM_PROMPT) + (sizes["mathml"] or 0)) / 4 + 40
     tokens_out = (sizes["latex"] or 0) / 4 + 10
-    return price.cost(round(tokens_in), round(tokens_out))
+    return pricing.cost(
+        prices, tokens_in=round(tokens_in), tokens_out=round(tokens_out), batch=job.batch_api
+    ).usd
 
 
 def _eta(job: Job, unfinished: int, rate_per_s: float) -> float | None:
@@ -757,9 +759,14 @@ def launch_estimate(
     schema=None,
     count: int,
     batch_api: bool = False,
+    endpoint: Endpoint | None = None,
 ) -> dict:
-    """Tokens and cost of running `count` questions, from a sample of them; in Batch API
-    mode at the model's batch price (ModelPrice.batch_discount of the realtime one)."""
+    """Tokens and cost of running `count` questions, from a sample of them.
+
+    Priced as the job will be (pricing.prices_for: the endpoint's own model prices, else
+    ModelPrice), in Batch API mode at the batch prices. "price" is the pricing.Prices
+    used, or None (then cost_usd and cost_max_usd are None: nothing prices the model).
+    """
     llm = backend in Job.LLM_BACKENDS
     estimate: dict[str, Any] = {"count": count, "llm": llm, "hybrid": backend == Job.Backend.HYBRID}
     estimate["batch_api"] = batch_api and llm
@@ -788,12 +795,14 @@ def launch_estimate(
         tokens_out=round(tokens_out * scale),
         tokens_out_max=round(tokens_out_max * scale),
     )
-    price = ModelPrice.objects.for_model(model)
-    if price is not None:
-        factor = price.batch_discount if estimate["batch_api"] else Decimal(1)
-        estimate["price"] = price
-        estimate["cost_usd"] = factor * price.cost(estimate["tokens_in"], estimate["tokens_out"])
-        estimate["cost_max_usd"] = factor * price.cost(
-            estimate["tokens_in"], estimate["tokens_out_max"]
-        )
+    prices = pricing.prices_for(endpoint=endpoint, model=model)
+    if prices is not None:
+        batch = estimate["batch_api"]
+        estimate["price"] = prices
+        estimate["price_in"] = prices.batch_input if batch else prices.input
+        estimate["price_out"] = prices.batch_output if batch else prices.output
+        for key, out in (("cost_usd", "tokens_out"), ("cost_max_usd", "tokens_out_max")):
+            estimate[key] = pricing.cost(
+                prices, tokens_in=estimate["tokens_in"], tokens_out=estimate[out], batch=batch
+            ).usd
     return estimate

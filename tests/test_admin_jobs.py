@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -9,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from conversions.models import Item, Job, Question
+from conversions.models import Endpoint, EndpointModel, Item, Job, ModelPrice, Question
 from conversions.selectors import message_pattern
 from tests.adminutil import login, make_job, set_items, staff_user
 from tests.jobutil import make_questions
@@ -351,9 +352,36 @@ def test_estimate_prices_llm_jobs_from_the_price_table(operator):
     assert estimate["count"] == 10
     assert estimate["tokens_in"] > 10 * 100  # the system prompt alone is longer
     assert 0 < estimate["tokens_out"] < estimate["tokens_out_max"]
-    price = estimate["price"]
+    price = ModelPrice.objects.get(model="gpt-4.1-mini")
     assert estimate["cost_usd"] == price.cost(estimate["tokens_in"], estimate["tokens_out"])
     assert Job.objects.count() == 0  # estimating does not launch
+
+
+def test_the_estimate_prices_at_the_chosen_endpoints_own_model_price(operator):
+    from tests.jobutil import seed_prices
+
+    seed_prices()
+    make_questions(10)
+    azure = Endpoint.objects.create(name="azure-kr", base_url="https://x.invalid/v1")
+    EndpointModel.objects.create(
+        endpoint=azure,
+        model="gpt-4.1-mini",
+        input_per_mtok=Decimal("1.00"),
+        output_per_mtok=Decimal("2.00"),
+        batch_input_per_mtok=Decimal("0.30"),
+        batch_output_per_mtok=Decimal("0.70"),
+    )
+    launch = reverse("admin:conversions_question_launch", args=["convert"])
+    form = {"backend": "openai", "model": "gpt-4.1-mini", "batch_size": 100}
+    form.update(max_concurrent=10, endpoint=azure.pk, _estimate="1")
+    for batch_api, (per_in, per_out) in ((False, ("1", "2")), (True, ("0.3", "0.7"))):
+        page = operator.post(launch, {**form, **({"batch_api": "on"} if batch_api else {})})
+        estimate = page.context["estimate"]
+        expected = (
+            Decimal(per_in) * estimate["tokens_in"] + Decimal(per_out) * estimate["tokens_out"]
+        ) / 1_000_000
+        assert estimate["cost_usd"] == expected
+        assert f"${Decimal(per_in):.4f} / ${Decimal(per_out):.4f}" in page.content.decode()
 
 
 def test_launch_reports_a_configuration_error_instead_of_starting(operator, settings):

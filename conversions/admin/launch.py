@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy
 
 from conversions import labeling, selectors, services
 from conversions.admin.access import RUN_JOBS, require_perm, with_csp
+from conversions.endpoints import endpoint_from_environment
 from conversions.jobsettings import TEST_MODE_ITEMS, JobSettings, default_model
 from conversions.models import Endpoint, Job, LabelSchema, ModelPrice, QuestionQuerySet
 
@@ -219,6 +220,7 @@ def launch_response(request, model_admin, *, kind: str, selection: dict, form=No
         schema=data.get("label_schema"),
         count=count,
         batch_api=bool(data.get("batch_api")),
+        endpoint=data.get("endpoint") or endpoint_from_environment(),
     )
     filter_query = urlencode(selection.get("filter", {}), doseq=True)
     action = reverse("admin:conversions_question_launch", args=[kind])
