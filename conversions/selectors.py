@@ -28,7 +28,7 @@ from django_q.status import Stat
 from conversions import labeling, pricing
 from conversions.engine.prompts import CONVERT_SYSTEM_PROMPT, ConversionTask, estimate_text_tokens
 from conversions.engine.types import WorkItem
-from conversions.models import Endpoint, Item, Job, LabelSchema, ModelPrice, Question, RemoteBatch
+from conversions.models import Endpoint, Item, Job, LabelSchema, Question, RemoteBatch
 
 SAMPLE_MESSAGES = 5
 
