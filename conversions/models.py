@@ -21,6 +21,11 @@ ERROR_CATEGORY_LABELS = {
 
 
 class QuestionQuerySet(models.QuerySet["Question"]):
+    def with_mathml(self) -> QuestionQuerySet:
+        """Questions that have a formula to convert: a label import can create questions
+        with text only (mathml ""), which a conversion job leaves out."""
+        return self.exclude(mathml="")
+
     def unconverted(self) -> QuestionQuerySet:
         """Questions with no accepted result yet: never converted, or failed."""
         return self.filter(

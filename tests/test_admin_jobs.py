@@ -462,3 +462,17 @@ def test_pages_follow_the_browser_language(operator):
     assert stats["stats"]["failures"]["timeout"]["label"] == "시간 초과"
     english = operator.get(reverse("admin:conversions_job_dashboard"), HTTP_ACCEPT_LANGUAGE="en")
     assert "Control room" in english.content.decode()
+
+
+def test_conversion_jobs_leave_out_text_only_questions_and_the_launch_page_says_so(operator):
+    make_questions(3)
+    Question.objects.create(question_id="LABEL-ONLY", mathml="", text="다음 중 옳은 것은?")
+    launch = reverse("admin:conversions_question_launch", args=["convert"])
+    page = operator.get(launch, HTTP_ACCEPT_LANGUAGE="ko")
+    assert (page.context["selected"], page.context["estimate"]["count"]) == (4, 3)
+    assert "1개는 MathML이 없습니다" in page.content.decode()
+    form = {"backend": "rules", "batch_size": 100, "max_concurrent": 1, "_launch": "1"}
+    operator.post(launch, form)
+    job = Job.objects.get()
+    assert job.total_items == 3
+    assert not job.items.filter(question__question_id="LABEL-ONLY").exists()

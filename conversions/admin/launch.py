@@ -182,7 +182,10 @@ def describe_selection(selection: dict) -> str:
 
 
 def runnable_questions(questions: QuestionQuerySet, *, kind: str, data: dict) -> QuestionQuerySet:
-    """The part of the selection a job with these settings will work on."""
+    """The part of the selection a job with these settings will work on (the rules
+    job_create applies, used here to count and estimate)."""
+    if kind == Job.Kind.CONVERT:
+        questions = questions.with_mathml()
     if kind == Job.Kind.CONVERT and data.get("only_unconverted"):
         # The same rule job_create applies; used here to count and estimate.
         questions = questions.unconverted()
@@ -236,6 +239,7 @@ def launch_response(request, model_admin, *, kind: str, selection: dict, form=No
         "selection_text": describe_selection(selection),
         "ids": selection.get("ids", []),
         "selected": selected,
+        "text_only": questions.filter(mathml="").count() if kind == Job.Kind.CONVERT else 0,
         "estimate": estimate,
         "form_action": action + (f"?{filter_query}" if filter_query else ""),
         "back_url": reverse("admin:conversions_question_changelist")

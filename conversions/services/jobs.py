@@ -79,6 +79,8 @@ def job_create(
         raise ConfigurationError(_("Labeling jobs run on the openai backend."))
 
     questions = questions.order_by("id")
+    if kind == Job.Kind.CONVERT:
+        questions = questions.with_mathml()  # text-only questions have nothing to convert
     if chosen.only_unconverted and kind == Job.Kind.CONVERT:
         questions = questions.unconverted()
     question_ids = questions.values_list("id", flat=True)
