@@ -1935,7 +1935,8 @@ def _top_row(el: etree._Element, v: str | None) -> tuple[etree._Element, str | N
 
 
 def _is_line_break(el: etree._Element) -> bool:
-    return _tag(el) in ("mspace", "mo") and el.get("linebreak") in ("newline", "indentingnewline")
+    # (the attribute first: most items have none, and it is cheaper than the tag)
+    return el.get("linebreak") in ("newline", "indentingnewline") and _tag(el) in ("mspace", "mo")
 
 
 def _lines(kids: list[etree._Element], v: str | None) -> str:
