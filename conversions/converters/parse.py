@@ -94,8 +94,14 @@ def _replace_entity(match: re.Match) -> str:
     return "".join(f"&#{ord(c)};" for c in chars)
 
 
+def _without_declaration(text: str) -> str:
+    # (match, not sub: a sub copies the whole text through its result list)
+    match = _XML_DECL_RE.match(text)
+    return text if match is None else text[match.end() :]
+
+
 def _strip_prolog(text: str) -> str:
-    text = _XML_DECL_RE.sub("", text, count=1)
+    text = _without_declaration(text)
     match = _DOCTYPE_RE.search(text)
     if match is None:
         if "<!ENTITY" in text:
@@ -212,8 +218,11 @@ def _checked_text(text: str | bytes, max_bytes: int) -> str:
             ) from None
     if not isinstance(text, str):
         raise InvalidMathML(_("MathML must be text"))
-    # Counting bytes needs an encoded copy; only texts that might be too big pay for it.
-    if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode()) > max_bytes):
+    # Counting bytes needs an encoded copy; only non-ASCII texts that might be too big pay
+    # for it (an ASCII text has as many bytes as characters).
+    if len(text) > max_bytes or (
+        len(text) * 4 > max_bytes and not text.isascii() and len(text.encode()) > max_bytes
+    ):
         raise InvalidMathML(_too_big(len(text.encode()), max_bytes))
     if not text.strip():
         raise InvalidMathML(_("empty input: no MathML"))
@@ -222,10 +231,10 @@ def _checked_text(text: str | bytes, max_bytes: int) -> str:
 
 def _prepared(text: str) -> str:
     """Without the prolog, and with named entities as character references."""
-    if "<!" in text:
+    if "!" in text and "<!" in text:  # (a one-character search is a memchr: 10x faster)
         text = _strip_prolog(text)
     elif "<?xml" in text[:64]:
-        text = _XML_DECL_RE.sub("", text, count=1)
+        text = _without_declaration(text)
     if "&" in text:
         text = _ENTITY_RE.sub(_replace_entity, text)
     return text
