@@ -30,6 +30,10 @@ Which text goes where (the decision of issue 12):
   in the source language too, like its other lines, so that grep finds them there.
   `shown` uses the stored data only while its source text is still error_message, so a
   writer that sets error_message alone never shows a stale reason.
+- plain text is shown as it is in every language: rows written before issue 12 (in
+  their worker's language; they group by that text, apart from new rows of the same
+  reason, until retried) and the words of an API, libxml2 or the engine (conversions/
+  engine has no Django, so its messages stay English).
 
 A msgid that is no longer in the catalogue (changed since the row was written) is shown
 untranslated; a translation whose placeholders do not fit the stored params falls back
@@ -140,6 +144,8 @@ class Message(str):
         return Message(self.data["msgid"], params)
 
     def __reduce__(self):
+        # Unpickled (or copied), a Message is made again from its data: its text is in
+        # the language active then.
         return (_from_data, (self.data,))
 
 
@@ -157,14 +163,14 @@ def _(message: str) -> Message:
     return Message(message)
 
 
-def error_fields(error: object, prefix: str = "error") -> dict[str, Any]:
-    """The columns an error is stored in: {prefix_message: the source text (cut to
-    ERROR_CHARS), prefix_reason: the data, None for plain text}."""
+def error_fields(error: object) -> dict[str, Any]:
+    """The columns an error (a Message, or plain text) is stored in, Item's and Job's:
+    {"error_message": its source text cut to ERROR_CHARS, "error_reason": its data, None
+    for plain text}."""
     data = message_data(error) if error is not None else ""
-    structured = not isinstance(data, str)
     return {
-        f"{prefix}_message": source_text(data)[:ERROR_CHARS],
-        f"{prefix}_reason": data if structured else None,
+        "error_message": source_text(data)[:ERROR_CHARS],
+        "error_reason": None if isinstance(data, str) else data,
     }
 
 
