@@ -52,11 +52,13 @@ from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django_q.tasks import async_task, fetch
 
 from conversions import exporting, selectors, services
 from conversions.batchroute import Partial, Planned, Record, Requeue, Router
 from conversions.cache import CachedResult
+from conversions.converters.messages import Message
 from conversions.endpoints import endpoint_default
 from conversions.engine import batch as remote_api
 from conversions.joblog import JobLog
@@ -335,8 +337,11 @@ class BatchStep:
     def _active(self) -> bool:
         return selectors.job_status(job_id=self.job.pk) in Job.ACTIVE_STATUSES
 
-    def _refusal_message(self, error: str) -> str:
-        return _("The endpoint refused the Batch API requests: %(error)s") % {"error": error}
+    def _refusal_message(self, error: str) -> Message:
+        return Message(
+            gettext_noop("The endpoint refused the Batch API requests: %(error)s"),
+            {"error": error},
+        )
 
     def _renew(self) -> None:
         """Stop before writing anything more once another step has the job's lock."""
@@ -516,10 +521,13 @@ class BatchStep:
             collected_at=timezone.now(),
         )
         self.log.job("remote batch %s refused: %s", remote.seq, message, level=logging.ERROR)
-        self.stop_message = _(
-            "The Batch API refused remote batch %(seq)s: %(error)s. Its items are pending "
-            "again; fix the cause, then resume the job."
-        ) % {"seq": remote.seq, "error": message}
+        self.stop_message = Message(
+            gettext_noop(
+                "The Batch API refused remote batch %(seq)s: %(error)s. Its items are pending "
+                "again; fix the cause, then resume the job."
+            ),
+            {"seq": remote.seq, "error": message},
+        )
 
     # -- 2. polling and collecting ------------------------------------------------------------
 

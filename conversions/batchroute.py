@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from conversions import labeling
 from conversions.cache import CachedResult, cache_key, cache_lookup
+from conversions.converters.messages import Message
 from conversions.endpoints import engine_endpoint, model_settings
 from conversions.engine import batch as remote_api
 from conversions.engine.capabilities import unsupported_parameter
@@ -331,9 +333,10 @@ class Router:
         if param is not None:
             return unsupported_parameter_message(job=self.job, param=param)
         if outcome.refused:
-            return _("The endpoint refused the Batch API requests: %(error)s") % {
-                "error": outcome.error_message
-            }
+            return Message(
+                gettext_noop("The endpoint refused the Batch API requests: %(error)s"),
+                {"error": outcome.error_message},
+            )
         return ""
 
     def _collect_stem(
@@ -411,5 +414,5 @@ def as_cancelled(result: ItemResult) -> None:
     """A result whose request the cancel left unanswered: cancelled, what it cost kept."""
     result.status = Item.Status.CANCELLED
     result.error_category = Item.ErrorCategory.CANCELLED
-    result.error_message = _("The job was cancelled before this item finished.")
+    result.error_message = Message(gettext_noop("The job was cancelled before this item finished."))
     result.latex = ""

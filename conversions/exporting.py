@@ -18,6 +18,8 @@ What leaves mathconv is what it holds:
   those get a leading apostrophe, which the CSV import takes off again.
 - Timestamps are in settings.TIME_ZONE (Asia/Seoul, as the pages) with their offset.
 - Labels: one column per label field (label_<name>), as the `label` command's CSV.
+- Error messages and validation reasons, stored language-neutrally
+  (converters/messages.py), are written in LANGUAGE_CODE, whoever asks for the export.
 The JSON export is lossless.
 
 Rows are read in primary-key pages with a constant number of queries per page (the
@@ -38,12 +40,13 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 
 from conversions import labeling, selectors
+from conversions.converters.messages import Reason, render, shown
 from conversions.models import Item, Job, Question
 from conversions.sanitize import latex_for_output
 
@@ -174,7 +177,8 @@ def question_record(question: Question, latest: Item | None) -> dict:
         "latex": latex_for_output(
             question.latex
         ),  # a stem's whole converted document (conversions/stems.py)
-        "formulas": question.formulas,  # a stem's per-formula results; None for a formula
+        # a stem's per-formula results; None for a formula
+        "formulas": exported_formulas(question.formulas),
         # The source's own LaTeX as last read or written back (None: never known).
         "source_latex": latex_for_output(question.source_latex),
         "conversion_state": question.conversion_state,
@@ -198,7 +202,7 @@ def latest_result(item: Item) -> dict:
         "result_latex": latex_for_output(item.result_latex),
         "validation_score": item.validation_score,
         "error_category": item.error_category,
-        "error_message": item.error_message,
+        "error_message": exported_error(item.error_message, item.error_reason),
         "route": item.route,
         "review_status": item.review_status,
         "finished_at": _iso(item.finished_at),
@@ -445,13 +449,46 @@ RESULT_COLUMNS = (
 RESULT_PAGE = 2000
 
 
+def exported_error(message: str, reason: Reason) -> str:
+    """An item's error as exports write it: in LANGUAGE_CODE (converters.messages.shown)."""
+    if not message:
+        return message
+    with translation.override(settings.LANGUAGE_CODE):
+        return shown(message, reason)
+
+
+def exported_reasons(reasons: list | None) -> list[str]:
+    """Validation reasons as exports write them: in LANGUAGE_CODE."""
+    return [render(reason, settings.LANGUAGE_CODE) for reason in reasons or []]
+
+
+def exported_formulas(formulas: list | None) -> list | None:
+    """A stem's formula entries (conversions/stems.py) with their error and reasons in
+    LANGUAGE_CODE."""
+    if formulas is None:
+        return None
+    return [
+        {
+            **entry,
+            "error": None
+            if entry.get("error") is None
+            else render(entry["error"], settings.LANGUAGE_CODE),
+            "reasons": exported_reasons(entry.get("reasons")),
+        }
+        for entry in formulas
+    ]
+
+
 def result_rows(items: QuerySet[Item], *, page: int = RESULT_PAGE) -> Iterator[dict]:
     """The items as RESULT_COLUMNS rows, read in primary-key pages (any job size)."""
-    values = items.order_by("pk").values_list("pk", "question__question_id", *RESULT_COLUMNS[2:])
+    columns = (*RESULT_COLUMNS, "error_reason")
+    values = items.order_by("pk").values_list("pk", "question__question_id", *columns[2:])
     last = 0
     while chunk := list(values.filter(pk__gt=last)[:page]):
         for row_values in chunk:
-            row = dict(zip(RESULT_COLUMNS, row_values, strict=True))
+            row = dict(zip(columns, row_values, strict=True))
+            row["error_message"] = exported_error(row["error_message"], row.pop("error_reason"))
+            row["validation_reasons"] = exported_reasons(row["validation_reasons"])
             row["result_latex"] = latex_for_output(row["result_latex"])
             row["reviewed_latex"] = latex_for_output(row["reviewed_latex"])
             row["finished_at"] = _iso(row["finished_at"])

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from conversions.converters.messages import render, shown
 from conversions.engine.types import ErrorCategory
 
 ERROR_CATEGORY_LABELS = {
@@ -340,7 +341,11 @@ class Job(models.Model):
     selection = models.JSONField(_("selection"), default=dict, blank=True)
 
     total_items = models.PositiveIntegerField(_("items"), default=0)
+    # error_message is the error's source-language text, error_reason its
+    # language-neutral form (None for plain text), shown in the reader's language by
+    # error_text (converters/messages.py, issue 12).
     error_message = models.TextField(_("error"), blank=True)
+    error_reason = models.JSONField(_("error (language-neutral)"), null=True, blank=True)
     # Claims number their batches from this counter (one batch = one claim = one
     # results file); heartbeat_at is the last sign of life of a task working on the job,
     # which the reconciler uses to tell a lost task from a busy one.
@@ -384,6 +389,11 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
+
+    @property
+    def error_text(self) -> str:
+        """The error in the active language (converters.messages.shown)."""
+        return shown(self.error_message, self.error_reason)
 
 
 class JobRun(models.Model):
@@ -614,7 +624,13 @@ class Item(models.Model):
     error_category = models.CharField(
         _("error category"), max_length=20, choices=ErrorCategory.choices, blank=True
     )
+    # Stored language-neutrally (converters/messages.py, issue 12): error_message is the
+    # source-language text (English; the failures page groups and filters by it),
+    # error_reason the message ids and params (None for plain text: an API's words, rows
+    # from before), validation_reasons a list of such reasons (plain strings in old
+    # rows). error_text and reasons_text give them in the active language.
     error_message = models.TextField(_("error message"), blank=True)
+    error_reason = models.JSONField(_("error (language-neutral)"), null=True, blank=True)
     request_excerpt = models.TextField(_("request excerpt"), blank=True)
     response_excerpt = models.TextField(_("response excerpt"), blank=True)
 
@@ -678,6 +694,16 @@ class Item(models.Model):
     @property
     def can_retry(self) -> bool:
         return self.status in self.RETRYABLE_STATUSES
+
+    @property
+    def error_text(self) -> str:
+        """The error in the active language (converters.messages.shown)."""
+        return shown(self.error_message, self.error_reason)
+
+    @property
+    def reasons_text(self) -> list[str]:
+        """The validation reasons in the active language."""
+        return [render(reason) for reason in self.validation_reasons or []]
 
     @staticmethod
     def reviewable_q() -> models.Q:

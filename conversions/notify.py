@@ -96,7 +96,7 @@ def message_for(job: Job, event: str) -> Message:
             _("Duration: %(seconds)s s") % {"seconds": f"{stats['elapsed_s']:,.0f}"},
         ]
         if job.error_message:
-            lines.append(_("Error: %(error)s") % {"error": job.error_message[:ERROR_CHARS]})
+            lines.append(_("Error: %(error)s") % {"error": job.error_text[:ERROR_CHARS]})
         url = job_url(job)
         lines.append(_("Job page: %(url)s") % {"url": url})
     return Message(subject=subject, lines=tuple(lines), url=url)

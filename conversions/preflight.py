@@ -13,7 +13,9 @@ import os
 import openai
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
+from conversions.converters.messages import Message
 from conversions.endpoints import endpoint_default
 from conversions.engine.batch import AZURE_URL, OPENAI_URL, BatchClient
 from conversions.engine.redact import redact
@@ -108,12 +110,18 @@ def _unusable(exc: openai.OpenAIError, names: dict[str, str]) -> ConfigurationEr
     return ConfigurationError(message % names)
 
 
-def batch_api_missing_message(endpoint: Endpoint) -> str:
-    return _(
-        "The endpoint %(endpoint)s (%(url)s) has no Batch API: it does not serve GET "
-        "/batches. Run the job in realtime (without Batch API mode), or choose an endpoint "
-        "that has the Batch API (OpenAI, or Azure OpenAI with a Global-Batch deployment)."
-    ) % {"endpoint": endpoint.name, "url": endpoint.url}
+def batch_api_missing_message(endpoint: Endpoint) -> Message:
+    """Why a Batch API job cannot run on `endpoint` (a Message: stored language-neutrally
+    when the job fails with it, converters/messages.py)."""
+    return Message(
+        gettext_noop(
+            "The endpoint %(endpoint)s (%(url)s) has no Batch API: it does not serve GET "
+            "/batches. Run the job in realtime (without Batch API mode), or choose an "
+            "endpoint that has the Batch API (OpenAI, or Azure OpenAI with a Global-Batch "
+            "deployment)."
+        ),
+        {"endpoint": endpoint.name, "url": endpoint.url},
+    )
 
 
 def check_endpoint(*, endpoint: Endpoint, model: str) -> None:

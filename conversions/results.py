@@ -4,6 +4,10 @@ Plain functions over plain data: no query, no clock but the one passed in, so te
 them without a database. The worker (conversions/worker.py) calls them for every item and
 hands the ItemResults to services.outcomes_record.
 
+Reasons and error messages are Messages (converters/messages.py): text in the worker's
+language that keeps its language-neutral form, which services.outcomes_record stores so
+that each reader sees them in their own language.
+
 - rules_result: the deterministic converter's LaTeX, validated (or a failure);
 - outcome_result: an engine Outcome (conversion or labeling), validated, with its cost;
 - cached_result: an earlier validated result for the same input (no call);
@@ -18,11 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.utils.translation import gettext_noop
+
 from conversions import labeling
 from conversions.cache import CachedResult
 from conversions.converters import ConversionError, account, mathml_to_latex, validate
 from conversions.converters.errors import InvalidMathML
 from conversions.converters.evidence import trusted_author_latex
+from conversions.converters.messages import Message, joined
 from conversions.engine.types import Outcome
 from conversions.models import Item
 from conversions.pricing import Prices, cost
@@ -40,9 +47,9 @@ class ItemResult:
     route: str = ""
     cached: bool = False
     validation_score: float | None = None
-    validation_reasons: list = field(default_factory=list)
+    validation_reasons: list = field(default_factory=list)  # Messages or plain text
     error_category: str = ""
-    error_message: str = ""
+    error_message: str = ""  # a Message, or plain text (an API's words)
     latency_ms: int | None = None
     tokens_in: int = 0
     tokens_out: int = 0
@@ -73,10 +80,11 @@ class ItemResult:
 
 def checked(mathml: str, latex: str) -> tuple[bool, float, list[str]]:
     """(ok, score 0..1, reasons) for LaTeX against its MathML: the validator's verdict and
-    the no-silent-loss check (converters.account) together; ok needs both."""
+    the no-silent-loss check (converters.account) together; ok needs both. The reasons
+    are Messages."""
     check = validate(mathml, latex)
     lost = account(mathml, latex)
-    reasons = [str(r) for r in check.reasons]
+    reasons = list(check.reasons)
     reasons += [r for r in lost if r not in reasons]
     return bool(check.ok) and not lost, float(check.score), reasons
 
@@ -92,7 +100,14 @@ def validated_result(
     per lost item, whatever the validator's score.
     """
     ok, score, reasons = checked(mathml, latex)
-    problem = "; ".join(reasons) or f"validation score {score:.2f} is below the threshold"
+    problem = (
+        joined(reasons)
+        if reasons
+        else Message(
+            gettext_noop("validation score %(score)s is below the threshold"),
+            {"score": f"{score:.2f}"},
+        )
+    )
     return ItemResult(
         item_id=item_id,
         question_id=question_id,
@@ -102,7 +117,7 @@ def validated_result(
         validation_score=score,
         validation_reasons=reasons,
         error_category="" if ok else Item.ErrorCategory.VALIDATION_FAILED,
-        error_message="" if ok else problem[:2000],
+        error_message="" if ok else problem,
     )
 
 
@@ -126,8 +141,13 @@ def skipped_result(*, item_id: int, question_id: int) -> ItemResult:
         item_id=item_id,
         question_id=question_id,
         status=Item.Status.SKIPPED,
-        error_message="the question's LaTeX is locked by review",
+        error_message=Message(gettext_noop("the question's LaTeX is locked by review")),
     )
+
+
+def rules_refusal(exc: ConversionError) -> Message:
+    """Why the rules converter gave no LaTeX: "rules: " and the converter's reason."""
+    return Message(gettext_noop("rules: %(reason)s"), {"reason": exc})
 
 
 def rules_result(*, item_id: int, question_id: int, mathml: str) -> ItemResult:
@@ -151,7 +171,7 @@ def rules_result(*, item_id: int, question_id: int, mathml: str) -> ItemResult:
             item_id=item_id,
             question_id=question_id,
             category=category,
-            message=f"rules: {exc}",
+            message=rules_refusal(exc),
             route=Item.Route.RULES,
             seconds=time.perf_counter() - started,
         )

@@ -26,6 +26,7 @@ from django_q.models import OrmQ, Schedule, Task
 from django_q.status import Stat
 
 from conversions import labeling, pricing
+from conversions.converters.messages import shown
 from conversions.engine.prompts import CONVERT_SYSTEM_PROMPT, ConversionTask, estimate_text_tokens
 from conversions.engine.types import WorkItem
 from conversions.models import Endpoint, Item, Job, LabelSchema, Question, RemoteBatch
@@ -92,15 +93,20 @@ def _counts(items: QuerySet[Any], field: str) -> dict[str, int]:
 
 
 def _failures(items: QuerySet[Item]) -> dict[str, dict]:
+    """{category: {"count", "samples": up to SAMPLE_MESSAGES distinct messages}}, the
+    messages in the active language (converters.messages.shown)."""
     failures = {}
     for category, n in _counts(items.exclude(error_category=""), "error_category").items():
         samples = (
             items.filter(error_category=category)
             .order_by()
-            .values_list("error_message", flat=True)
+            .values_list("error_message", "error_reason")
             .distinct()[:SAMPLE_MESSAGES]
         )
-        failures[category] = {"count": n, "samples": list(samples)}
+        failures[category] = {
+            "count": n,
+            "samples": [shown(message, reason) for message, reason in samples],
+        }
     return failures
 
 
@@ -206,7 +212,7 @@ def job_stats(*, job: Job) -> dict:
         "backend": job.backend,
         "model": job.model,
         "prompt_version": job.prompt_version,
-        "error": job.error_message,
+        "error": job.error_text,
         "created_at": job.created_at.isoformat(),
         "started_at": started.isoformat() if started else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
@@ -705,24 +711,31 @@ def failure_groups(items) -> list[dict]:
     messages' common start, for the item list's filter), "count" (items with the
     category: failed, waiting for review or cancelled), "failed" (of them, status
     failed: what a retry with the LLM takes)}.
+
+    Groups are made from error_message, the reason's source-language text (English;
+    converters/messages.py), so one reason is one group whatever language the workers
+    ran in, and "prefix" filters the same items in every language; "sample" and
+    "pattern" are shown in the active language (the request's). Rows from before
+    issue 12 hold their text in the worker's language and group by it.
     """
     rows = (
         items.exclude(error_category="")
         .order_by()
-        .values_list("error_category", "error_message")
+        .values_list("error_category", "error_message", "error_reason")
         .annotate(n=Count("pk"), failed=Count("pk", filter=Q(status=Item.Status.FAILED)))
         .order_by("-n")[:GROUP_SCAN]
     )
     groups: dict[tuple[str, str], dict] = {}
-    for category, message, n, failed in rows:
+    for category, message, reason, n, failed in rows:
         key = (category, message_pattern(message))
         group = groups.get(key)
         if group is None:
+            sample = shown(message, reason)
             groups[key] = {
                 "category": category,
                 "category_label": str(Item.ErrorCategory(category).label),
-                "pattern": key[1],
-                "sample": Truncator(message).chars(SAMPLE_CHARS),
+                "pattern": message_pattern(sample),
+                "sample": Truncator(sample).chars(SAMPLE_CHARS),
                 "prefix": message[:100],
                 "count": n,
                 "failed": failed,

@@ -29,6 +29,7 @@ from conversions import reviews
 from conversions.converters import split_document
 from conversions.converters.commands import argument_problems, forbidden_commands
 from conversions.converters.document import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
+from conversions.converters.messages import render as render_reason
 from conversions.models import Item, Question, ReviewEvent
 from conversions.sanitize import DROPPED_WITH_CONTENT, MATHML_ATTRIBUTES, MATHML_TAGS
 from conversions.stems import entry, is_stem, render
@@ -95,9 +96,10 @@ def stem_payload(item: Item) -> dict | None:
             {
                 "latex": f.get("latex") or "",
                 "display": bool(f.get("display")),
-                "error": f.get("error") or "",
+                # stored language-neutrally, shown in the request's language (issue 12)
+                "error": render_reason(f.get("error") or ""),
                 "score": f.get("score"),
-                "reasons": [str(r) for r in f.get("reasons") or []][:10],
+                "reasons": [render_reason(r) for r in f.get("reasons") or []][:10],
                 "resolved": resolved(f),
                 "fixed": f.get("route") == REVIEW_ROUTE,
             }

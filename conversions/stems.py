@@ -7,12 +7,17 @@ result is the stem with every formula written back (Stem.render: `\\(...\\)` inl
 `\\[...\\]` for display="block") plus one entry per formula, stored in
 Item.result_formulas and Question.formulas:
 
-    {"mathml": str, "display": bool, "latex": str | None, "error": str | None,
-     "score": float | None, "reasons": [str], "route": "rules" | "llm" | "cache"}
+    {"mathml": str, "display": bool, "latex": str | None, "error": Reason | None,
+     "score": float | None, "reasons": [Reason], "route": "rules" | "llm" | "cache"}
+
+"error" and "reasons" are stored language-neutrally (converters/messages.py: a Reason is
+a message id with its params, or plain text in entries from before issue 12) and shown
+in the reader's language (stem_reviews.stem_payload).
 
 The item succeeds only when every formula does; a formula that validated low makes the
 item needs_review (the document is still rendered, for the reviewer); a formula with no
-LaTeX at all makes it failed, with the failed formulas named ("수식 2/3: ...").
+LaTeX at all makes it failed, with the failed formulas named ("formula 2/3: ...", "수식
+2/3: ..." in Korean).
 Plain functions over plain data, like conversions/results.py.
 """
 
@@ -21,12 +26,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.utils.translation import gettext_noop
+
 from conversions.converters import ConversionError, Stem, is_document, split_document
+from conversions.converters.document import formula_reason, unreadable_document
 from conversions.converters.errors import InvalidMathML
 from conversions.converters.evidence import trusted_author_latex
 from conversions.converters.mathml import mathml_to_latex
+from conversions.converters.messages import Message, joined, message_data
 from conversions.models import Item
-from conversions.results import ItemResult, checked
+from conversions.results import ItemResult, checked, rules_refusal
 
 
 def is_stem(mathml: str) -> bool:
@@ -41,25 +50,27 @@ def is_stem(mathml: str) -> bool:
 def entry(
     mathml: str, display: bool, latex: str | None, route: str, error: str | None = None
 ) -> dict:
-    """One formula's result; LaTeX is validated and accounted for against its MathML."""
+    """One formula's result, ready to store as JSON; LaTeX is validated and accounted for
+    against its MathML. `error` (why there is no LaTeX) a Message or plain text."""
     if latex is None:
         return {
             "mathml": mathml,
             "display": display,
             "latex": None,
-            "error": error or "",
+            "error": message_data(error) if error else "",
             "score": None,
             "reasons": [],
             "route": route,
         }
     ok, score, reasons = checked(mathml, latex)
+    problem = joined(reasons) if reasons else Message(gettext_noop("validation failed"))
     return {
         "mathml": mathml,
         "display": display,
         "latex": latex,
-        "error": None if ok else "; ".join(reasons) or "validation failed",
+        "error": None if ok else message_data(problem),
         "score": score,
-        "reasons": reasons,
+        "reasons": message_data(reasons),
         "route": route,
     }
 
@@ -76,7 +87,7 @@ def rules_entry(mathml: str, display: bool) -> tuple[dict, bool]:
     try:
         latex = mathml_to_latex(mathml)
     except ConversionError as exc:
-        return entry(mathml, display, None, Item.Route.RULES, f"rules: {exc}"), isinstance(
+        return entry(mathml, display, None, Item.Route.RULES, rules_refusal(exc)), isinstance(
             exc, InvalidMathML
         )
     result = entry(mathml, display, latex, Item.Route.RULES)
@@ -117,7 +128,7 @@ class StemWork:
                 question_id=question_id,
                 status=Item.Status.FAILED,
                 error_category=Item.ErrorCategory.INVALID_INPUT,
-                error_message=f"문서를 읽을 수 없습니다: {exc}"[:2000],
+                error_message=unreadable_document(exc),
             )
         return cls(item_id, question_id, stem, [None] * len(stem.formulas))
 
@@ -139,7 +150,7 @@ class StemWork:
         )
         scores = [f["score"] for f in formulas if f["score"] is not None]
         reasons = [
-            f"수식 {i + 1}/{count}: {reason}"
+            formula_reason(i, count, reason)
             for i, f in enumerate(formulas)
             for reason in (f["reasons"] or ([f["error"]] if f["error"] else []))
         ]
@@ -176,18 +187,18 @@ class StemWork:
                 if self.unreadable
                 else Item.ErrorCategory.INVALID_OUTPUT
             )
-            result.error_message = "; ".join(
-                f"수식 {i + 1}/{count}: {formulas[i]['error']}" for i in missing
-            )[:2000]
+            result.error_message = joined(
+                [formula_reason(i, count, formulas[i]["error"]) for i in missing]
+            )
             return result
         result.latex = render(self.stem, formulas)
         bad = [i for i, f in enumerate(formulas) if not entry_ok(f)]
         if bad:
             result.status = Item.Status.NEEDS_REVIEW
             result.error_category = Item.ErrorCategory.VALIDATION_FAILED
-            result.error_message = "; ".join(
-                f"수식 {i + 1}/{count}: {formulas[i]['error']}" for i in bad
-            )[:2000]
+            result.error_message = joined(
+                [formula_reason(i, count, formulas[i]["error"]) for i in bad]
+            )
         return result
 
 

@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import reset_queries
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from conversions import exporting, labeling, selectors, services
 from conversions.cache import CachedResult, cache_key, cache_lookup
+from conversions.converters.messages import Message, message_data, source_text
 from conversions.endpoints import endpoint_default, engine_endpoint
 from conversions.engine.capabilities import unsupported_parameter
 from conversions.engine.runner import BatchRunner, EngineConfig
@@ -72,7 +73,7 @@ def cluster_id() -> str:
     return f"{socket.gethostname()}:{os.getppid()}"
 
 
-def unsupported_parameter_message(*, job: Job, param: str) -> str:
+def unsupported_parameter_message(*, job: Job, param: str) -> Message:
     """The one message a job stops with when its model rejects a parameter (a 400)."""
     names = {
         "model": job.model,
@@ -80,30 +81,30 @@ def unsupported_parameter_message(*, job: Job, param: str) -> str:
         "param": param,
     }
     if param == "prompt_cache_key":
-        return (
-            _(
+        return Message(
+            gettext_noop(
                 "The model %(model)s at endpoint %(endpoint)s does not accept "
                 "prompt_cache_key: untick “accepts prompt_cache_key” for this model in the "
                 "endpoint's models (admin: Endpoints), then resume the job."
-            )
-            % names
+            ),
+            names,
         )
     if param == "temperature":
-        return (
-            _(
+        return Message(
+            gettext_noop(
                 "The model %(model)s at endpoint %(endpoint)s does not accept temperature: "
                 "untick “accepts temperature” for this model in the endpoint's models "
                 "(admin: Endpoints), then resume the job."
-            )
-            % names
+            ),
+            names,
         )
-    return (
-        _(
+    return Message(
+        gettext_noop(
             "The model %(model)s at endpoint %(endpoint)s does not accept the parameter "
             "%(param)s: change its “max-tokens parameter” (or the setting that sends "
             "%(param)s) in the endpoint's models (admin: Endpoints), then resume the job."
-        )
-        % names
+        ),
+        names,
     )
 
 
@@ -265,7 +266,12 @@ class JobWorker:
                 self.results = [r for r in self.results if not r.refused]
                 self._flush()
             services.items_release(job=job, owner=self.owner)
-            services.job_fail(job=job, message=f"{type(exc).__name__}: {exc}")
+            services.job_fail(
+                job=job,
+                message=Message(
+                    gettext_noop("%(kind)s: %(error)s"), {"kind": type(exc).__name__, "error": exc}
+                ),
+            )
             return "failed"
         return self._wrap_up()
 
@@ -417,7 +423,10 @@ class JobWorker:
             result.tokens_in,
             result.tokens_out,
             result.api_calls,
-            f" {result.error_category}: {result.error_message}" if result.error_category else "",
+            # in the source language, as the log's other lines and Item.error_message
+            f" {result.error_category}: {source_text(message_data(result.error_message))}"
+            if result.error_category
+            else "",
             level=level,
         )
         self.batch_left[batch_no] -= 1
@@ -750,16 +759,19 @@ class JobWorker:
 
     def _endpoint_unreachable(self, outcome: Outcome) -> None:
         self.endpoint_down = True
-        reason = _(
-            "The endpoint %(url)s could not be reached: %(error)s. %(items)s items in a "
-            "row failed to connect on every call, with no answer in between, so the job "
-            "is paused and its items are left pending. Check the base URL, the network "
-            "or the TLS certificate, then resume the job."
-        ) % {
-            "url": self.job.endpoint.base_url if self.job.endpoint else "",
-            "error": outcome.error_message,
-            "items": len(self.unreachable),
-        }
+        reason = Message(
+            gettext_noop(
+                "The endpoint %(url)s could not be reached: %(error)s. %(items)s items in a "
+                "row failed to connect on every call, with no answer in between, so the job "
+                "is paused and its items are left pending. Check the base URL, the network "
+                "or the TLS certificate, then resume the job."
+            ),
+            {
+                "url": self.job.endpoint.base_url if self.job.endpoint else "",
+                "error": outcome.error_message,
+                "items": len(self.unreachable),
+            },
+        )
         self.log.job("endpoint unreachable: pausing the job: %s", outcome.error_message)
         services.job_pause(job=self.job, reason=reason)
         self.stop_reason = Job.Status.PAUSED

@@ -234,9 +234,10 @@ def test_in_its_own_process_with_language_code_ko_everything_on_the_terminal_is_
     make_questions(2, prefix="G", mathml=glyph)  # refused by the rules: logged failures
     result = manage("convert", "--backend", "rules", "--wait", "--name", "K")
     assert result.returncode == 0, result.stderr
-    # The failure samples are the items' stored messages, from the rules converter
-    # (conversions/converters: English, recorded when the item was converted).
-    assert_korean(result.stdout, also_allowed={"unsupported", "element", "mglyph"})
+    # The failure samples are the items' stored reasons, from the rules converter, shown
+    # in LANGUAGE_CODE (converters/messages.py); the element's name stays as it is.
+    assert_korean(result.stdout, also_allowed={"mglyph"})
+    assert "지원하지 않는 요소 <mglyph>" in result.stdout
     assert_korean(result.stderr)
     assert "실패        잘못된 출력 [invalid_output] 2개" in result.stdout
     job = Job.objects.get()

@@ -13,12 +13,14 @@ import random
 from pathlib import Path
 
 import pytest
+from django.utils import translation
 from lxml import etree
 
 from conversions.converters import ConversionError, mathml_to_latex
 from conversions.converters.accounting import account
 from conversions.converters.content import ContentRefused
 from conversions.converters.document import convert_document, is_document, split_document
+from conversions.converters.messages import message_data, render
 from conversions.converters.parse import local_name, parse_mathml
 
 PRODUCERS = Path(__file__).resolve().parent / "producers"
@@ -173,7 +175,9 @@ def test_content_mathml_school_subset_is_converted(body, expected):
 
 
 def test_content_mathml_outside_the_subset_is_refused_in_korean():
-    with pytest.raises(ContentRefused, match="콘텐츠 MathML <int>"):
+    with translation.override("ko"), pytest.raises(ContentRefused, match="콘텐츠 MathML <int>"):
+        convert("<apply><int/><bvar><ci>x</ci></bvar><ci>f</ci></apply>")
+    with pytest.raises(ContentRefused, match="content MathML <int> is not converted"):
         convert("<apply><int/><bvar><ci>x</ci></bvar><ci>f</ci></apply>")
 
 
@@ -189,13 +193,19 @@ def test_account_is_empty_when_everything_is_drawn():
 
 
 def test_account_names_a_dropped_token_in_korean():
-    reasons = account("<math><mi>a</mi><mo>+</mo><mi>b</mi></math>", "a+")
+    with translation.override("ko"):
+        reasons = account("<math><mi>a</mi><mo>+</mo><mi>b</mi></math>", "a+")
     assert reasons == ["'b'이(가) 결과에 빠졌습니다 (원본 1개, 결과 0개)"]
+    # the reason is kept language-neutrally, and shown in any language later
+    assert render(message_data(reasons[0]), "en") == (
+        "'b' is missing from the result (1 in the source, 0 in the result)"
+    )
 
 
 def test_account_catches_a_lost_line_break_and_a_lost_word():
     mathml = '<math><mtext>넓이</mtext><mspace linebreak="newline"/><mi>b</mi></math>'
-    reasons = account(mathml, "b")
+    with translation.override("ko"):
+        reasons = account(mathml, "b")
     assert any("줄바꿈" in reason for reason in reasons)
     assert any("'넓'" in reason for reason in reasons)
 
@@ -292,10 +302,11 @@ def test_stem_is_sanitised_and_latex_escaped():
 
 
 def test_stem_with_a_failing_formula_has_no_document_and_names_the_formula():
-    result = convert_document("<p>a <math><mi>x</mi></math> b <math><merror/></math></p>")
+    with translation.override("ko"):
+        result = convert_document("<p>a <math><mi>x</mi></math> b <math><merror/></math></p>")
     assert result.document is None
     assert [f.latex for f in result.formulas] == ["x", None]
-    assert result.error.startswith("수식 2/2: ")
+    assert result.error == "수식 2/2: MathML에 오류 메시지(<merror>)가 들어 있습니다"
 
 
 def test_mathjax_container_and_wiris_image_are_read_as_formulas():

@@ -111,7 +111,7 @@ def test_a_question_stem_gives_the_document_and_each_formula(tmp_path):
                 {"latex": "x", "error": None},
                 {"latex": None, "error": "the MathML contains an error message (<merror>)"},
             ],
-            "error": "수식 2/2: the MathML contains an error message (<merror>)",
+            "error": "formula 2/2: the MathML contains an error message (<merror>)",
         },
     ]
     assert stdout.getvalue() == "1 converted, 1 failed\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 
 from conversions import services, tasks
 from conversions.jobsettings import JobSettings
@@ -34,6 +35,10 @@ def test_an_answer_of_the_fake_server_that_drops_a_token_needs_review_with_the_r
         Item.ErrorCategory.VALIDATION_FAILED,
     )
     assert dropped.result_latex.endswith("\\text{fake:dro}")
-    assert "'p'이(가) 결과에 빠졌습니다 (원본 1개, 결과 0개)" in dropped.validation_reasons
+    assert "'p' is missing from the result (1 in the source, 0 in the result)" in (
+        dropped.reasons_text
+    )
+    with translation.override("ko"):
+        assert "'p'이(가) 결과에 빠졌습니다 (원본 1개, 결과 0개)" in dropped.reasons_text
     assert dropped.question.latex == ""  # not written as the question's LaTeX
     assert job.items.get(question__question_id="fine").status == Item.Status.SUCCEEDED

@@ -186,7 +186,7 @@ LINE_BREAK = f'<math {NS}><mi>a</mi><mspace linebreak="newline"/><mi>b</mi></mat
 
 
 def test_an_llm_answer_that_loses_content_needs_review_with_the_lost_items_as_reasons():
-    for mathml, latex, lost in ((SEMANTICS, "a", "'+'"), (LINE_BREAK, "ab", "줄바꿈")):
+    for mathml, latex, lost in ((SEMANTICS, "a", "'+'"), (LINE_BREAK, "ab", "a line break")):
         result = outcome_result(
             outcome(value={"latex": latex}),
             item_id=7,
@@ -208,4 +208,6 @@ def test_a_cache_hit_that_loses_content_is_not_a_success():
     )
     result = cached_result(item_id=7, question_id=3, mathml=SEMANTICS, hit=hit)
     assert (result.status, result.error_category) == ("needs_review", "validation_failed")
-    assert "'b'이(가) 결과에 빠졌습니다 (원본 1개, 결과 0개)" in result.validation_reasons
+    assert "'b' is missing from the result (1 in the source, 0 in the result)" in (
+        result.validation_reasons
+    )

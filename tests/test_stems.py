@@ -9,6 +9,7 @@ import json
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import translation
 
 from conversions import exporting, reviews, services, tasks
 from conversions.importing.rows import stem_problems
@@ -53,7 +54,9 @@ def test_rules_converts_each_formula_and_keeps_the_text_but_fails_on_the_refused
 
     failed = run(Job.Backend.RULES)
     assert (failed.status, failed.error_category) == ("failed", "invalid_output")
-    assert failed.error_message.startswith("수식 3/3: rules: ")
+    assert failed.error_message.startswith("formula 3/3: rules: ")
+    with translation.override("ko"):
+        assert failed.error_text.startswith("수식 3/3: 규칙 변환기: ")
     assert failed.result_latex == ""
     assert [f["latex"] is None for f in failed.result_formulas] == [False, False, True]
 
@@ -87,8 +90,10 @@ def test_a_formula_answer_that_drops_content_makes_the_stem_need_review(llm):
     dropping = '<math><mi>z</mi><mglyph src="s.png" alt="s"/><mtext>fake:drop</mtext></math>'
     item = run(Job.Backend.HYBRID, STEM.replace(F3, dropping))
     assert (item.status, item.error_category) == ("needs_review", "validation_failed")
-    assert item.error_message.startswith("수식 3/3: ")
-    assert any("결과에 빠졌습니다" in r for r in item.validation_reasons)
+    assert item.error_message.startswith("formula 3/3: ")
+    with translation.override("ko"):
+        assert item.error_text.startswith("수식 3/3: ")
+        assert any("결과에 빠졌습니다" in r for r in item.reasons_text)
     assert item.question.latex == ""  # not accepted
 
 

@@ -258,8 +258,10 @@ def test_an_unreachable_endpoint_pauses_the_job_with_its_items_left_pending(
         assert tasks.job_run_inline(job) == Job.Status.PAUSED
     job.refresh_from_db()
     assert job.status == Job.Status.PAUSED
-    assert "엔드포인트" in job.error_message and base_url in job.error_message
-    assert cause in job.error_message
+    # stored language-neutrally (the source text, English), shown in the reader's language
+    assert base_url in job.error_message and cause in job.error_message
+    with translation.override("ko"):
+        assert "엔드포인트" in job.error_text and base_url in job.error_text
     # Not one item failed: a few items' calls found the endpoint gone, and the job
     # stopped there, without trying the other items.
     assert set(job.items.values_list("status", flat=True)) == {"pending"}
@@ -268,6 +270,7 @@ def test_an_unreachable_endpoint_pauses_the_job_with_its_items_left_pending(
     Endpoint.objects.filter(pk=job.endpoint_id).update(base_url=llm.base_url)  # fixed
     assert services.job_resume(job=job)
     assert not Job.objects.get(pk=job.pk).error_message
+    assert Job.objects.get(pk=job.pk).error_reason is None
     assert tasks.job_run_inline(job) == Job.Status.COMPLETED
     assert job.items.filter(status="succeeded").count() == 40
 

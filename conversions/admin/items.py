@@ -15,7 +15,7 @@ from django.http import Http404, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
@@ -131,13 +131,13 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
                     "result_latex",
                     "latex_preview",
                     "validation_score",
-                    "validation_reasons",
+                    "reasons_shown",
                 )
             },
         ),
         (
             gettext_lazy("Failure"),
-            {"fields": ("error_category", "error_message", "request_shown", "response_shown")},
+            {"fields": ("error_category", "error_shown", "request_shown", "response_shown")},
         ),
         (
             gettext_lazy("Cost"),
@@ -188,9 +188,23 @@ class ItemAdmin(FastActionCheckbox, admin.ModelAdmin):
     def has_run_permission(self, request) -> bool:
         return request.user.has_perm(RUN_JOBS)
 
+    # Reasons are stored language-neutrally and shown in the request's language
+    # (converters/messages.py, issue 12).
     @admin.display(description=gettext_lazy("message"))
     def message_excerpt(self, item: Item) -> str:
-        return Truncator(item.error_message).chars(80)
+        return Truncator(item.error_text).chars(80)
+
+    @admin.display(description=gettext_lazy("error message"))
+    def error_shown(self, item: Item) -> str:
+        return item.error_text
+
+    @admin.display(description=gettext_lazy("validation reasons"))
+    def reasons_shown(self, item: Item):
+        reasons = item.reasons_text
+        if not reasons:
+            return "–"
+        rows = format_html_join("", "<li>{}</li>", ((reason,) for reason in reasons))
+        return format_html("<ul class='mc-samples'>{}</ul>", rows)
 
     @admin.display(description=gettext_lazy("source (rendered)"))
     def source_mathml(self, item: Item):

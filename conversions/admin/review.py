@@ -107,7 +107,8 @@ def item_payload(item: Item) -> dict:
         "question_latex": latex_for_output(question.latex),
         "locked": question.latex_locked,
         "score": item.validation_score,
-        "reasons": [str(reason) for reason in (item.validation_reasons or [])][:10],
+        # stored language-neutrally, shown in the request's language (issue 12)
+        "reasons": item.reasons_text[:10],
         "route": item.get_route_display() if item.route else "",
         "status": item.get_status_display(),
         "review_status": item.get_review_status_display(),

@@ -4,13 +4,14 @@ The API other parts call (issue 11):
 
 - ``mathml_to_latex(mathml) -> str``: one formula (presentation MathML, the school subset
   of content MathML, Wiris safe XML, upper-case names); raises ConversionError (its
-  message says why) for anything it cannot write faithfully, unless the formula ships
+  message says why: a Message, stored language-neutrally and shown in the reader's
+  language, messages.py) for anything it cannot write faithfully, unless the formula ships
   its author's LaTeX and that passes every check.
 - ``trusted_author_latex(mathml) -> str | None`` (evidence.py): the author's LaTeX shipped
   with a formula (a TeX ``<annotation>``, MathJax 4's ``data-latex``) when it passes
   forbidden_commands, validate and account against the MathML; None for a stale one.
 - ``account(mathml, latex) -> list[str]``: the no-silent-loss check for a result from any
-  backend: one Korean reason per character, fence, accent or line break the source draws
+  backend: one reason per character, fence, accent or line break the source draws
   and the LaTeX does not; ``[]`` when nothing is lost. Call it on every result.
 - Whole question stems (HTML or text with zero or more formulas):
   ``is_document(text)`` tells a stem from a bare formula; ``split_document(text) -> Stem``

@@ -11,7 +11,7 @@ letters of function names, accents and \\\\ line breaks. Both sides are normalis
 way (NFKC, accents and look-alikes in one class: "−" and "-", "〈" and "⟨" and "<", "′" and
 "'", combining marks as their accent commands), spaces and invisible operators are left
 out, and the two multisets are compared. What the source draws more often than the result
-is missing: each such item is a readable Korean reason.
+is missing: each such item is a readable reason (in Korean for a Korean reader).
 
 Structure (fractions, roots, scripts, tables) is not accounted for here; the validator
 compares it. Extra items in the LaTeX are not a loss and are not reported.
@@ -32,6 +32,7 @@ from lxml import etree
 from conversions.converters import content
 from conversions.converters import symbols as sym
 from conversions.converters.errors import InvalidMathML
+from conversions.converters.messages import _
 from conversions.converters.parse import local_name, parse_mathml
 
 NEWLINE = "\n"
@@ -388,15 +389,15 @@ def _latex_items(latex: str, out: collections.Counter) -> None:
 
 def _describe(item: str) -> str:
     if item == NEWLINE:
-        return "줄바꿈"
+        return _("a line break")
     if item.startswith("\\"):
-        return f"기호 {item}"
+        return _("the symbol %(command)s") % {"command": item}
     return f"'{item}'"
 
 
 def account(mathml: str, latex: str) -> list[str]:
-    """What `mathml` draws that `latex` does not: one Korean reason per missing item, in
-    the order of first appearance; [] when everything is accounted for.
+    """What `mathml` draws that `latex` does not: one reason (a Message, messages.py) per
+    missing item, in the order of first appearance; [] when everything is accounted for.
 
     `mathml` is the untrusted source (parsed with parse_mathml: safe XML and upper-case
     names are read); a source that cannot be read gives one reason saying so.
@@ -404,13 +405,20 @@ def account(mathml: str, latex: str) -> list[str]:
     try:
         source = source_items(parse_mathml(mathml))
     except InvalidMathML as exc:
-        return [f"원본 MathML을 읽을 수 없어 내용을 대조하지 못했습니다: {exc}"]
+        return [
+            _("the source MathML cannot be read, so its content was not checked: %(error)s")
+            % {"error": exc}
+        ]
     result = latex_items(latex or "")
-    reasons = []
+    reasons: list[str] = []
     for item, count in source.items():
         drawn = result.get(item, 0)
         if drawn < count:
             reasons.append(
-                f"{_describe(item)}이(가) 결과에 빠졌습니다 (원본 {count}개, 결과 {drawn}개)"
+                _(
+                    "%(item)s is missing from the result "
+                    "(%(count)d in the source, %(drawn)d in the result)"
+                )
+                % {"item": _describe(item), "count": count, "drawn": drawn}
             )
     return reasons

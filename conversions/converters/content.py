@@ -21,6 +21,7 @@ from collections.abc import Callable
 from lxml import etree
 
 from conversions.converters.errors import ConversionError
+from conversions.converters.messages import Message, _
 from conversions.converters.parse import local_name
 
 Token = Callable[[str, etree._Element], str]
@@ -183,14 +184,14 @@ def _joined(operator: str, operands: list[str]) -> str:
 
 
 class ContentRefused(ConversionError):
-    """Content MathML outside the school subset; the message (Korean) names the element."""
+    """Content MathML outside the school subset; the message names the element."""
 
 
-def refusal(name: str) -> str:
-    return (
-        f"콘텐츠 MathML <{name}>은(는) 변환하지 않습니다: 사칙연산, 관계, 거듭제곱, 근, "
-        "흔히 쓰는 함수, 집합과 구간만 변환합니다."
-    )
+def refusal(name: str) -> Message:
+    return _(
+        "content MathML <%(name)s> is not converted: only arithmetic, relations, powers, "
+        "roots, common functions, sets and intervals are."
+    ) % {"name": name}
 
 
 class Writer:

@@ -35,6 +35,7 @@ from lxml import etree
 
 from conversions.converters.errors import ConversionError
 from conversions.converters.mathml import mathml_to_latex
+from conversions.converters.messages import Message, _, joined
 from conversions.converters.parse import decode_safe_xml
 
 # One formula in a stem: <math ...>...</math>, with an optional prefix, any letter case.
@@ -144,7 +145,8 @@ class FormulaResult:
 @dataclass(frozen=True)
 class DocumentResult:
     """`document` is the converted stem (safe HTML), None when a formula failed; `formulas`
-    holds each formula's result in order; `error` says which formulas failed and why."""
+    holds each formula's result in order; `error` says which formulas failed and why
+    (Messages: messages.py)."""
 
     document: str | None
     formulas: list[FormulaResult]
@@ -222,18 +224,33 @@ def convert_document(
     ConversionError), the text and markup kept and sanitised.
 
     The result's `document` is None when any formula failed; `error` then names each
-    failed formula by its position ("수식 2/3: ...")."""
+    failed formula by its position ("formula 2/3: ...", in Korean "수식 2/3: ...")."""
     try:
         stem = split_document(text)
     except (ValueError, etree.ParserError) as exc:
-        return DocumentResult(None, [], f"문서를 읽을 수 없습니다: {exc}")
+        return DocumentResult(None, [], unreadable_document(exc))
     results: list[FormulaResult] = []
     for formula in stem.formulas:
         try:
             results.append(FormulaResult(convert(formula.mathml)))
         except ConversionError as exc:
-            results.append(FormulaResult(None, str(exc)))
-    failed = [f"수식 {i + 1}/{len(results)}: {r.error}" for i, r in enumerate(results) if r.error]
+            results.append(FormulaResult(None, exc.message))
+    failed = [formula_reason(i, len(results), r.error) for i, r in enumerate(results) if r.error]
     if failed:
-        return DocumentResult(None, results, "; ".join(failed))
+        return DocumentResult(None, results, joined(failed))
     return DocumentResult(stem.render([r.latex or "" for r in results]), results)
+
+
+def unreadable_document(exc: BaseException) -> Message:
+    """The reason for a stem whose markup cannot be read at all."""
+    return _("the document cannot be read: %(error)s") % {"error": str(exc)}
+
+
+def formula_reason(index: int, count: int, reason: object) -> Message:
+    """A reason of formula `index` (0-based) of a stem of `count`: "formula 2/3: ...";
+    `reason` a Message or its stored data (messages.py)."""
+    return _("formula %(number)d/%(count)d: %(reason)s") % {
+        "number": index + 1,
+        "count": count,
+        "reason": reason,
+    }

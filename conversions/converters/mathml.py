@@ -18,6 +18,7 @@ from lxml import etree
 from conversions.converters import content, evidence
 from conversions.converters import symbols as sym
 from conversions.converters.errors import ConversionError
+from conversions.converters.messages import _
 from conversions.converters.parse import MATHML_NS, local_name, parse_mathml
 from conversions.converters.tables import (
     ACCENT_OPERATORS,
@@ -118,7 +119,7 @@ def element_to_latex(math: etree._Element) -> str:
         if latex.endswith("\\") and not latex.endswith("\\\\"):
             latex += " "  # the strip took the space of a final "\ "
     except RecursionError:
-        raise ConversionError("the formula is nested too deeply to convert") from None
+        raise ConversionError(_("the formula is nested too deeply to convert")) from None
     # An empty formula draws nothing; "{}" says so without being mistaken for no result.
     return latex or "{}"
 
@@ -171,8 +172,10 @@ def _conv(el: etree._Element, v: str | None) -> str:
 
 def _unsupported(name: str) -> str:
     if name in _CONTENT_MATHML:
-        return f"content MathML <{name}> is not supported, only presentation MathML"
-    return f"unsupported element <{name}>"
+        return _("content MathML <%(name)s> is not supported, only presentation MathML") % {
+            "name": name
+        }
+    return _("unsupported element <%(name)s>") % {"name": name}
 
 
 def _ends_with_control_word(s: str) -> bool:
@@ -240,9 +243,11 @@ def _text(el: etree._Element) -> str:
             if isinstance(child.tag, str):
                 name = _tag(child)
                 if name == "mglyph":
-                    raise ConversionError("<mglyph> (an image) cannot be written in LaTeX")
+                    raise ConversionError(_("<mglyph> (an image) cannot be written in LaTeX"))
                 if name not in ("malignmark", "maligngroup"):
-                    raise ConversionError(f"<{name}> inside a token element is not supported")
+                    raise ConversionError(
+                        _("<%(name)s> inside a token element is not supported") % {"name": name}
+                    )
             text += child.tail or ""
     if text and (text[0] in _XML_SPACE or text[-1] in _XML_SPACE or "  " in text or "\n" in text):
         text = " ".join(text.split(None))
@@ -470,7 +475,10 @@ def _apply_mark(mark: str, base: str, chars: str) -> str:
         # A letter of a script without LaTeX accents (Hebrew points, Arabic vowel marks)
         # drawn as it is written: the letter and its marks as one text cluster.
         return "\\text{" + chars + mark + "}"
-    raise ConversionError(f"the combining character U+{ord(mark):04X} has no LaTeX equivalent")
+    raise ConversionError(
+        _("the combining character %(code)s has no LaTeX equivalent")
+        % {"code": f"U+{ord(mark):04X}"}
+    )
 
 
 def _lone_combining_mark(c: str) -> str:
@@ -1191,7 +1199,9 @@ def _is_invisible(el: etree._Element) -> bool:
 def _mrow(el: etree._Element, v: str | None) -> str:
     text = el.text
     if text and not text.isspace():
-        raise ConversionError(f"text {text.strip()!r} directly inside <{_tag(el)}>")
+        raise ConversionError(
+            _("text %(text)r directly inside <%(name)s>") % {"text": text.strip(), "name": _tag(el)}
+        )
     kids = _kids(el)
     if len(kids) == 1:  # (_row, one call less: rows of one item are everywhere)
         return _conv(kids[0], v)
@@ -1224,7 +1234,10 @@ def _mfenced(el: etree._Element, v: str | None) -> str:
 def _exactly(el: etree._Element, count: int) -> list[etree._Element]:
     kids = _kids(el)
     if len(kids) != count:
-        raise ConversionError(f"<{_tag(el)}> needs {count} children, it has {len(kids)}")
+        raise ConversionError(
+            _("<%(name)s> needs %(count)d children, it has %(found)d")
+            % {"name": _tag(el), "count": count, "found": len(kids)}
+        )
     return kids
 
 
@@ -1448,7 +1461,7 @@ def _munderover(el: etree._Element, v: str | None) -> str:
 def _mmultiscripts(el: etree._Element, v: str | None) -> str:
     kids = _kids(el)
     if not kids:
-        raise ConversionError("<mmultiscripts> without a base")
+        raise ConversionError(_("<mmultiscripts> without a base"))
     post: list[etree._Element] = []
     pre: list[etree._Element] = []
     target = post
@@ -1503,10 +1516,10 @@ class _Table:
         for name in names:
             if name == "mlabeledtr":
                 raise ConversionError(
-                    "equation labels (<mlabeledtr>, \\tag) are not supported by MathLive"
+                    _("equation labels (<mlabeledtr>, \\tag) are not supported by MathLive")
                 )
             if name not in ("mtr", "mtd"):
-                raise ConversionError(f"<{name}> inside <mtable>")
+                raise ConversionError(_("<%(name)s> inside <mtable>") % {"name": name})
         _refuse_row_lines(el)
         self.framed = _table_frame(el)
         self.rows: list[list[str]] = []
@@ -1579,7 +1592,9 @@ def _table_frame(el: etree._Element) -> bool:
     if frame in ("none", ""):
         return False
     if frame != "solid":
-        raise ConversionError(f"a table frame drawn {frame!r} is not supported by MathLive")
+        raise ConversionError(
+            _("a table frame drawn %(frame)r is not supported by MathLive") % {"frame": frame}
+        )
     return True
 
 
@@ -1589,7 +1604,9 @@ def _table_cell(td: etree._Element, v: str | None, keys: Keys) -> str:
         return _conv(td, v)
     spans = keys and ("columnspan" in keys or "rowspan" in keys)
     if spans and ((td.get("columnspan") or "1") != "1" or (td.get("rowspan") or "1") != "1"):
-        raise ConversionError("table cells spanning rows or columns are not supported by MathLive")
+        raise ConversionError(
+            _("table cells spanning rows or columns are not supported by MathLive")
+        )
     cell = _mrow(td, v)
     if cell[-1:] in _ASCII_LETTERS and _ends_with_control_word(cell):
         cell += "{}"  # MathLive would read the following \\ as this command's argument
@@ -1599,7 +1616,7 @@ def _table_cell(td: etree._Element, v: str | None, keys: Keys) -> str:
 def _refuse_row_lines(el: etree._Element) -> None:
     value = el.get("rowlines")
     if value and any(word != "none" for word in value.split()):
-        raise ConversionError("table rowlines (\\hline) are not supported by MathLive")
+        raise ConversionError(_("table rowlines (\\hline) are not supported by MathLive"))
 
 
 def _table_lines(el: etree._Element, width: int) -> list[str]:
@@ -1866,7 +1883,10 @@ def _menclose(el: etree._Element, v: str | None) -> str:
         return command + "{" + body + "}"
     unknown = [n for n in notations if n not in sym.ENCLOSE_NOTATIONS]
     if unknown:
-        raise ConversionError(f"menclose notation {' '.join(unknown)!r} has no LaTeX equivalent")
+        raise ConversionError(
+            _("menclose notation %(notation)r has no LaTeX equivalent")
+            % {"notation": " ".join(unknown)}
+        )
     return "\\enclose{" + key + "}{" + body + "}"
 
 
@@ -1879,7 +1899,7 @@ def _semantics(el: etree._Element, v: str | None) -> str:
     for kid in kids:
         if _tag(kid) == "annotation-xml" and "presentation" in (kid.get("encoding") or "").lower():
             return _row(_kids(kid), v)
-    raise ConversionError("<semantics> without presentation MathML")
+    raise ConversionError(_("<semantics> without presentation MathML"))
 
 
 def _maction(el: etree._Element, v: str | None) -> str:
@@ -1903,7 +1923,7 @@ def _content(el: etree._Element, v: str | None) -> str:
 
 
 def _merror(el: etree._Element, v: str | None) -> str:
-    raise ConversionError("the MathML contains an error message (<merror>)")
+    raise ConversionError(_("the MathML contains an error message (<merror>)"))
 
 
 def _math(el: etree._Element, v: str | None) -> str:

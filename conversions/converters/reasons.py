@@ -4,7 +4,10 @@ validate.py compares the source MathML and the LaTeX as tok lists (characters wi
 their style, and structure markers). This module turns the differing stretches into short
 sentences that name the symbol and where it sits ("the exponent 2 of x is missing",
 "“5” instead of “4” in the denominator", "x is upright where the source draws it
-italic"), translated into the active language (Korean in the admin).
+italic"): Messages (messages.py), text in the active language that keeps its message ids
+and params, so that a stored reason is shown in each reader's language (Korean in a
+Korean browser); the places ("in the denominator") and style names are translated
+parts of it, the symbols are kept as they are.
 """
 
 from __future__ import annotations
@@ -289,7 +292,7 @@ def describe(
 def swapped_fractions(source: list[str], result: list[str]) -> list[str]:
     """Reasons for fractions whose numerator and denominator changed places."""
     before, after = _fractions(source), _fractions(result)
-    reasons = []
+    reasons: list[str] = []
     for numerator, denominator in before:
         if (
             numerator != denominator

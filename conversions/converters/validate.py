@@ -63,7 +63,8 @@ def validate(mathml: str, latex: str, *, threshold: float = VALIDATION_THRESHOLD
 
     Returns a Validation: score 0..1 (1.0 when the round trip gives back the source), ok
     (the LaTeX may be stored as a success), reasons (short sentences in the active
-    language) and syntax_ok (MathLive would read the LaTeX). Never raises on bad input.
+    language, Messages that keep their language-neutral form: messages.py) and
+    syntax_ok (MathLive would read the LaTeX). Never raises on bad input.
     LaTeX with a forbidden command (commands.forbidden_commands) scores 0 whatever it
     draws; a missing argument is a syntax problem; a colour, size or spacing command
     where the source draws none fails, as does any difference in what is drawn,
@@ -82,7 +83,10 @@ def validate(mathml: str, latex: str, *, threshold: float = VALIDATION_THRESHOLD
         source = normal_form(root)
     except InvalidMathML as exc:
         return Validation(
-            0.0, False, [*reasons, _("the source MathML is not usable: %s") % exc], syntax_ok
+            0.0,
+            False,
+            [*reasons, _("the source MathML is not usable: %(error)s") % {"error": exc}],
+            syntax_ok,
         )
     try:
         result = latex_normal_form(latex)

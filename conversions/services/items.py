@@ -23,9 +23,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from conversions.cache import cache_count_hits, cache_store
+from conversions.converters.messages import Message, error_fields, message_data
 from conversions.labeling import questions_labels_store
 from conversions.models import Item, Job, JobRun, Question
 from conversions.results import ItemResult
@@ -160,7 +161,7 @@ def items_mark_cancelled(items: QuerySet[Item]) -> int:
     return items.update(
         status=Item.Status.CANCELLED,
         error_category=Item.ErrorCategory.CANCELLED,
-        error_message=_("The job was cancelled before this item finished."),
+        **error_fields(Message(gettext_noop("The job was cancelled before this item finished."))),
         lease_owner="",
         lease_expires_at=None,
         finished_at=timezone.now(),
@@ -179,6 +180,7 @@ RESULT_FIELDS = [
     "validation_reasons",
     "error_category",
     "error_message",
+    "error_reason",
     "latency_ms",
     "tokens_in",
     "tokens_out",
@@ -252,9 +254,12 @@ def _apply_result(item: Item, result: ItemResult, now) -> None:
     item.route = result.route
     item.cached = result.cached
     item.validation_score = result.validation_score
-    item.validation_reasons = result.validation_reasons
+    # Reasons are stored language-neutrally (converters/messages.py).
+    item.validation_reasons = message_data(list(result.validation_reasons))
     item.error_category = result.error_category
-    item.error_message = result.error_message[:2000]
+    errors = error_fields(result.error_message)
+    item.error_message = errors["error_message"]
+    item.error_reason = errors["error_reason"]
     item.latency_ms = result.latency_ms
     item.tokens_in += result.tokens_in
     item.tokens_out += result.tokens_out

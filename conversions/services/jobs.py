@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 
 from conversions import selectors
+from conversions.converters.messages import error_fields
 from conversions.exporting import export_dir
 from conversions.joblog import log_path
 from conversions.jobsettings import JobSettings
@@ -265,11 +266,12 @@ def job_pause(*, job: Job, reason: str = "") -> bool:
     """Stop a job's work soon; its running task hands claimed items back as pending.
 
     reason: why, when the job pauses itself (an unreachable endpoint); shown on the job
-    page as its error until `job_resume` clears it.
+    page as its error until `job_resume` clears it. A Message (converters/messages.py) is
+    stored language-neutrally and shown in the reader's language.
     """
     with transaction.atomic():
         changed = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE_STATUSES).update(
-            status=Job.Status.PAUSED, error_message=reason[:2000], updated_at=timezone.now()
+            status=Job.Status.PAUSED, **error_fields(reason), updated_at=timezone.now()
         )
         if changed and reason:
             # Paused by itself (an unreachable endpoint): nobody may be watching.
@@ -284,7 +286,11 @@ def job_resume(*, job: Job) -> bool:
         changed = Job.objects.filter(
             pk=job.pk, status__in=[Job.Status.PAUSED, Job.Status.FAILED]
         ).update(
-            status=Job.Status.QUEUED, error_message="", finished_at=None, updated_at=timezone.now()
+            status=Job.Status.QUEUED,
+            error_message="",
+            error_reason=None,
+            finished_at=None,
+            updated_at=timezone.now(),
         )
         if changed:
             job_enqueue(job=job)
@@ -343,6 +349,7 @@ def items_retry(
             status=Item.Status.PENDING,
             error_category="",
             error_message="",
+            error_reason=None,
             lease_owner="",
             lease_expires_at=None,
             result_latex="",
@@ -355,7 +362,11 @@ def items_retry(
         )
         now = timezone.now()
         Job.objects.filter(pk__in=job_ids, status__in=Job.FINAL_STATUSES).update(
-            status=Job.Status.QUEUED, finished_at=None, error_message="", updated_at=now
+            status=Job.Status.QUEUED,
+            finished_at=None,
+            error_message="",
+            error_reason=None,
+            updated_at=now,
         )
         for queued in Job.objects.filter(pk__in=job_ids, status__in=Job.ACTIVE_STATUSES):
             job_enqueue(job=queued)
@@ -394,6 +405,8 @@ def job_finish_if_done(*, job: Job) -> str | None:
 
 
 def job_fail(*, job: Job, message: str) -> bool:
+    """Fail a job that is not final yet, with `message` (a Message is stored
+    language-neutrally, as job_pause's reason)."""
     now = timezone.now()
     with transaction.atomic():
         changed = (
@@ -401,7 +414,7 @@ def job_fail(*, job: Job, message: str) -> bool:
             .exclude(status__in=Job.FINAL_STATUSES)
             .update(
                 status=Job.Status.FAILED,
-                error_message=message[:2000],
+                **error_fields(message),
                 finished_at=now,
                 updated_at=now,
             )

@@ -192,7 +192,7 @@ class Command(TranslatedCommand):
         self.stdout.write(format_stats(selectors.job_stats(job=job)))
         if job.status == Job.Status.FAILED:
             raise CommandError(
-                _("Job %(job)s failed: %(error)s") % {"job": job.pk, "error": job.error_message}
+                _("Job %(job)s failed: %(error)s") % {"job": job.pk, "error": job.error_text}
             )
 
 

@@ -27,6 +27,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from conversions import labeling, selectors, services
+from conversions.converters.messages import shown
 from conversions.endpoints import endpoint_option
 from conversions.exporting import neutralise
 from conversions.importing import FileSource, SourceError, import_file, layout_for
@@ -176,7 +177,7 @@ class Command(TranslatedCommand):
         self.stdout.write(_("Wrote %(n)s rows to %(path)s") % {"n": written, "path": output})
         if job is not None and job.status == Job.Status.FAILED:
             raise CommandError(
-                _("Job %(job)s failed: %(error)s") % {"job": job.pk, "error": job.error_message}
+                _("Job %(job)s failed: %(error)s") % {"job": job.pk, "error": job.error_text}
             )
         if job is not None and job.batch_api and job.status in Job.ACTIVE_STATUSES:
             raise CommandError(
@@ -384,8 +385,7 @@ def summary(job: Job) -> list[str]:
     if samples:
         lines.append(_("Error samples (up to %(n)s):") % {"n": ERROR_SAMPLES})
         lines += [
-            f"  {i.question.question_id}: {category_label(i.error_category)}: "
-            f"{i.error_message[:200]}"
+            f"  {i.question.question_id}: {category_label(i.error_category)}: {i.error_text[:200]}"
             for i in samples
         ]
     if unfinished(job) and job.status != Job.Status.PAUSED:
@@ -450,11 +450,12 @@ def label_details(refs: list[str], *, schema: LabelSchema, job: Job | None) -> d
     questions = {q.question_id: q for q in Question.objects.filter(question_id__in=refs)}
     items = {}
     if job is not None:
+        # the error in LANGUAGE_CODE, the command's language (converters.messages.shown)
         items = {
-            ref: (status, message)
-            for ref, status, message in job.items.filter(
+            ref: (status, shown(message, reason))
+            for ref, status, message, reason in job.items.filter(
                 question__question_id__in=refs
-            ).values_list("question__question_id", "status", "error_message")
+            ).values_list("question__question_id", "status", "error_message", "error_reason")
         }
     names = labeling.label_field_names(schema)
     details = {}
