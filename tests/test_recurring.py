@@ -10,7 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.conf import Conf
 from django_q.models import Schedule
+from django_q.scheduler import scheduler
 
 from conversions import services
 from conversions.jobsettings import JobSettings
@@ -291,12 +294,18 @@ def test_a_scheduled_job_runs_by_itself_and_its_end_is_notified_once():
             job_settings=JobSettings(backend=Job.Backend.RULES, batch_size=10).to_mapping(),
         )
         services.recurring_job_sync(recurring=made)
-        # Due now: the cluster's scheduler (its first pass ~30 s after start) fires it.
+        # Due now. A cluster's sentinel calls django-q2's scheduler() every 30 s, first
+        # 30 s after it starts; the test makes that pass itself (the same function, on
+        # the same database and broker) instead of waiting for it. The cluster's settings
+        # leave the scheduler on, so its own passes would fire the schedule as well.
+        assert Conf.SCHEDULER
         Schedule.objects.filter(pk=made.schedule_id).update(
             next_run=timezone.now() - datetime.timedelta(minutes=1)
         )
         running = Cluster(MATHCONV_SLACK_WEBHOOK_URL=receiver.url).start()
         try:
+            scheduler(broker=get_broker())
+            assert Schedule.objects.get(pk=made.schedule_id).next_run > timezone.now()
             wait_until(lambda: receiver.delivered(), timeout=150, interval=0.5)
             made.refresh_from_db()
             made.enabled = False
