@@ -12,6 +12,9 @@ from tests.jobutil import API_KEY, Cluster, make_questions, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
+# Per job: 15 s of the slow endpoint's budget (4 requests a second), 3 batches of 20.
+ITEMS = 60
+
 
 def create(endpoint: Endpoint, questions) -> Job:
     return services.job_create(
@@ -20,7 +23,7 @@ def create(endpoint: Endpoint, questions) -> Job:
             model="gpt-4.1-mini",
             endpoint=endpoint,
             max_concurrent=16,
-            batch_size=40,
+            batch_size=20,
             use_cache=False,
         ),
         questions=questions,
@@ -50,8 +53,8 @@ def test_each_job_runs_on_its_own_endpoint_within_its_budget(
         )
         for name, server, rpm in (("slow", slow, 240), ("fast", fast, 480), ("locked", slow, 240))
     }
-    make_questions(120, prefix="S")
-    make_questions(120, prefix="F", start=200)
+    make_questions(ITEMS, prefix="S")
+    make_questions(ITEMS, prefix="F", start=200)
     make_questions(5, prefix="L", start=400)
     # The cluster's environment has the slow and fast keys, not the locked one.
     running = Cluster(OPENAI_BASE_URL="http://127.0.0.1:9/v1", OPENAI_API_KEY="").start()
@@ -78,8 +81,8 @@ def test_each_job_runs_on_its_own_endpoint_within_its_budget(
 
     slow_stats, fast_stats = slow.stats(), fast.stats()
     # Each job's requests went to its own server only, and no budget was overrun.
-    assert (slow_stats["ok"], slow_stats["rate_limited"]) == (120, 0)
-    assert (fast_stats["ok"], fast_stats["rate_limited"]) == (120, 0)
+    assert (slow_stats["ok"], slow_stats["rate_limited"]) == (ITEMS, 0)
+    assert (fast_stats["ok"], fast_stats["rate_limited"]) == (ITEMS, 0)
     assert all(slow.count(i.question.mathml) == 1 for i in jobs["slow"].items.all())
     assert all(fast.count(i.question.mathml) == 0 for i in jobs["slow"].items.all())
 
