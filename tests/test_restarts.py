@@ -164,6 +164,10 @@ def stack(tmp_path, fake_openai_factory):
         OPENAI_API_KEY=API_KEY,
         OPENAI_BASE_URL=server.base_url,
         MATHCONV_TASK_BUDGET_SECONDS="3",  # continuations are queued through Redis often
+        # A task that lost its connection leaves its items leased and its job's heartbeat
+        # to go stale: the reconciler (the cluster's schedule, every 30 s) queues the job
+        # again one lease after that. 10 s instead of the default 30 s.
+        MATHCONV_LEASE_SECONDS="10",
         Q_WORKERS="2",
     )
     manage(env, "migrate", "-v", "0")
