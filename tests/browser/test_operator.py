@@ -148,6 +148,7 @@ def test_a_cancelled_job_s_page_settles_once_the_worker_lets_go(open_session):
     Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
     s = open_session("olga")
     page = s.page
+    page.clock.install()  # time flows as usual; fast_forward() skips a poll's interval
     s.goto(reverse("admin:conversions_job_change", args=[job.pk]))
     counts = page.locator("#mc-counts-body")
     expect(counts).to_contain_text("Running3")
@@ -159,6 +160,7 @@ def test_a_cancelled_job_s_page_settles_once_the_worker_lets_go(open_session):
     expect(counts).not_to_contain_text("Running")
     # Its next check cancels them (worker.py); the page, still polling, follows.
     services.items_cancel(job=job, owner="w")
+    page.clock.fast_forward(2_000)  # the page's next poll (every 2 s) now
     expect(counts).to_contain_text("Cancelled8", timeout=10_000)
     expect(counts).not_to_contain_text("Stopping")
     expect(page.locator("#mc-done")).to_have_text("10")
