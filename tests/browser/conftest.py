@@ -1,7 +1,8 @@
 """Playwright driving Debian's chromium against pytest-django's live server.
 
-One browser per session; a context per user and viewport. Screenshots go to
-artifacts/browser/. `make test` installs chromium (the `chromium` target).
+One browser for the browser tests (this package); a context per user and viewport.
+Screenshots go to artifacts/browser/. `make test` installs chromium (the `chromium`
+target).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser(django_db_setup, django_db_blocker):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make chromium)")
@@ -33,7 +34,8 @@ def browser(django_db_setup, django_db_blocker):
 
     # Playwright's sync API keeps an event loop running in this thread, which Django
     # takes for an async context. The ORM calls here are plain sync test code, so
-    # allow them while the browser lives, and only then (module scope).
+    # allow them while the browser lives, and only then: during this package's tests
+    # (package scope; one chromium launch instead of one a module).
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
