@@ -80,19 +80,35 @@ def pytest_addoption(parser):
         action="store_true",
         help="run only what can behave differently on another database: tests that use the "
         "test database, minus the browser tests and the suites that start their own services "
-        "(make test's PostgreSQL run; the SQLite run before it runs everything)",
+        "(make test's PostgreSQL run, and one of its two SQLite runs)",
+    )
+    parser.addoption(
+        "--no-database-tests",
+        action="store_true",
+        help="run only what --database-tests-only leaves out: the tests without the test "
+        "database, the browser tests and the suites that start their own services (make "
+        "test's other SQLite run; the two SQLite runs together are the whole suite)",
     )
 
 
+def database_test(item) -> bool:
+    """Whether a test is one --database-tests-only selects (the two options split the
+    suite in two: every test is in exactly one half)."""
+    uses_database = bool(DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())))
+    uses_database = uses_database or item.get_closest_marker("django_db") is not None
+    once = item.get_closest_marker("browser") or item.get_closest_marker("own_services")
+    return uses_database and not once
+
+
 def pytest_collection_modifyitems(config, items):
-    if not config.getoption("--database-tests-only"):
+    only, none = config.getoption("--database-tests-only"), config.getoption("--no-database-tests")
+    if only and none:
+        raise pytest.UsageError("--database-tests-only and --no-database-tests exclude each other")
+    if not (only or none):
         return
     keep, drop = [], []
     for item in items:
-        uses_database = bool(DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())))
-        uses_database = uses_database or item.get_closest_marker("django_db") is not None
-        once = item.get_closest_marker("browser") or item.get_closest_marker("own_services")
-        (keep if uses_database and not once else drop).append(item)
+        (keep if database_test(item) == bool(only) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
