@@ -25,6 +25,12 @@ else:
 if os.environ.get("MATHCONV_USE_TEST_DB") == "1":
     _default["NAME"] = _default["TEST"]["NAME"]
 
+# The test users' passwords with a fast hasher (Django's advice for test suites): the
+# default PBKDF2's 1,000,000 iterations cost ~0.2 s of CPU for each user created or
+# logged in through a form, some 150 a run. Subprocesses use these settings too, so a
+# user the test made logs in there; production keeps Django's default hashers.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 # Everything a run writes besides its database goes under one folder, removed at the end
 # of the run (tests/conftest.py).
 TEST_RUN_DIR = VAR_DIR / "test-runs" / _TAG
