@@ -74,7 +74,8 @@ def test_an_idle_cluster_exits_on_sigterm_to_its_process_group(tmp_path):
 
 def test_a_busy_cluster_exits_on_sigterm_and_the_job_can_go_on(llm, tmp_path, settings):
     settings.MATHCONV_LEASE_SECONDS = LEASE_S
-    llm.configure(latency=0.5)
+    # Two calls always in flight (0.2 s each): busy when the signal comes, 4 s of work.
+    llm.configure(latency=0.2)
     make_questions(40)
     env = {
         "OPENAI_BASE_URL": llm.base_url,
