@@ -4,6 +4,8 @@
   with default options for the whole run;
 - fake_openai (function): that server, reset and back to default options, for one test;
   a test changes options with fake_openai.configure(latency=0.2, rpm=600, ...);
+- other_fake_openai (function): a second shared server the same way, for a job's own
+  endpoint (fake_openai_factory starts a dedicated one, ~1 s, where a test needs that);
 - llm (function): the job settings pointed at that server, prices seeded.
 """
 
@@ -46,10 +48,30 @@ def fake_openai(fake_openai_server):
     fake_openai_server.restore()
 
 
+@pytest.fixture(scope="session")
+def second_fake_openai_server():
+    """A second fake server for the run: another server than the one the job settings
+    point at, for tests about a job's own endpoint."""
+    server = FakeServer(command=MANAGE_COMMAND, env=subprocess_env()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def other_fake_openai(second_fake_openai_server):
+    """The second shared server with default options and cleared counters for one test
+    (restore() clears them again between the steps of a test)."""
+    second_fake_openai_server.restore()
+    yield second_fake_openai_server
+    second_fake_openai_server.restore()
+
+
 @pytest.fixture
 def fake_openai_factory():
     """start(**options) -> a dedicated fake server (FakeOptions fields), stopped after the
-    test: for tests that need a server of their own (a restart, a second endpoint)."""
+    test: for a test that needs a server of its own (a restart, a third endpoint). Each
+    costs ~1 s of start and stop; fake_openai and other_fake_openai take options through
+    configure() instead."""
     servers: list[FakeServer] = []
 
     def start(**options) -> FakeServer:

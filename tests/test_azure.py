@@ -25,8 +25,9 @@ def chat_requests(server) -> list[dict]:
     return [r for r in server.stats()["recent"] if r["path"].endswith("/chat/completions")]
 
 
-def test_an_azure_job_sends_what_the_sdks_azure_client_sends(llm, fake_openai_factory, monkeypatch):
-    server = fake_openai_factory(models=(DEPLOYMENT,))
+def test_an_azure_job_sends_what_the_sdks_azure_client_sends(llm, other_fake_openai, monkeypatch):
+    server = other_fake_openai
+    server.configure(models=[DEPLOYMENT])
     monkeypatch.setenv("MC_AZURE_KEY", API_KEY)
     endpoint = Endpoint.objects.create(
         name="azure",
@@ -88,8 +89,9 @@ def test_an_azure_job_sends_what_the_sdks_azure_client_sends(llm, fake_openai_fa
     assert all(request == expected for request in ours)
 
 
-def test_an_azure_endpoint_without_api_version_is_refused_by_the_server(fake_openai_factory):
-    server = fake_openai_factory(models=(DEPLOYMENT,))
+def test_an_azure_endpoint_without_api_version_is_refused_by_the_server(other_fake_openai):
+    server = other_fake_openai
+    server.configure(models=[DEPLOYMENT])
     sdk = openai.OpenAI(base_url=server.root_url + "/openai", api_key=API_KEY, max_retries=0)
     try:
         with pytest.raises(openai.NotFoundError):

@@ -35,8 +35,9 @@ def cluster(server) -> Cluster:
     ).start()
 
 
-def test_a_batch_job_survives_a_killed_cluster_and_pays_half(fake_openai_factory, settings):
-    server = fake_openai_factory(batch_delay=5.0, batch_failure_rate=0.03, batch_expiry_rate=0.02)
+def test_a_batch_job_survives_a_killed_cluster_and_pays_half(fake_openai, settings):
+    server = fake_openai
+    server.configure(batch_delay=5.0, batch_failure_rate=0.03, batch_expiry_rate=0.02)
     settings.OPENAI_BASE_URL = server.base_url
     settings.OPENAI_API_KEY = API_KEY
     ModelPrice.objects.update_or_create(

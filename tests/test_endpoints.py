@@ -46,9 +46,9 @@ def own_endpoint(server, name: str, key_env: str = "MC_TEST_KEY", **fields) -> E
 
 
 def test_a_job_runs_on_its_own_endpoint_not_on_the_workers_openai_base_url(
-    llm, fake_openai_factory, settings, monkeypatch
+    llm, other_fake_openai, settings, monkeypatch
 ):
-    other = fake_openai_factory()
+    other = other_fake_openai
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     make_questions(6)
     job = create(endpoint=own_endpoint(other, "other"))
@@ -75,9 +75,9 @@ def test_the_default_endpoint_comes_from_the_environment_once(llm, settings):
 
 
 def test_a_worker_without_the_endpoints_key_fails_the_job_naming_the_variable(
-    llm, fake_openai_factory, monkeypatch
+    llm, other_fake_openai, monkeypatch
 ):
-    other = fake_openai_factory()
+    other = other_fake_openai
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     make_questions(3)
     job = create(endpoint=own_endpoint(other, "other"))
@@ -90,24 +90,24 @@ def test_a_worker_without_the_endpoints_key_fails_the_job_naming_the_variable(
     assert other.stats()["requests"] == 0
 
 
-def test_launching_without_the_key_is_refused_before_any_work(llm, fake_openai_factory):
-    other = fake_openai_factory()
+def test_launching_without_the_key_is_refused_before_any_work(llm, other_fake_openai):
+    other = other_fake_openai
     make_questions(2)
     with pytest.raises(services.ConfigurationError, match="MC_ABSENT_KEY is not set"):
         create(endpoint=own_endpoint(other, "other", key_env="MC_ABSENT_KEY"))
     assert not Job.objects.exists()
 
 
-def test_a_server_that_needs_no_key_is_accepted(llm, fake_openai_factory):
+def test_a_server_that_needs_no_key_is_accepted(llm, other_fake_openai):
     # The fake server wants some bearer token; a keyless endpoint sends a placeholder.
-    other = fake_openai_factory()
+    other = other_fake_openai
     make_questions(2)
     job = create(endpoint=own_endpoint(other, "local", key_env=""))
     assert tasks.job_run_inline(job) == Job.Status.COMPLETED
 
 
-def test_a_model_marked_no_temperature_gets_none(llm, fake_openai_factory, monkeypatch):
-    other = fake_openai_factory()
+def test_a_model_marked_no_temperature_gets_none(llm, other_fake_openai, monkeypatch):
+    other = other_fake_openai
     other.configure(reject_temperature=True)
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     endpoint = own_endpoint(other, "reasoning")
@@ -120,9 +120,9 @@ def test_a_model_marked_no_temperature_gets_none(llm, fake_openai_factory, monke
 
 
 def test_an_unsupported_parameter_stops_the_job_with_one_message(
-    llm, fake_openai_factory, monkeypatch
+    llm, other_fake_openai, monkeypatch
 ):
-    other = fake_openai_factory()
+    other = other_fake_openai
     other.configure(reject_temperature=True)
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     make_questions(40)
@@ -143,8 +143,8 @@ def test_an_unsupported_parameter_stops_the_job_with_one_message(
     assert job.items.filter(status=Item.Status.SUCCEEDED).count() == 40
 
 
-def test_the_endpoints_command_adds_lists_and_checks(llm, fake_openai_factory, monkeypatch):
-    other = fake_openai_factory()
+def test_the_endpoints_command_adds_lists_and_checks(llm, other_fake_openai, monkeypatch):
+    other = other_fake_openai
     out = io.StringIO()
     call_command(
         "endpoints",
@@ -172,8 +172,8 @@ def test_the_endpoints_command_adds_lists_and_checks(llm, fake_openai_factory, m
         call_command("endpoints", "check", "nope")
 
 
-def test_convert_endpoint_names_the_server(llm, fake_openai_factory, monkeypatch):
-    other = fake_openai_factory()
+def test_convert_endpoint_names_the_server(llm, other_fake_openai, monkeypatch):
+    other = other_fake_openai
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     own_endpoint(other, "gpu")
     make_questions(3)
@@ -223,13 +223,14 @@ def test_cached_prompt_tokens_are_read_and_priced_at_the_cached_price(fake_opena
     )
 
 
-def test_the_max_tokens_parameter_follows_the_model_setting(llm, fake_openai_factory, monkeypatch):
+def test_the_max_tokens_parameter_follows_the_model_setting(llm, other_fake_openai, monkeypatch):
     # Ollama and older servers read max_tokens; some take no limit at all.
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     make_questions(3)
     sent = {}
     for setting in ("max_tokens", "none", "max_completion_tokens"):
-        server = fake_openai_factory()
+        server = other_fake_openai
+        server.restore()  # counters of this setting's job only
         endpoint = own_endpoint(server, setting)
         EndpointModel.objects.create(
             endpoint=endpoint, model="gpt-4.1-mini", max_tokens_param=setting
@@ -240,13 +241,14 @@ def test_the_max_tokens_parameter_follows_the_model_setting(llm, fake_openai_fac
     assert sent == {"max_tokens": (3, 0), "none": (0, 0), "max_completion_tokens": (0, 3)}
 
 
-def test_prompt_cache_key_goes_only_where_it_is_accepted(llm, fake_openai_factory, monkeypatch):
+def test_prompt_cache_key_goes_only_where_it_is_accepted(llm, other_fake_openai, monkeypatch):
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     make_questions(2)
     sent = {}
     # (endpoint kind, the model row's setting; None: no row)
     for kind, accepts in (("compatible", None), ("openai", None), ("compatible", True)):
-        server = fake_openai_factory()
+        server = other_fake_openai
+        server.restore()  # counters of this endpoint's job only
         endpoint = own_endpoint(server, f"{kind}-{accepts}")
         Endpoint.objects.filter(pk=endpoint.pk).update(kind=kind)
         if accepts is not None:
@@ -276,9 +278,9 @@ def test_a_rejected_prompt_cache_key_names_the_setting_to_change(llm):
 
 
 def test_label_endpoint_checks_and_uses_that_endpoint(
-    llm, fake_openai_factory, monkeypatch, settings, tmp_path
+    llm, other_fake_openai, monkeypatch, settings, tmp_path
 ):
-    other = fake_openai_factory()
+    other = other_fake_openai
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     own_endpoint(other, "gpu")
     # This shell's default endpoint is down: label --endpoint gpu must not care.

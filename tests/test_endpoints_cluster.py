@@ -32,14 +32,15 @@ def create(endpoint: Endpoint, questions) -> Job:
 
 
 def test_each_job_runs_on_its_own_endpoint_within_its_budget(
-    fake_openai_factory, monkeypatch, admin_user
+    fake_openai, other_fake_openai, monkeypatch, admin_user
 ):
     # The shared budget grants at most rpm/60 requests per aligned 1 s window, so any
     # sliding 2 s window holds at most 3 * rpm/60: each server refuses (429) the request
     # beyond that (its rpm is 1.5 times the endpoint's over a 2 s window). Unthrottled,
     # 16 concurrent calls go well over 12 (or 24) in 2 s and are refused.
-    slow = fake_openai_factory(rpm=360, window=2.0)
-    fast = fake_openai_factory(rpm=720, window=2.0)
+    slow, fast = fake_openai, other_fake_openai  # the run's two shared servers
+    slow.configure(rpm=360, window=2.0)
+    fast.configure(rpm=720, window=2.0)
     monkeypatch.setenv("MC_SLOW_KEY", API_KEY)
     monkeypatch.setenv("MC_FAST_KEY", API_KEY)
     monkeypatch.delenv("MC_LOCKED_KEY", raising=False)

@@ -126,9 +126,10 @@ def test_examples_are_data_unsafe_or_unfaithful_ones_are_left_out(admin_user):
 
 
 def test_a_few_shot_prompt_is_cached_across_requests_and_jobs(
-    llm, fake_openai_factory, monkeypatch, admin_user
+    llm, other_fake_openai, monkeypatch, admin_user
 ):
-    server = fake_openai_factory(prompt_cache=True)
+    server = other_fake_openai
+    server.configure(prompt_cache=True)
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     # An OpenAI-kind endpoint: requests carry prompt_cache_key.
     endpoint = Endpoint.objects.create(

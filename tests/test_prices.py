@@ -28,9 +28,10 @@ PRICES = {
 
 
 def test_a_job_whose_server_reports_cached_tokens_is_costed_at_the_cached_price(
-    llm, fake_openai_factory, monkeypatch, admin_user
+    llm, other_fake_openai, monkeypatch, admin_user
 ):
-    server = fake_openai_factory(cached_tokens=60)
+    server = other_fake_openai
+    server.configure(cached_tokens=60)
     monkeypatch.setenv("MC_TEST_KEY", jobutil.API_KEY)
     endpoint = Endpoint.objects.create(
         name="cached", kind="compatible", base_url=server.base_url, key_env="MC_TEST_KEY"

@@ -18,10 +18,9 @@ from tests.jobutil import API_KEY, make_questions, wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_job_page_lists_remote_batches_and_the_saving(
-    open_session, fake_openai_factory, settings
-):
-    server = fake_openai_factory(batch_delay=0.3, batch_failure_rate=0.2)
+def test_the_job_page_lists_remote_batches_and_the_saving(open_session, fake_openai, settings):
+    server = fake_openai
+    server.configure(batch_delay=0.3, batch_failure_rate=0.2)
     settings.OPENAI_BASE_URL = server.base_url
     settings.OPENAI_API_KEY = API_KEY
     ModelPrice.objects.update_or_create(
