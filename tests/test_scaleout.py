@@ -111,7 +111,7 @@ def test_two_clusters_on_redis_process_every_item_once_under_the_endpoints_limit
 
 
 def test_a_task_redis_lost_with_its_worker_is_queued_again_by_the_reconciler(llm, redis_queue):
-    llm.configure(latency=0.2)
+    llm.configure(latency=0.1)  # two calls always in flight; 120 items are 6 s of calls
     make_questions(120)
     (running,) = clusters(llm, redis_queue, count=1)
     try:
