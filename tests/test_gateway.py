@@ -26,6 +26,9 @@ from tests.settings import subprocess_env
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
+    # Its own proxy (and upstream): what it adds to the other job tests is LiteLLM's side
+    # of the HTTP, the same on any database, so it runs once (the SQLite run).
+    pytest.mark.own_services,
     pytest.mark.skipif(
         not gateway.installed(), reason="the LiteLLM gateway is not installed: `make gateway`"
     ),
