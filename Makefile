@@ -22,7 +22,7 @@ LITELLM_VERSION := 1.80.10
 LITELLM_SHA256 := 9b3e561efaba0eb1291cb1555d3dcb7283cf7f3cb65aadbcdb42e2a8765898c8
 GATEWAY := var/gateway-venv
 
-.PHONY: gateway demo serve test test-fast test-sqlite test-postgres test-postgres-if-reachable lint venv dev-venv vendor chromium judge-deps tables tables-check bench bench-converter bench-validator clean messages
+.PHONY: gateway demo serve test test-fast test-sqlite test-sqlite-database test-sqlite-others test-postgres test-postgres-if-reachable lint venv dev-venv vendor chromium judge-deps tables tables-check bench bench-converter bench-validator clean messages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -97,12 +97,15 @@ test: dev-venv vendor chromium gateway
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(MAKE) --no-print-directory -j2 -Otarget test-sqlite test-postgres-if-reachable PG_ARGS='-m "not alone"'
+	$(MAKE) --no-print-directory -j3 -Otarget test-sqlite-database test-sqlite-others test-postgres-if-reachable PG_ARGS='-m "not alone"'
 	$(MAKE) --no-print-directory test-postgres-if-reachable PG_ARGS='-m alone'
 
-# The two runs side by side (each has its own test database, tests/settings.py): the whole
-# suite on SQLite, and on PostgreSQL what can behave differently there (tests/conftest.py);
-# then, alone on the machine, the suites whose faults are timed (the soak: 1 s timeouts).
+# Three runs side by side (each has its own test database, tests/settings.py): the whole
+# suite on SQLite in two halves, the tests that use the test database and the others
+# (browser, own services, no database), and on PostgreSQL the first half, what can behave
+# differently there (tests/conftest.py); then, alone on the machine, the suites whose
+# faults are timed (the soak: 1 s timeouts). The runs mostly wait (on clusters, servers,
+# a browser; about a third of their wall time is CPU), so three share two cores.
 PG_ARGS ?=
 test-postgres-if-reachable:
 	@if $(PY) -c "import psycopg,os,sys; psycopg.connect(os.environ.get('DATABASE_URL') or '$(PG_URL)'.rsplit('/',1)[0]+'/postgres', connect_timeout=3).close()" 2>/dev/null; then \
@@ -115,6 +118,13 @@ test-fast: dev-venv
 
 test-sqlite:
 	env -u DATABASE_URL $(VENV)/bin/pytest -p no:cacheprovider
+
+# test-sqlite in two halves (make test runs them side by side).
+test-sqlite-database:
+	env -u DATABASE_URL $(VENV)/bin/pytest -p no:cacheprovider --database-tests-only
+
+test-sqlite-others:
+	env -u DATABASE_URL $(VENV)/bin/pytest -p no:cacheprovider --no-database-tests
 
 test-postgres:
 	DATABASE_URL=$${DATABASE_URL:-$(PG_URL)} $(VENV)/bin/pytest -p no:cacheprovider --database-tests-only $(PG_ARGS)
