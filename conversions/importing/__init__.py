@@ -68,6 +68,7 @@ from conversions.importing.sources import (
     xlsx_table,
 )
 from conversions.models import Question
+from conversions.rowwrite import rows_insert
 
 __all__ = [
     "ALLOW_EMPTY_MATHML_HINT",
@@ -226,7 +227,7 @@ def _write_chunk(records: list[QuestionRecord], report: ImportReport, *, dry_run
     report.updated += len(updates)
     if dry_run:
         return
-    Question.objects.bulk_create(creates, batch_size=len(records))
+    rows_insert(creates)  # bulk_create's rows, without its per-value SQL compiling
     if updates:
         Question.objects.bulk_update(updates, sorted(fields), batch_size=500)
 
