@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
 _PLAIN_FIELDS = {
@@ -26,9 +27,10 @@ _PLAIN_FIELDS = {
 }
 
 Prepare = Callable[[Any], Any] | None
+_NOTHING = object()
 
 
-def _preparer(field: Field) -> Prepare:
+def _preparer(field: Field, conn: BaseDatabaseWrapper) -> Prepare:
     """None for a column whose values go to the driver as they are; else the function
     that turns a value into the driver's (the field's get_db_prep_save). NULL is passed
     through without a call where the field itself sends None for None (checked here, once
@@ -37,12 +39,12 @@ def _preparer(field: Field) -> Prepare:
         return None
     prep = field.get_db_prep_save
     try:
-        null_is_none = prep(None, connection) is None
+        null_is_none = prep(None, conn) is None
     except Exception:  # noqa: BLE001 - a field that refuses None: every value goes through
         null_is_none = False
     if null_is_none:
-        return lambda value: None if value is None else prep(value, connection)
-    return lambda value: prep(value, connection)
+        return lambda value: None if value is None else prep(value, conn)
+    return lambda value: prep(value, conn)
 
 
 def _field(model: type[Model], name: str) -> Field:
@@ -59,12 +61,20 @@ def _column(field: Field | None) -> str:
 
 
 def _prepared(rows: Iterable[Sequence[Any]], prepare: Sequence[Prepare]) -> list[list[Any]]:
+    """The rows with their values prepared. A value that is the very object of the row
+    before in its column (one `now` for every row, a shared default) is prepared once."""
     convert = [(n, p) for n, p in enumerate(prepare) if p is not None]
+    previous: list[tuple[object, Any]] = [(_NOTHING, None)] * len(convert)
     out = []
     for values in rows:
         row = list(values)
-        for n, p in convert:
-            row[n] = p(row[n])
+        for k, (n, p) in enumerate(convert):
+            value = row[n]
+            last, prepared = previous[k]
+            if value is not last:
+                prepared = p(value)
+                previous[k] = (value, prepared)
+            row[n] = prepared
         out.append(row)
     return out
 
@@ -85,7 +95,10 @@ def values_update(
     """
     meta = model._meta
     columns = [_field(model, name) for name in fields]
-    prepare = [_preparer(c) for c in columns]
+    # The connection itself, not django.db.connection's per-thread proxy: every prepared
+    # value asks it for its operations.
+    conn = connections[DEFAULT_DB_ALIAS]
+    prepare = [_preparer(c, conn) for c in columns]
     prepare.append(None)  # the primary key
     args = _prepared(rows, prepare)
     if not args:
@@ -138,7 +151,7 @@ def rows_insert(objs: Sequence[Model]) -> None:
     )
     # A field whose pre_save is Field's just reads the attribute.
     plain_read = [type(f).pre_save is Field.pre_save for f in fields]
-    prepare = [_preparer(f) for f in fields]
+    prepare = [_preparer(f, connections[DEFAULT_DB_ALIAS]) for f in fields]
     read = list(zip(fields, plain_read, strict=True))
     rows = (
         [getattr(obj, f.attname) if plain else f.pre_save(obj, True) for f, plain in read]
