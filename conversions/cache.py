@@ -80,9 +80,19 @@ def cache_store(*, results: Iterable[CachedResult], kind: str = "convert") -> No
         )
 
 
+HITS_CHUNK = 500  # keys per UPDATE (well under SQLite's limit on parameters)
+
+
 def cache_count_hits(*, keys: Iterable[str]) -> None:
+    """Add each key's hits: one UPDATE per distinct count (most keys are hit once per
+    flush), not one per key."""
+    by_count: dict[int, list[str]] = {}
     for key, n in Counter(keys).items():
-        CacheEntry.objects.filter(key=key).update(hits=F("hits") + n)
+        by_count.setdefault(n, []).append(key)
+    for n, same in by_count.items():
+        for start in range(0, len(same), HITS_CHUNK):
+            chunk = same[start : start + HITS_CHUNK]
+            CacheEntry.objects.filter(key__in=chunk).update(hits=F("hits") + n)
 
 
 def repeated_share(mathml_values: Iterable[str]) -> tuple[int, int]:

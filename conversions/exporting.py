@@ -493,6 +493,8 @@ def result_rows(items: QuerySet[Item], *, page: int = RESULT_PAGE) -> Iterator[d
             row["reviewed_latex"] = latex_for_output(row["reviewed_latex"])
             row["finished_at"] = _iso(row["finished_at"])
             yield row
+        if len(chunk) < page:
+            return  # the last page: no query to find that nothing follows
         last = chunk[-1][0]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -34,6 +35,33 @@ class _FileHandler(logging.FileHandler):
             self.stream.flush()
 
 
+class _Formatter(logging.Formatter):
+    """FORMAT's lines, with asctime's date and time made once per second instead of once
+    per line (logging.Formatter.formatTime: strftime of localtime, then the msecs)."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt or not self.default_msec_format:
+            return super().formatTime(record, datefmt)
+        second, stamp = self._second  # one tuple: two threads write lines (the engine's)
+        if int(record.created) != second:
+            second = int(record.created)
+            stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (second, stamp)
+        return self.default_msec_format % (stamp, record.msecs)
+
+
+class _Logger(logging.Logger):
+    """FORMAT names no source file, line or function: a line does without the stack walk
+    that logging makes for each record to find them (findCaller)."""
+
+    def findCaller(self, stack_info: bool = False, stacklevel: int = 1):
+        if stack_info:
+            return super().findCaller(stack_info, stacklevel)
+        return "(unknown file)", 0, "(unknown function)", None
+
+
 class JobLog:
     """Opened by a task for one run on a job; several runs of a job append to one file."""
 
@@ -41,12 +69,12 @@ class JobLog:
         self.job_id = job_id
         self.path = log_path(job_id)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A unique logger per JobLog: a worker process runs many tasks, and handlers of
-        # an earlier run must not write into this one.
-        self._logger = logging.getLogger(f"mathconv.job.{job_id}.{id(self)}")
-        self._logger.setLevel(logging.DEBUG)
+        # A logger of its own per JobLog, outside logging's registry (getLogger would keep
+        # it until close): a worker process runs many tasks, and handlers of an earlier run
+        # must not write into this one.
+        self._logger = _Logger(f"mathconv.job.{job_id}.{id(self)}", logging.DEBUG)
         self._logger.propagate = False
-        formatter = logging.Formatter(FORMAT)
+        formatter = _Formatter(FORMAT)
         self._file = _FileHandler(self.path, encoding="utf-8")
         self._file.setFormatter(formatter)
         self._file.setLevel(logging.DEBUG)
@@ -60,7 +88,6 @@ class JobLog:
         for handler in (self._file, self._console):
             self._logger.removeHandler(handler)
             handler.close()
-        logging.Logger.manager.loggerDict.pop(self._logger.name, None)
 
     def __enter__(self) -> JobLog:
         return self

@@ -29,6 +29,7 @@ from conversions.engine.labeling import (
 )
 from conversions.engine.types import Outcome
 from conversions.models import Item, Job, LabelSchema, Question, ReviewEvent
+from conversions.rowwrite import rows_update
 
 DEFAULT_SCHEMA_NAME = "default"
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -242,7 +243,7 @@ def questions_labels_store(*, job: Job, results: Sequence[tuple[int, int, dict]]
         question.labels_meta = meta
         question.labels_corrected = None  # written only when the job overwrites reviews
         question.updated_at = now
-    Question.objects.bulk_update(questions, fields, batch_size=500)
+    rows_update(questions, fields)  # one executemany (bulk_update: a CASE WHEN per row)
     return len(questions)
 
 

@@ -599,13 +599,16 @@ class JobWorker:
         # (text-only documents would all share one key).
         use_cache = job.use_cache and job.kind == Job.Kind.CONVERT
         to_llm: list[_Pending] = []
+        stems: list[tuple[Item, StemWork, list[_Pending]]] = []
         for item in batch.items:
             skipped = self._skip_locked(item)
             if skipped:
                 self._add(batch.batch_no, item, skipped)
                 continue
             if job.kind == Job.Kind.CONVERT and is_stem(item.question.mathml):
-                self._route_stem(item, batch.batch_no, use_cache)
+                planned = self._plan_stem(item, batch.batch_no, use_cache)
+                if planned is not None:
+                    stems.append(planned)
                 continue
             pending = _Pending(item=item, batch_no=batch.batch_no)
             if job.backend == Job.Backend.HYBRID:
@@ -628,9 +631,13 @@ class JobWorker:
                 )
             to_llm.append(pending)
         hits = {}
-        if use_cache and to_llm:
-            hits = cache_lookup(keys=[p.key for p in to_llm if p.key not in self.fresh])
+        keys = [p.key for p in to_llm] + [p.key for _i, _w, formulas in stems for p in formulas]
+        if use_cache and keys:
+            # One lookup for the batch, its stems' formulas included.
+            hits = cache_lookup(keys=[key for key in keys if key not in self.fresh])
             hits.update(self.fresh)
+        for item, work, formulas in stems:
+            self._send_stem(item, work, formulas, hits)
         for pending in to_llm:
             if pending.key in hits:
                 self._add(pending.batch_no, pending.item, self._cached(pending, hits[pending.key]))
@@ -642,16 +649,19 @@ class JobWorker:
             else:
                 self._send(pending)
 
-    def _route_stem(self, item: Item, batch_no: int, use_cache: bool) -> None:
+    def _plan_stem(
+        self, item: Item, batch_no: int, use_cache: bool
+    ) -> tuple[Item, StemWork, list[_Pending]] | None:
         """A stem, formula by formula: hybrid keeps what the rules converter did right;
-        a validated cache hit is used; every other formula gets its own call."""
+        the other formulas are returned, with their cache keys, for _send_stem (None: the
+        stem is recorded already, as unreadable)."""
         job = self.job
         work = StemWork.start(
             item_id=item.pk, question_id=item.question_id, mathml=item.question.mathml
         )
         if isinstance(work, ItemResult):
             self._add(batch_no, item, work)
-            return
+            return None
         work.batch_no = batch_no
         to_llm: list[_Pending] = []
         for index, formula in enumerate(work.stem.formulas):
@@ -671,10 +681,12 @@ class JobWorker:
                     mathml=formula.mathml,
                 )
             to_llm.append(pending)
-        hits = {}
-        if use_cache and to_llm:
-            hits = cache_lookup(keys=[p.key for p in to_llm if p.key not in self.fresh])
-            hits.update(self.fresh)
+        return item, work, to_llm
+
+    def _send_stem(
+        self, item: Item, work: StemWork, to_llm: list[_Pending], hits: dict[str, CachedResult]
+    ) -> None:
+        """A validated cache hit is used; every other formula gets its own call."""
         for pending in to_llm:
             formula = work.stem.formulas[pending.index]
             hit = hits.get(pending.key) if pending.key else None
@@ -689,7 +701,7 @@ class JobWorker:
             self.in_flight[pending.work_id] = pending
             self.backlog.append(pending)
         if work.done:
-            self._add(batch_no, item, work.result())
+            self._add(work.batch_no, item, work.result())
 
     def _on_formula_outcome(self, pending: _Pending, outcome: Outcome) -> None:
         work = pending.stem

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from conversions import selectors, services, tasks
-from conversions.cache import cache_key, repeated_share
+from conversions.cache import cache_count_hits, cache_key, repeated_share
 from conversions.jobsettings import JobSettings
 from conversions.models import CacheEntry, Item, Job, Question
 from tests.jobutil import fraction
@@ -109,3 +109,13 @@ def test_the_hit_rate_on_the_demo_bank(llm, capsys):
             f"\ndemo bank: {repeated} of {total} formulas repeat: cache hit rate "
             f"{stats['cache']['hit_rate'] * 100:.1f} %, saved ${stats['cache']['saved_usd']:.6f}"
         )
+
+
+def test_hits_are_counted_with_one_update_per_distinct_count(django_assert_num_queries):
+    keys = [f"k{n:03d}" for n in range(40)]
+    CacheEntry.objects.bulk_create(CacheEntry(key=key, result_latex="x") for key in keys)
+    hits = keys[:30] + keys[:10] + keys[:5]  # 5 keys hit 3 times, 5 twice, 20 once
+    with django_assert_num_queries(3):
+        cache_count_hits(keys=hits)
+    counts = dict(CacheEntry.objects.values_list("key", "hits"))
+    assert [counts[key] for key in keys] == [3] * 5 + [2] * 5 + [1] * 20 + [0] * 10

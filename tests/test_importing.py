@@ -1,6 +1,7 @@
 import json
 import os
 import uuid
+from dataclasses import replace
 from io import StringIO
 from pathlib import Path
 
@@ -12,8 +13,16 @@ from django.test.utils import CaptureQueriesContext
 
 from conversions.converters import parse_mathml
 from conversions.demo_data import demo_questions
-from conversions.importing import DatabaseSource, import_file, import_records, import_source
+from conversions.importing import (
+    DatabaseSource,
+    QuestionRecord,
+    import_file,
+    import_records,
+    import_source,
+    question_new,
+)
 from conversions.models import Question
+from conversions.rowwrite import rows_insert
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_SERVER = os.environ.get("MATHCONV_TEST_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
@@ -295,6 +304,35 @@ def test_chunks_compare_and_write_with_a_bounded_number_of_queries(tmp_path):
     assert Question.objects.count() == 60
     # Per chunk of 10 rows: one SELECT, one INSERT, at most one UPDATE; never one per row.
     assert len(queries) <= 6 * 3 + 4
+
+
+def test_new_questions_hold_what_bulk_create_would_write():
+    # The import inserts new rows with rowwrite.rows_insert, not bulk_create.
+    record = QuestionRecord(
+        row=2,
+        question_id="N-1",
+        mathml="<math><msup><mi>x</mi><mn>2</mn></msup></math>",
+        text="둘째 줄",
+        subject="수학",
+        grade="중1",
+        metadata={"source": "bank", "tags": [1, "이"]},
+        source_latex="x^2",
+    )
+    rows_insert([question_new(record)])
+    Question.objects.bulk_create([question_new(replace(record, question_id="N-2"))])
+    written, created = (
+        Question.objects.filter(question_id=question_id).values().get()
+        for question_id in ("N-1", "N-2")
+    )
+    for row in (written, created):
+        del row["id"], row["question_id"]
+        assert row.pop("created_at") is not None and row.pop("updated_at") is not None
+    assert written == created
+    assert (written["metadata"], written["labels"], written["formulas"]) == (
+        {"source": "bank", "tags": [1, "이"]},
+        {},
+        None,
+    )
 
 
 def test_a_source_that_changes_between_the_passes_writes_nothing():

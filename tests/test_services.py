@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
@@ -211,6 +214,31 @@ def test_results_go_onto_questions_unless_locked_by_review():
         False,
         "converted",
     )
+
+
+def test_recording_results_costs_the_same_queries_for_any_number_of_them():
+    # One read of the held items, one write each for items and questions, whatever the
+    # results say: a question that only changes state used to be re-read field by field.
+    def record(count: int) -> int:
+        Question.objects.all().delete()
+        job = rules_job(count)
+        items = services.items_claim(job=job, owner="w", limit=count).items
+        statuses = [Item.Status.SUCCEEDED, Item.Status.NEEDS_REVIEW, Item.Status.FAILED]
+        results = [
+            result(item, statuses[n % 3], latex="x" if n % 3 < 2 else "")
+            for n, item in enumerate(items)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            assert len(services.outcomes_record(job=job, owner="w", results=results)) == count
+        states = Counter(Question.objects.values_list("conversion_state", flat=True))
+        assert states == {
+            "converted": len(range(0, count, 3)),
+            "needs_review": len(range(1, count, 3)),
+            "failed": len(range(2, count, 3)),
+        }
+        return len(queries)
+
+    assert record(3) == record(30)
 
 
 def test_tokens_and_cost_add_up_over_attempts():

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.urls import reverse
 from django.utils import translation
 
@@ -84,6 +85,37 @@ def test_openai_sends_one_request_per_formula_and_the_cache_serves_them_next_tim
     assert llm.stats()["requests"] == 3  # not one more
     assert (again.status, again.route, again.cached) == ("succeeded", "cache", True)
     assert again.result_latex == item.result_latex
+
+
+def test_a_batch_of_stems_looks_up_the_cache_once(llm):
+    for n in range(4):
+        Question.objects.create(question_id=f"S-{n}", mathml=STEM.replace("넓이는", f"넓이 {n}:"))
+    Question.objects.create(question_id="F-1", mathml=F2)
+
+    def job_lookups() -> tuple[Job, int]:
+        job = services.job_create(
+            job_settings=JobSettings(backend=Job.Backend.OPENAI, max_concurrent=4),
+            questions=Question.objects.all(),
+            selection={"test": True},
+            enqueue=False,
+        )
+        lookups = []
+
+        def count(execute, sql, params, many, context):
+            if sql.startswith("SELECT") and '"conversions_cacheentry"' in sql:
+                lookups.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(count):
+            tasks.job_run_inline(job)
+        return job, len(lookups)
+
+    first, lookups = job_lookups()
+    assert lookups == 1  # one batch: its plain formula's key and every stem's formulas' keys
+    assert llm.stats()["requests"] == 4 * 3 + 1  # a stem's formulas are not shared in flight
+    again, lookups = job_lookups()
+    assert lookups == 1 and llm.stats()["requests"] == 13
+    assert set(again.items.values_list("status", "cached")) == {("succeeded", True)}
 
 
 def test_a_formula_answer_that_drops_content_makes_the_stem_need_review(llm):

@@ -202,14 +202,18 @@ class TokenBucketLimiter:
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
         """x-ratelimit-remaining-*/x-ratelimit-reset-*: stop before the server says 429."""
+        # Read in the order that skips the most (every response comes here): the reset
+        # is parsed only when the remaining budget is under the reserve.
         for kind in ("requests", "tokens"):
             remaining = _int_header(headers, f"x-ratelimit-remaining-{kind}")
-            reset_s = parse_reset(headers.get(f"x-ratelimit-reset-{kind}"))
-            if remaining is None or reset_s is None:
+            if remaining is None:
                 continue
             limit = _int_header(headers, f"x-ratelimit-limit-{kind}") or 0
             reserve = max(1, int(limit * 0.01)) if kind == "requests" else max(1, limit // 100)
-            if remaining < reserve:
+            if remaining >= reserve:
+                continue
+            reset_s = parse_reset(headers.get(f"x-ratelimit-reset-{kind}"))
+            if reset_s is not None:
                 self.pause(reset_s)
 
     # -- helpers ------------------------------------------------------------------------

@@ -232,6 +232,7 @@ class _Pool:
         self.observe_headers = getattr(limiter, "observe_headers", None)
         self.request_options = getattr(task, "request_options", None)
         self.secrets = (endpoint.api_key,)
+        self._stopped: asyncio.Future | None = None  # _stop_waiter
 
     async def run(
         self,
@@ -248,6 +249,9 @@ class _Pool:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            if self._stopped is not None:
+                self._stopped.cancel()
+                await asyncio.gather(self._stopped, return_exceptions=True)
 
     async def _worker(self, get, put) -> None:
         while (item := await get()) is not None:
@@ -443,11 +447,9 @@ class _Pool:
         if self.stop.is_set():
             return False
         acquire = asyncio.ensure_future(self.limiter.acquire(estimate))
-        stopped = asyncio.ensure_future(self.stop.wait())
         try:
-            await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({acquire, self._stop_waiter()}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopped.cancel()
             if not acquire.done():
                 acquire.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -459,6 +461,13 @@ class _Pool:
             self.limiter.settle(estimate, 0)
             return False
         return True
+
+    def _stop_waiter(self) -> asyncio.Future:
+        """One future for the pool that ends when stop is set: every call waits on it
+        beside the limiter (a task of its own per call was made and cancelled)."""
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self.stop.wait())
+        return self._stopped
 
     async def _sleep_unless_stopped(self, delay: float) -> bool:
         """Sleep for delay seconds; True if the stop event was set meanwhile."""

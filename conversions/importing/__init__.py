@@ -68,6 +68,7 @@ from conversions.importing.sources import (
     xlsx_table,
 )
 from conversions.models import Question
+from conversions.rowwrite import rows_insert, rows_update
 
 __all__ = [
     "ALLOW_EMPTY_MATHML_HINT",
@@ -226,9 +227,9 @@ def _write_chunk(records: list[QuestionRecord], report: ImportReport, *, dry_run
     report.updated += len(updates)
     if dry_run:
         return
-    Question.objects.bulk_create(creates, batch_size=len(records))
-    if updates:
-        Question.objects.bulk_update(updates, sorted(fields), batch_size=500)
+    # bulk_create's and bulk_update's rows, without their per-value SQL compiling.
+    rows_insert(creates)
+    rows_update(updates, sorted(fields))
 
 
 def _validate(source, report: ImportReport, validator: RowValidator) -> bytes:

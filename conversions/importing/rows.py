@@ -248,6 +248,8 @@ class RowValidator:
         self._layouts: dict[tuple, Layout] = {}
         self.ignored: set[str] = set()
         self._limits = {name: _max_length(name) for name in ("question_id", "subject", "grade")}
+        # The MathML limits (MATHCONV_MAX_MATHML_BYTES / _DEPTH), read once per import.
+        self._max_bytes, self._max_depth = default_limits()
 
     def layout(self, keys: tuple) -> Layout:
         layout = self._layouts.get(keys)
@@ -344,7 +346,8 @@ class RowValidator:
             problems.extend(stem_problems(mathml))
         elif mathml.strip():
             try:
-                unsafe = unsafe_mathml_part(parse_mathml(mathml))
+                root = parse_mathml(mathml, max_bytes=self._max_bytes, max_depth=self._max_depth)
+                unsafe = unsafe_mathml_part(root)
             except InvalidMathML as exc:
                 problems.append(_("invalid MathML: %(reason)s") % {"reason": exc})
             else:

@@ -30,7 +30,7 @@ from conversions.converters.messages import Message, error_fields, message_data
 from conversions.labeling import questions_labels_store
 from conversions.models import Item, Job, JobRun, Question
 from conversions.results import ItemResult
-from conversions.rowwrite import rows_update
+from conversions.rowwrite import rows_update, values_update
 
 
 @dataclass(frozen=True)
@@ -198,12 +198,26 @@ RESULT_FIELDS = [
 ]
 
 
+# An item's totals over its attempts: a result adds to them (outcomes_record).
+TOTAL_FIELDS = (
+    "tokens_in",
+    "tokens_out",
+    "tokens_cached",
+    "cost_usd",
+    "prompt_cache_saved_usd",
+    "api_calls",
+    "retries",
+)
+
+
 def outcomes_record(*, job: Job, owner: str, results: Sequence[ItemResult]) -> list[int]:
     """Write results of items this worker still holds; returns the ids written.
 
     A result for an item that is no longer running under this owner (a duplicate, or a
     lease lost to another worker) is dropped: a finished item never gets a second result.
     Tokens, cost and API calls add up over attempts, so retries show what they cost.
+    The held items are read as values (their totals), not as model objects: this runs
+    for every result of every job, in the thread that feeds the engine.
     """
     if not results:
         return []
@@ -213,23 +227,13 @@ def outcomes_record(*, job: Job, owner: str, results: Sequence[ItemResult]) -> l
         held = Item.objects.filter(pk__in=by_id, status=Item.Status.RUNNING, lease_owner=owner)
         if connection.features.has_select_for_update:
             held = held.select_for_update()
-        items = list(
-            held.only(
-                "id",
-                "question_id",
-                "tokens_in",
-                "tokens_out",
-                "tokens_cached",
-                "cost_usd",
-                "prompt_cache_saved_usd",
-                "api_calls",
-                "retries",
-            )
+        totals = {pk: previous for pk, *previous in held.values_list("id", *TOTAL_FIELDS)}
+        values_update(
+            Item,
+            RESULT_FIELDS,
+            (_result_row(by_id[pk], previous, now) + [pk] for pk, previous in totals.items()),
         )
-        for item in items:
-            _apply_result(item, by_id[item.pk], now)
-        rows_update(items, RESULT_FIELDS)
-        written = [by_id[item.pk] for item in items]
+        written = [by_id[pk] for pk in totals]
         _questions_apply(job=job, results=written, now=now)
         cache_store(
             results=[
@@ -242,38 +246,42 @@ def outcomes_record(*, job: Job, owner: str, results: Sequence[ItemResult]) -> l
         )
         cache_count_hits(keys=[r.cache_key for r in written if r.cached and r.cache_key])
         Job.objects.filter(pk=job.pk).update(heartbeat_at=now)
-    return [item.pk for item in items]
+    return list(totals)
 
 
-def _apply_result(item: Item, result: ItemResult, now) -> None:
-    item.status = result.status
-    item.result_latex = result.latex
-    item.result_labels = result.labels
-    item.result_formulas = result.formulas
-    item.review_formulas = None  # a reviewer's fixes were to the previous result
-    item.route = result.route
-    item.cached = result.cached
-    item.validation_score = result.validation_score
-    # Reasons are stored language-neutrally (converters/messages.py).
-    item.validation_reasons = message_data(list(result.validation_reasons))
-    item.error_category = result.error_category
-    errors = error_fields(result.error_message)
-    item.error_message = errors["error_message"]
-    item.error_reason = errors["error_reason"]
-    item.latency_ms = result.latency_ms
-    item.tokens_in += result.tokens_in
-    item.tokens_out += result.tokens_out
-    item.tokens_cached += result.tokens_cached
-    item.cost_usd += result.cost_usd
-    item.prompt_cache_saved_usd += result.prompt_cache_saved_usd
-    item.cost_saved_usd = result.cost_saved_usd
-    item.api_calls += result.api_calls
-    item.retries += result.retries
-    item.request_excerpt = result.request_excerpt[:2000]
-    item.response_excerpt = result.response_excerpt[:2000]
-    item.lease_owner = ""
-    item.lease_expires_at = None
-    item.finished_at = result.finished_at or now
+def _result_row(result: ItemResult, previous: Sequence, now) -> list:
+    """The RESULT_FIELDS values of an item given this result and its totals so far
+    (TOTAL_FIELDS order)."""
+    tokens_in, tokens_out, tokens_cached, cost, cache_saved, api_calls, retries = previous
+    values = {
+        "status": result.status,
+        "result_latex": result.latex,
+        "result_labels": result.labels,
+        "result_formulas": result.formulas,
+        "review_formulas": None,  # a reviewer's fixes were to the previous result
+        "route": result.route,
+        "cached": result.cached,
+        "validation_score": result.validation_score,
+        # Reasons are stored language-neutrally (converters/messages.py).
+        "validation_reasons": message_data(list(result.validation_reasons)),
+        "error_category": result.error_category,
+        **error_fields(result.error_message),
+        "latency_ms": result.latency_ms,
+        "tokens_in": tokens_in + result.tokens_in,
+        "tokens_out": tokens_out + result.tokens_out,
+        "tokens_cached": tokens_cached + result.tokens_cached,
+        "cost_usd": cost + result.cost_usd,
+        "cost_saved_usd": result.cost_saved_usd,
+        "prompt_cache_saved_usd": cache_saved + result.prompt_cache_saved_usd,
+        "api_calls": api_calls + result.api_calls,
+        "retries": retries + result.retries,
+        "request_excerpt": result.request_excerpt[:2000],
+        "response_excerpt": result.response_excerpt[:2000],
+        "lease_owner": "",
+        "lease_expires_at": None,
+        "finished_at": result.finished_at or now,
+    }
+    return [values[name] for name in RESULT_FIELDS]
 
 
 def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
@@ -290,10 +298,10 @@ def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
         return
     if job.kind != Job.Kind.CONVERT or not results:
         return
-    questions = Question.objects.only("id", "latex_locked", "conversion_state", "formulas").in_bulk(
+    questions = Question.objects.only("id", "latex_locked", "conversion_state").in_bulk(
         [r.question_id for r in results]
     )
-    changed = []
+    converted, state_changed = [], []
     state = Question.ConversionState
     for result in results:
         question = questions[result.question_id]
@@ -306,17 +314,20 @@ def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
             question.latex_locked = False
             question.latex_accepted_by = None
             question.latex_accepted_at = now
+            question.updated_at = now
+            converted.append(question)
         elif result.status == Item.Status.NEEDS_REVIEW and question.conversion_state in (
             state.UNCONVERTED,
             state.FAILED,
         ):
             question.conversion_state = state.NEEDS_REVIEW
+            question.updated_at = now
+            state_changed.append(question)
         elif result.status == Item.Status.FAILED and question.conversion_state == state.UNCONVERTED:
             question.conversion_state = state.FAILED
-        else:
-            continue
-        question.updated_at = now
-        changed.append(question)
+            question.updated_at = now
+            state_changed.append(question)
+    # Only the fields set above are written (the others were not read: .only()).
     fields = [
         "latex",
         "formulas",
@@ -326,7 +337,8 @@ def _questions_apply(*, job: Job, results: Sequence[ItemResult], now) -> None:
         "latex_accepted_at",
         "updated_at",
     ]
-    if job.overwrite_reviewed:
-        rows_update(changed, fields)
-    else:  # a reviewer may have locked it since it was read (PostgreSQL)
-        rows_update(changed, fields, where="latex_locked = %s", params=(False,))
+    # Unless the job overwrites reviewed results, a reviewer may have locked the question
+    # since it was read (PostgreSQL): the write then leaves it alone.
+    where, params = ("", ()) if job.overwrite_reviewed else ("latex_locked = %s", (False,))
+    rows_update(converted, fields, where=where, params=params)
+    rows_update(state_changed, ["conversion_state", "updated_at"], where=where, params=params)

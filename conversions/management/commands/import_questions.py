@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from conversions.apps import loaded_objects_frozen
 from conversions.importing import (
     CHUNK_SIZE,
     DEFAULT_DB_QUERY,
@@ -102,7 +103,7 @@ class Command(TranslatedCommand):
             "chunk_size": max(1, options["chunk_size"]),
         }
         try:
-            with sigterm_interrupts():
+            with sigterm_interrupts(), loaded_objects_frozen():
                 if options["from_db"]:
                     source = DatabaseSource(database_url(options["from_db"]), options["query"])
                     report = import_source(source, **settings)
