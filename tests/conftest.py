@@ -18,6 +18,7 @@ from django.utils import translation
 
 from mathconv_dev.fakeopenai import FakeOptions
 from mathconv_dev.fakeopenai.process import MANAGE_COMMAND, FakeServer
+from tests.adminutil import login, staff_user
 from tests.jobutil import API_KEY, seed_prices
 from tests.settings import subprocess_env
 
@@ -140,3 +141,9 @@ def pytest_sessionfinish(session, exitstatus):
     # The run's logs and exports; a subprocess of a later run never shares its tag.
     if os.environ.get("MATHCONV_USE_TEST_DB") != "1":
         shutil.rmtree(settings.TEST_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def operator(client):
+    """A test client logged in as a member of the operators group."""
+    return login(client, staff_user("olga", "operators"))

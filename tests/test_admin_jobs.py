@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 
 from conversions.models import Endpoint, EndpointModel, Item, Job, ModelPrice, Question
 from conversions.selectors import message_pattern
-from tests.adminutil import login, make_job, set_items, staff_user
+from tests.adminutil import make_job, set_items
 from tests.jobutil import make_questions
 
 pytestmark = pytest.mark.django_db
@@ -20,11 +20,6 @@ pytestmark = pytest.mark.django_db
 JOBS = reverse("admin:conversions_job_changelist")
 ITEMS = reverse("admin:conversions_item_changelist")
 FAILURES = reverse("admin:conversions_item_failures")
-
-
-@pytest.fixture
-def operator(client):
-    return login(client, staff_user("olga", "operators"))
 
 
 def finished_job(n_ok=6, n_failed=2, n_pending=2, name="demo") -> Job:

@@ -22,11 +22,6 @@ LAUNCH_CONVERT = reverse("admin:conversions_question_launch", args=["convert"])
 LAUNCH_LABEL = reverse("admin:conversions_question_launch", args=["label"])
 
 
-@pytest.fixture
-def operator(client):
-    return login(client, staff_user("olga", "operators"))
-
-
 # --- a cancelled job stops counting as running ----------------------------------------------
 
 

@@ -34,11 +34,6 @@ NEXT = reverse("admin:conversions_item_review_next")
 
 
 @pytest.fixture
-def operator(client):
-    return login(client, staff_user("olga", "operators"))
-
-
-@pytest.fixture
 def reviewer(client):
     return login(client, staff_user("rita", "reviewers"))
 

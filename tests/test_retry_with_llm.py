@@ -24,11 +24,6 @@ RETRY_LLM = reverse("admin:conversions_item_retry_llm")
 
 
 @pytest.fixture
-def operator(client):
-    return login(client, staff_user("olga", "operators"))
-
-
-@pytest.fixture
 def rules_job(llm) -> Job:
     """A rules job: 3 questions converted, 2 refused (<mglyph>), 1 failed by a timeout."""
     make_questions(3)
